@@ -1,0 +1,120 @@
+//! The `selectchat` command line: parse flags, set up logging, serve.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use log::{error, info, warn, LevelFilter};
+
+use selectchat::config::{open_file_limit, parse_secs, Config};
+use selectchat::liveness::Timeouts;
+use selectchat::server::Server;
+
+/// A single-threaded chat server: `selectchat 7007`, then `nc localhost 7007`.
+#[derive(Debug, Parser)]
+#[command(name = "selectchat", version, about)]
+struct Cli {
+    /// TCP port to listen on (0 picks a free one).
+    #[arg(env = "CHAT_PORT", default_value_t = 7007)]
+    port: u16,
+    /// Address to listen on; IPv6 addresses such as `::` work.
+    #[arg(long, default_value = "0.0.0.0")]
+    host: IpAddr,
+    /// Seconds without a line before the server sends PING.
+    #[arg(long, value_name = "SECS", default_value = "20", value_parser = parse_secs)]
+    ping_interval: Duration,
+    /// Seconds without a line before the connection is closed (`BYE idle-timeout`).
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    idle_timeout: Duration,
+    /// Seconds a connection may take to log in (`BYE login-timeout`).
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    login_timeout: Duration,
+    /// Longest line in bytes, line end not counted; longer ones get `ERR line-too-long`.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(64..=1 << 20))]
+    max_line: u32,
+    /// Most connections at once (capped by the open-file limit); more get `BYE server-full`.
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_clients: u32,
+    /// Most unsent bytes queued for one client before it is dropped as a slow consumer.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20,
+          value_parser = clap::value_parser!(u32).range(1024..))]
+    sendq: u32,
+    /// More logging: -v for debug, -vv for trace.
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Less logging: -q for warnings only, -qq for errors only.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    quiet: u8,
+    /// Log level (off, error, warn, info, debug, trace); overrides -v and -q.
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<LevelFilter>,
+}
+
+impl Cli {
+    fn log_level(&self) -> LevelFilter {
+        self.log_level.unwrap_or(match (self.verbose, self.quiet) {
+            (0, 0) => LevelFilter::Info,
+            (1, _) => LevelFilter::Debug,
+            (v, _) if v >= 2 => LevelFilter::Trace,
+            (_, 1) => LevelFilter::Warn,
+            _ => LevelFilter::Error,
+        })
+    }
+
+    fn config(&self) -> Config {
+        let mut cfg = Config::new(SocketAddr::new(self.host, self.port));
+        cfg.timeouts = Timeouts {
+            ping_interval: self.ping_interval,
+            idle_timeout: self.idle_timeout,
+            login_timeout: self.login_timeout,
+        };
+        cfg.max_line = self.max_line as usize;
+        cfg.max_clients = self.max_clients as usize;
+        cfg.sendq = self.sendq as usize;
+        if let Some(limit) = open_file_limit() {
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            if cfg.max_clients > limit {
+                warn!(
+                    "--max-clients {} exceeds the open-file limit; using {limit} \
+                     (connections past the last free descriptor get BYE server-full)",
+                    cfg.max_clients
+                );
+                cfg.max_clients = limit;
+            }
+        }
+        cfg
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let logger = simple_logger::SimpleLogger::new()
+        .with_level(cli.log_level())
+        .with_utc_timestamps();
+    if let Err(e) = logger.init() {
+        eprintln!("selectchat: cannot start logging: {e}");
+        return ExitCode::FAILURE;
+    }
+    let cfg = cli.config();
+    let server = match Server::bind(cfg.clone()) {
+        Ok(server) => server,
+        Err(e) => {
+            error!("cannot listen on {}: {e}", cfg.addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    match server.local_addr() {
+        Ok(addr) => info!("listening on {addr}"),
+        Err(e) => warn!("listening, address unknown: {e}"),
+    }
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("event loop failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Parses one framed line into a [`Command`], or the error the client gets.
+//!
+//! The checks run in wire order: UTF-8, then control characters, then the
+//! command word. Arguments borrow from the line; nothing is allocated.
+
+use super::ProtocolError;
+
+/// A client request, borrowing its arguments from the received line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `LOGIN <name>`: the name is checked by the chat, which knows what is taken.
+    Login(&'a str),
+    /// `MSG <text>`; the text may be empty, which the chat refuses.
+    Msg(&'a str),
+    /// `DM <name> <text>`.
+    Dm { to: &'a str, text: &'a str },
+    /// `WHO`; any arguments are ignored.
+    Who,
+    /// `PING [token]`.
+    Ping(Option<&'a str>),
+    /// `PONG [token]`: an answer to the server's heartbeat.
+    Pong,
+    /// `QUIT [reason]`.
+    Quit(Option<&'a str>),
+}
+
+/// Longest name accepted by `LOGIN`, in characters (names are ASCII).
+pub const MAX_NAME: usize = 32;
+
+fn is_blank(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+/// True for characters a user may not send to other users' terminals:
+/// C0 controls but TAB, DEL and the C1 controls.
+fn has_control(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().any(|(i, &b)| {
+        (b < 0x20 && b != b'\t')
+            || b == 0x7f
+            // C1 controls U+0080..U+009F are encoded as C2 80..C2 9F.
+            || (b == 0xc2 && matches!(bytes.get(i + 1), Some(0x80..=0x9f)))
+    })
+}
+
+/// Splits off the first blank-separated word; the rest has its leading blanks removed.
+fn split_word(s: &str) -> (&str, &str) {
+    match s.find(is_blank) {
+        Some(i) => (&s[..i], s[i..].trim_start_matches(is_blank)),
+        None => (s, ""),
+    }
+}
+
+fn optional(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// Parses a line (without its line end). `Ok(None)` is a blank line, which gets no reply.
+pub fn parse(line: &[u8]) -> Result<Option<Command<'_>>, ProtocolError> {
+    let text = std::str::from_utf8(line).map_err(|_| ProtocolError::InvalidUtf8)?;
+    if has_control(text) {
+        return Err(ProtocolError::InvalidText);
+    }
+    let text = text.trim_matches(is_blank);
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let (word, rest) = split_word(text);
+    let is = |name: &str| word.eq_ignore_ascii_case(name);
+    let command = if is("LOGIN") {
+        Command::Login(rest)
+    } else if is("MSG") {
+        Command::Msg(rest)
+    } else if is("DM") {
+        let (to, text) = split_word(rest);
+        Command::Dm { to, text }
+    } else if is("WHO") {
+        Command::Who
+    } else if is("PING") {
+        Command::Ping(optional(rest))
+    } else if is("PONG") {
+        Command::Pong
+    } else if is("QUIT") {
+        Command::Quit(optional(rest))
+    } else {
+        return Err(ProtocolError::UnknownCommand);
+    };
+    Ok(Some(command))
+}
+
+/// True when `name` is 1 to 32 characters of `A-Z a-z 0-9 _ -`.
+pub fn valid_name(name: &str) -> bool {
+    (1..=MAX_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ProtocolError::*;
+
+    fn p(line: &str) -> Result<Option<Command<'_>>, ProtocolError> {
+        parse(line.as_bytes())
+    }
+
+    #[test]
+    fn parses_every_command_case_insensitively() {
+        assert_eq!(p("LOGIN alice"), Ok(Some(Command::Login("alice"))));
+        assert_eq!(p("login alice"), Ok(Some(Command::Login("alice"))));
+        assert_eq!(p("MsG  hello   world "), Ok(Some(Command::Msg("hello   world"))));
+        assert_eq!(p("dm bob \t hi  there"), Ok(Some(Command::Dm { to: "bob", text: "hi  there" })));
+        assert_eq!(p("WHO"), Ok(Some(Command::Who)));
+        assert_eq!(p("who extra"), Ok(Some(Command::Who)));
+        assert_eq!(p("PING"), Ok(Some(Command::Ping(None))));
+        assert_eq!(p("ping abc 1"), Ok(Some(Command::Ping(Some("abc 1")))));
+        assert_eq!(p("PONG 7"), Ok(Some(Command::Pong)));
+        assert_eq!(p("QUIT"), Ok(Some(Command::Quit(None))));
+        assert_eq!(p("\tquit  gone home "), Ok(Some(Command::Quit(Some("gone home")))));
+    }
+
+    #[test]
+    fn empty_arguments_are_empty_strings() {
+        assert_eq!(p("MSG"), Ok(Some(Command::Msg(""))));
+        assert_eq!(p("MSG    "), Ok(Some(Command::Msg(""))));
+        assert_eq!(p("DM"), Ok(Some(Command::Dm { to: "", text: "" })));
+        assert_eq!(p("DM bob"), Ok(Some(Command::Dm { to: "bob", text: "" })));
+        assert_eq!(p("LOGIN"), Ok(Some(Command::Login(""))));
+    }
+
+    #[test]
+    fn blank_lines_are_not_commands() {
+        assert_eq!(p(""), Ok(None));
+        assert_eq!(p("  \t "), Ok(None));
+    }
+
+    #[test]
+    fn rejects_bad_bytes_in_wire_order() {
+        assert_eq!(parse(b"MSG \xff\xfe"), Err(InvalidUtf8));
+        assert_eq!(parse(b"BOGUS \xff"), Err(InvalidUtf8));
+        assert_eq!(p("MSG \x1b[31mred"), Err(InvalidText));
+        assert_eq!(p("MSG a\x7fb"), Err(InvalidText));
+        assert_eq!(p("MSG a\u{85}b"), Err(InvalidText));
+        assert_eq!(p("MSG a\rb"), Err(InvalidText));
+        assert_eq!(p("MSG a\0"), Err(InvalidText));
+        assert_eq!(p("MSG tab\tis fine"), Ok(Some(Command::Msg("tab\tis fine"))));
+        assert_eq!(p("MSG é ü ✓ \u{a0}"), Ok(Some(Command::Msg("é ü ✓ \u{a0}"))));
+        assert_eq!(p("HELLO"), Err(UnknownCommand));
+        assert_eq!(p("LOGINX a"), Err(UnknownCommand));
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name("a"));
+        assert!(valid_name("Alice_the-2nd"));
+        assert!(valid_name(&"x".repeat(32)));
+        assert!(!valid_name(&"x".repeat(33)));
+        assert!(!valid_name(""));
+        assert!(!valid_name("al ice"));
+        assert!(!valid_name("élise"));
+        assert!(!valid_name("a.b"));
+    }
+}

@@ -1,0 +1,554 @@
+//! The event loop: the only code that touches mio. One thread, one `Poll`, a
+//! `Slab` of connections keyed by their `Token`, and a timer wheel that sets
+//! the poll timeout.
+//!
+//! Each turn: handle the events (reads feed the chat, whose output is only
+//! appended to write buffers), retry connections that stopped reading before
+//! `WouldBlock`, fire due timers, flush every connection written to once, and
+//! only then remove closed connections, so a slab key is never reused by an
+//! accept while events for its old owner are still being handled.
+
+mod conn;
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, trace, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use crate::chat::{Chat, ConnId, Outbox, Step};
+use crate::config::Config;
+use crate::liveness::{Liveness, Verdict};
+use crate::protocol::{ByeReason, Frame, Reply};
+use crate::wheel::Wheel;
+
+pub use conn::{Conn, ConnState, Departure};
+
+const LISTENER: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
+
+/// Bytes read from one socket per turn before others get their turn.
+const READ_BUDGET: usize = 64 * 1024;
+/// Size of the shared buffer each `read` fills.
+const READ_CHUNK: usize = 16 * 1024;
+/// Timer wheel resolution and size: 10 ms ticks, about 5 s per revolution.
+const WHEEL_TICK: Duration = Duration::from_millis(10);
+const WHEEL_SLOTS: usize = 512;
+/// Longest a leaving connection may take to accept its last bytes.
+const LINGER: Duration = Duration::from_secs(2);
+/// Longest shutdown waits for `BYE shutting-down` to drain.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Pause before accepting again when descriptors ran out and no spare was left.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The connections and the loop's write list; the chat's [`Outbox`].
+struct Conns {
+    slab: Slab<Conn>,
+    pending_writes: Vec<ConnId>,
+    /// Connections whose sendq overflowed during the last chat call.
+    overflowed: Vec<ConnId>,
+    sendq: usize,
+    scratch: Vec<u8>,
+}
+
+impl Conns {
+    fn queue_write(&mut self, id: ConnId) {
+        if let Some(conn) = self.slab.get_mut(id) {
+            if !conn.write_queued {
+                conn.write_queued = true;
+                self.pending_writes.push(id);
+            }
+        }
+    }
+
+    fn send_reply(&mut self, to: ConnId, reply: Reply<'_>) {
+        let mut line = std::mem::take(&mut self.scratch);
+        line.clear();
+        reply.write_to(&mut line);
+        self.send(to, &line);
+        self.scratch = line;
+    }
+}
+
+impl Outbox for Conns {
+    fn send(&mut self, to: ConnId, bytes: &[u8]) {
+        let Some(conn) = self.slab.get_mut(to) else {
+            debug_assert!(false, "chat wrote to unknown connection {to}");
+            return;
+        };
+        if conn.state != ConnState::Open || conn.overflowed {
+            return;
+        }
+        if conn.wbuf.len() + bytes.len() > self.sendq {
+            conn.overflowed = true;
+            self.overflowed.push(to);
+            return;
+        }
+        conn.wbuf.extend_from_slice(bytes);
+        if !conn.write_queued {
+            conn.write_queued = true;
+            self.pending_writes.push(to);
+        }
+    }
+}
+
+/// Counters a test or an operator can read from the logs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub connections: usize,
+    pub users: usize,
+    pub timers: usize,
+}
+
+/// A bound chat server, ready to [`run`](Server::run).
+pub struct Server {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    signals: Signals,
+    conns: Conns,
+    chat: Chat,
+    wheel: Wheel<ConnId>,
+    cfg: Config,
+    read_again: Vec<ConnId>,
+    reap: Vec<ConnId>,
+    fired: Vec<ConnId>,
+    read_chunk: Vec<u8>,
+    /// Held open so that, out of descriptors, we can still accept and refuse.
+    spare_fd: Option<File>,
+    accept_paused_until: Option<Instant>,
+    shutdown_deadline: Option<Instant>,
+}
+
+fn spare_fd() -> Option<File> {
+    File::open("/dev/null").ok()
+}
+
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+impl Server {
+    /// Binds the listener and installs the SIGINT/SIGTERM handlers.
+    pub fn bind(cfg: Config) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(cfg.addr)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        Ok(Server {
+            poll,
+            listener: Some(listener),
+            signals,
+            conns: Conns {
+                slab: Slab::new(),
+                pending_writes: Vec::new(),
+                overflowed: Vec::new(),
+                sendq: cfg.sendq,
+                scratch: Vec::new(),
+            },
+            chat: Chat::new(),
+            wheel: Wheel::new(WHEEL_TICK, WHEEL_SLOTS, Instant::now()),
+            cfg,
+            read_again: Vec::new(),
+            reap: Vec::new(),
+            fired: Vec::new(),
+            read_chunk: vec![0; READ_CHUNK],
+            spare_fd: spare_fd(),
+            accept_paused_until: None,
+            shutdown_deadline: None,
+        })
+    }
+
+    /// The address actually listened on (useful with port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match &self.listener {
+            Some(l) => l.local_addr(),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// Current counts of connections, users and timers.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            connections: self.conns.slab.len(),
+            users: self.chat.users(),
+            timers: self.wheel.len(),
+        }
+    }
+
+    /// Serves until SIGINT or SIGTERM, then says `BYE shutting-down` to everyone.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(now),
+                    SIGNALS => self.on_signals(now),
+                    Token(id) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read(id, now);
+                        }
+                        if event.is_writable() || event.is_write_closed() {
+                            self.conns.queue_write(id);
+                        }
+                    }
+                }
+            }
+            self.retry_reads(now);
+            if self.accept_paused_until.is_some_and(|t| now >= t) {
+                self.accept_paused_until = None;
+                self.accept_all(now);
+            }
+            self.expire_timers(now);
+            self.flush_pending(now);
+            self.reap_closed();
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.conns.slab.is_empty() || now >= deadline {
+                    info!("shutdown complete; {} connections cut short", self.conns.slab.len());
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.read_again.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        [
+            self.wheel.next_timeout(now),
+            self.accept_paused_until.map(|t| t.saturating_duration_since(now)),
+            self.shutdown_deadline.map(|t| t.saturating_duration_since(now)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn accept_all(&mut self, now: Instant) {
+        loop {
+            let Some(listener) = &self.listener else { return };
+            match listener.accept() {
+                Ok((sock, peer)) => self.admit(sock, peer, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
+                Err(e) if is_fd_exhaustion(&e) && self.refuse_with_spare_fd() => {}
+                Err(e) => {
+                    warn!("accept failed: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
+                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Out of descriptors: give up the spare one to accept the waiting peer
+    /// and tell it the server is full, so the backlog drains instead of
+    /// waking us forever. Returns false when there was no spare to give.
+    fn refuse_with_spare_fd(&mut self) -> bool {
+        let Some(spare) = self.spare_fd.take() else {
+            return false;
+        };
+        drop(spare);
+        let accepted = self.listener.as_ref().map(|l| l.accept());
+        if let Some(Ok((sock, peer))) = accepted {
+            warn!("out of file descriptors; refusing {peer}");
+            refuse(sock, ByeReason::ServerFull);
+        }
+        self.spare_fd = spare_fd();
+        true
+    }
+
+    fn admit(&mut self, mut sock: TcpStream, peer: SocketAddr, now: Instant) {
+        if self.conns.slab.len() >= self.cfg.max_clients {
+            info!("refusing {peer}: server full ({} connections)", self.conns.slab.len());
+            refuse(sock, ByeReason::ServerFull);
+            return;
+        }
+        let entry = self.conns.slab.vacant_entry();
+        let id = entry.key();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut sock, Token(id), Interest::READABLE)
+        {
+            warn!("cannot register {peer}: {e}");
+            return;
+        }
+        let live = Liveness::new(now);
+        let mut conn = Conn::new(sock, peer, self.cfg.max_line, live);
+        conn.timer = Some(self.wheel.insert(live.next_deadline(false, &self.cfg.timeouts), id));
+        entry.insert(conn);
+        info!("conn {id} {peer} connected");
+    }
+
+    fn read(&mut self, id: ConnId, now: Instant) {
+        let Some(conn) = self.conns.slab.get_mut(id) else { return };
+        if conn.state != ConnState::Open {
+            return;
+        }
+        // Both are moved out so the chat can borrow the rest of `self` while
+        // lines still point into them; they go back below.
+        let mut framer = std::mem::take(&mut conn.framer);
+        let mut chunk = std::mem::take(&mut self.read_chunk);
+        let mut budget = READ_BUDGET;
+        loop {
+            let conn = &mut self.conns.slab[id];
+            if conn.state != ConnState::Open {
+                break;
+            }
+            match conn.sock.read(&mut chunk) {
+                Ok(0) => {
+                    self.depart(id, Departure::Eof, now);
+                    break;
+                }
+                Ok(n) => {
+                    trace!("conn {id} read {n} bytes");
+                    let flow = framer.feed(&chunk[..n], |frame| self.on_frame(id, frame, now));
+                    if flow.is_break() {
+                        break;
+                    }
+                    budget = budget.saturating_sub(n);
+                    if budget == 0 {
+                        let conn = &mut self.conns.slab[id];
+                        if !conn.read_queued {
+                            conn.read_queued = true;
+                            self.read_again.push(id);
+                        }
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!("conn {id} read error: {e}");
+                    self.depart(id, Departure::Reset, now);
+                    break;
+                }
+            }
+        }
+        self.conns.slab[id].framer = framer;
+        self.read_chunk = chunk;
+    }
+
+    fn on_frame(&mut self, id: ConnId, frame: Frame<'_>, now: Instant) -> ControlFlow<()> {
+        let step = match frame {
+            Frame::TooLong => {
+                self.chat.on_line_too_long(id, &mut self.conns);
+                Step::Continue
+            }
+            Frame::Line(line) => {
+                self.conns.slab[id].live.on_activity(now);
+                self.chat.on_line(id, line, &mut self.conns)
+            }
+        };
+        self.drop_overflowed(now);
+        match step {
+            Step::Continue => {}
+            Step::LoggedIn => {
+                let conn = &self.conns.slab[id];
+                info!("conn {id} {} logged in as {}", conn.peer, self.chat.name(id).unwrap_or("?"));
+            }
+            Step::Quit => self.depart(id, Departure::Quit, now),
+        }
+        if self.conns.slab[id].state == ConnState::Open {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
+    }
+
+    fn retry_reads(&mut self, now: Instant) {
+        for id in std::mem::take(&mut self.read_again) {
+            if let Some(conn) = self.conns.slab.get_mut(id) {
+                if conn.read_queued {
+                    conn.read_queued = false;
+                    self.read(id, now);
+                }
+            }
+        }
+    }
+
+    /// Ends a connection's membership exactly once: says `BYE` where the
+    /// departure allows it, tells the others, and frees the name at once.
+    fn depart(&mut self, id: ConnId, why: Departure, now: Instant) {
+        self.depart_one(id, why, now);
+        self.drop_overflowed(now);
+    }
+
+    /// Departs every connection whose sendq overflowed. A departure's own
+    /// announcement can overflow others, so this loops rather than recurses.
+    fn drop_overflowed(&mut self, now: Instant) {
+        while let Some(id) = self.conns.overflowed.pop() {
+            self.depart_one(id, Departure::Sendq, now);
+        }
+    }
+
+    fn depart_one(&mut self, id: ConnId, why: Departure, now: Instant) {
+        let Some(conn) = self.conns.slab.get_mut(id) else { return };
+        if conn.state != ConnState::Open {
+            return;
+        }
+        if let Some(timer) = conn.timer.take() {
+            self.wheel.cancel(timer);
+        }
+        if why.flushes() {
+            let bye = match why {
+                Departure::Quit => Some(ByeReason::Quit),
+                Departure::IdleTimeout => Some(ByeReason::IdleTimeout),
+                Departure::LoginTimeout => Some(ByeReason::LoginTimeout),
+                Departure::Shutdown => Some(ByeReason::ShuttingDown),
+                _ => None,
+            };
+            if let Some(reason) = bye {
+                Reply::Bye(reason).write_to(&mut conn.wbuf);
+            }
+            conn.state = ConnState::Draining;
+            conn.timer = Some(self.wheel.insert(now + LINGER, id));
+            self.conns.queue_write(id);
+        } else {
+            conn.state = ConnState::Dead;
+            conn.wbuf = Vec::new();
+            self.reap.push(id);
+        }
+        let conn = &self.conns.slab[id];
+        match self.chat.name(id) {
+            Some(name) => info!("conn {id} {} {name} left: {}", conn.peer, why.as_str()),
+            None => info!("conn {id} {} closed: {}", conn.peer, why.as_str()),
+        }
+        if why == Departure::Shutdown {
+            self.chat.remove(id);
+        } else {
+            self.chat.leave(id, &mut self.conns);
+        }
+    }
+
+    fn expire_timers(&mut self, now: Instant) {
+        let mut fired = std::mem::take(&mut self.fired);
+        self.wheel.advance(now, &mut fired);
+        for id in fired.drain(..) {
+            self.on_timer(id, now);
+        }
+        self.fired = fired;
+    }
+
+    fn on_timer(&mut self, id: ConnId, now: Instant) {
+        let Some(conn) = self.conns.slab.get_mut(id) else { return };
+        conn.timer = None;
+        match conn.state {
+            ConnState::Dead => {}
+            ConnState::Draining => {
+                debug!("conn {id} {} linger expired with {} bytes unsent", conn.peer, conn.wbuf.len());
+                conn.state = ConnState::Dead;
+                self.reap.push(id);
+            }
+            ConnState::Open => {
+                conn.release_idle_buffers();
+                let logged_in = self.chat.name(id).is_some();
+                match conn.live.check(now, logged_in, &self.cfg.timeouts) {
+                    Verdict::Wait(at) => conn.timer = Some(self.wheel.insert(at, id)),
+                    Verdict::Ping(at) => {
+                        conn.timer = Some(self.wheel.insert(at, id));
+                        trace!("conn {id} heartbeat");
+                        self.conns.send_reply(id, Reply::Ping);
+                        self.drop_overflowed(now);
+                    }
+                    Verdict::Expire(ByeReason::LoginTimeout) => self.depart(id, Departure::LoginTimeout, now),
+                    Verdict::Expire(_) => self.depart(id, Departure::IdleTimeout, now),
+                }
+            }
+        }
+    }
+
+    fn flush_pending(&mut self, now: Instant) {
+        // Departures during a flush can queue more writes; the loop takes them too.
+        while let Some(id) = self.conns.pending_writes.pop() {
+            self.flush(id, now);
+        }
+    }
+
+    fn flush(&mut self, id: ConnId, now: Instant) {
+        let Some(conn) = self.conns.slab.get_mut(id) else { return };
+        conn.write_queued = false;
+        if conn.state == ConnState::Dead {
+            return;
+        }
+        if let Err(e) = conn.write_out() {
+            debug!("conn {id} write error: {e}");
+            if conn.state == ConnState::Draining {
+                conn.state = ConnState::Dead;
+                self.reap.push(id);
+            } else {
+                self.depart(id, Departure::Reset, now);
+            }
+            return;
+        }
+        let registry = self.poll.registry();
+        if conn.wbuf.is_empty() {
+            if conn.state == ConnState::Draining {
+                conn.state = ConnState::Dead;
+                self.reap.push(id);
+            } else if conn.want_writable {
+                conn.want_writable = false;
+                let _ = registry.reregister(&mut conn.sock, Token(id), Interest::READABLE);
+            }
+        } else if !conn.want_writable {
+            conn.want_writable = true;
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(e) = registry.reregister(&mut conn.sock, Token(id), interest) {
+                debug!("conn {id} cannot wait for writable: {e}");
+                self.depart(id, Departure::Reset, now);
+            }
+        }
+    }
+
+    fn reap_closed(&mut self) {
+        for id in self.reap.drain(..) {
+            if let Some(mut conn) = self.conns.slab.try_remove(id) {
+                let _ = self.poll.registry().deregister(&mut conn.sock);
+                if let Some(timer) = conn.timer {
+                    self.wheel.cancel(timer);
+                }
+                debug!("conn {id} {} removed", conn.peer);
+            }
+        }
+    }
+
+    fn on_signals(&mut self, now: Instant) {
+        let received: Vec<i32> = self.signals.pending().collect();
+        if received.is_empty() || self.shutdown_deadline.is_some() {
+            return;
+        }
+        info!("signal {received:?}: shutting down {} connections", self.conns.slab.len());
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let ids: Vec<ConnId> = self.conns.slab.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            self.depart(id, Departure::Shutdown, now);
+        }
+        self.shutdown_deadline = Some(now + SHUTDOWN_GRACE);
+    }
+}
+
+/// Tells a connection we will not serve why, best effort, and closes it.
+fn refuse(mut sock: TcpStream, reason: ByeReason) {
+    let _ = sock.write(&Reply::Bye(reason).to_bytes());
+}
