@@ -106,7 +106,12 @@ impl Chat {
         })
     }
 
-    fn login(&mut self, id: ConnId, name: &str, out: &mut impl Outbox) -> Result<Step, ProtocolError> {
+    fn login(
+        &mut self,
+        id: ConnId,
+        name: &str,
+        out: &mut impl Outbox,
+    ) -> Result<Step, ProtocolError> {
         if self.member(id).is_some() {
             return Err(ProtocolError::AlreadyLoggedIn);
         }
@@ -131,7 +136,12 @@ impl Chat {
         Ok(Step::LoggedIn)
     }
 
-    fn msg(&mut self, id: ConnId, text: &str, out: &mut impl Outbox) -> Result<Step, ProtocolError> {
+    fn msg(
+        &mut self,
+        id: ConnId,
+        text: &str,
+        out: &mut impl Outbox,
+    ) -> Result<Step, ProtocolError> {
         // Field access, not `self.member`, so `scratch` stays borrowable.
         let member = self.members.get(id).and_then(Option::as_ref);
         let member = member.ok_or(ProtocolError::NotLoggedIn)?;
@@ -140,13 +150,23 @@ impl Chat {
         }
         let mut line = std::mem::take(&mut self.scratch);
         line.clear();
-        Reply::Msg { from: &member.name, text }.write_to(&mut line);
+        Reply::Msg {
+            from: &member.name,
+            text,
+        }
+        .write_to(&mut line);
         self.send_to_all(Some(id), &line, out);
         self.scratch = line;
         Ok(Step::Continue)
     }
 
-    fn dm(&mut self, id: ConnId, to: &str, text: &str, out: &mut impl Outbox) -> Result<Step, ProtocolError> {
+    fn dm(
+        &mut self,
+        id: ConnId,
+        to: &str,
+        text: &str,
+        out: &mut impl Outbox,
+    ) -> Result<Step, ProtocolError> {
         let member = self.members.get(id).and_then(Option::as_ref);
         let member = member.ok_or(ProtocolError::NotLoggedIn)?;
         let target = *self
@@ -158,7 +178,11 @@ impl Chat {
         }
         let mut line = std::mem::take(&mut self.scratch);
         line.clear();
-        Reply::Dm { from: &member.name, text }.write_to(&mut line);
+        Reply::Dm {
+            from: &member.name,
+            text,
+        }
+        .write_to(&mut line);
         out.send(target, &line);
         self.scratch = line;
         Ok(Step::Continue)
@@ -172,7 +196,11 @@ impl Chat {
             .filter_map(|&m| self.member(m).map(|m| &*m.name))
             .collect();
         names.sort_unstable_by(|a, b| {
-            let fold = |s: &str| s.bytes().map(|b| b.to_ascii_lowercase()).collect::<Vec<_>>();
+            let fold = |s: &str| {
+                s.bytes()
+                    .map(|b| b.to_ascii_lowercase())
+                    .collect::<Vec<_>>()
+            };
             fold(a).cmp(&fold(b))
         });
         let mut lines = Vec::with_capacity(names.len() * 16);
@@ -196,7 +224,8 @@ impl Chat {
     /// Returns the freed name.
     pub fn remove(&mut self, id: ConnId) -> Option<Box<str>> {
         let member = self.members.get_mut(id)?.take()?;
-        self.by_name.remove(member.name.to_ascii_lowercase().as_str());
+        self.by_name
+            .remove(member.name.to_ascii_lowercase().as_str());
         self.roster.swap_remove(member.roster_pos);
         if let Some(&moved) = self.roster.get(member.roster_pos) {
             if let Some(m) = self.members[moved].as_mut() {
@@ -235,7 +264,10 @@ impl Chat {
         for (pos, &id) in self.roster.iter().enumerate() {
             let m = self.member(id).expect("roster entry without member");
             assert_eq!(m.roster_pos, pos);
-            assert_eq!(self.by_name.get(m.name.to_ascii_lowercase().as_str()), Some(&id));
+            assert_eq!(
+                self.by_name.get(m.name.to_ascii_lowercase().as_str()),
+                Some(&id)
+            );
         }
         let members = self.members.iter().filter(|m| m.is_some()).count();
         assert_eq!(members, self.roster.len());
@@ -289,7 +321,10 @@ mod tests {
         chat.on_line(1, b"LOGIN al ice", &mut out);
         chat.on_line(1, b"LOGIN", &mut out);
         chat.on_line(0, b"LOGIN other", &mut out);
-        assert_eq!(out.take(1), "ERR username-taken\nERR invalid-username\nERR invalid-username\n");
+        assert_eq!(
+            out.take(1),
+            "ERR username-taken\nERR invalid-username\nERR invalid-username\n"
+        );
         assert_eq!(out.take(0), "ERR already-logged-in\n");
         assert_eq!(chat.users(), 1);
     }
@@ -317,7 +352,10 @@ mod tests {
         chat.on_line(0, b"DM bob", &mut out);
         chat.on_line(0, b"DM", &mut out);
         chat.on_line(7, b"DM bob hi", &mut out);
-        assert_eq!(out.take(0), "ERR no-such-user\nERR empty-message\nERR no-such-user\n");
+        assert_eq!(
+            out.take(0),
+            "ERR no-such-user\nERR empty-message\nERR no-such-user\n"
+        );
         assert_eq!(out.take(7), "ERR not-logged-in\n");
     }
 
@@ -325,7 +363,10 @@ mod tests {
     fn who_is_sorted_case_insensitively() {
         let (mut chat, mut out) = setup(&["charlie", "Bob", "alice", "_x", "Zed"]);
         chat.on_line(0, b"WHO", &mut out);
-        assert_eq!(out.take(0), "USER _x\nUSER alice\nUSER Bob\nUSER charlie\nUSER Zed\n");
+        assert_eq!(
+            out.take(0),
+            "USER _x\nUSER alice\nUSER Bob\nUSER charlie\nUSER Zed\n"
+        );
         chat.on_line(9, b"who", &mut out);
         assert_eq!(out.take(9), "ERR not-logged-in\n");
     }

@@ -47,7 +47,9 @@ pub fn parse_secs(s: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("`{s}` is not a number of seconds"))?;
     if !(secs > 0.0 && secs <= MAX_SECS) {
-        return Err(format!("`{s}` must be more than 0 and at most {MAX_SECS} seconds"));
+        return Err(format!(
+            "`{s}` must be more than 0 and at most {MAX_SECS} seconds"
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -60,7 +62,7 @@ pub fn open_file_limit() -> Option<u64> {
     };
     // SAFETY: getrlimit only writes into the struct we pass.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    (rc == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur as u64)
+    (rc == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
 }
 
 #[cfg(test)]

@@ -45,11 +45,15 @@ impl Liveness {
         }
     }
 
-    /// A complete line arrived. Cheap on purpose: timers are re-armed lazily
-    /// when they fire, not on every line.
-    pub fn on_activity(&mut self, now: Instant) {
+    /// A complete line arrived. Cheap on purpose: activity only pushes
+    /// deadlines later, so a timer armed earlier just fires, finds nothing due
+    /// and is re-armed. The exception is the first line after a heartbeat,
+    /// which brings the next `PING` back before the armed idle deadline:
+    /// then this returns true and the caller must re-arm from `next_deadline`.
+    #[must_use]
+    pub fn on_activity(&mut self, now: Instant) -> bool {
         self.last_activity = now;
-        self.pinged = false;
+        std::mem::replace(&mut self.pinged, false)
     }
 
     /// The earliest instant at which `check` could have something to do.
@@ -101,7 +105,10 @@ mod tests {
         assert_eq!(l.check(t0 + 19 * S, true, &t()), Verdict::Wait(t0 + 20 * S));
         assert_eq!(l.check(t0 + 20 * S, true, &t()), Verdict::Ping(t0 + 60 * S));
         assert_eq!(l.check(t0 + 30 * S, true, &t()), Verdict::Wait(t0 + 60 * S));
-        assert_eq!(l.check(t0 + 60 * S, true, &t()), Verdict::Expire(ByeReason::IdleTimeout));
+        assert_eq!(
+            l.check(t0 + 60 * S, true, &t()),
+            Verdict::Expire(ByeReason::IdleTimeout)
+        );
     }
 
     #[test]
@@ -109,10 +116,17 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Liveness::new(t0);
         assert!(matches!(l.check(t0 + 20 * S, true, &t()), Verdict::Ping(_)));
-        l.on_activity(t0 + 50 * S);
+        assert!(
+            l.on_activity(t0 + 50 * S),
+            "a pinged peer's answer needs a re-arm"
+        );
+        assert!(!l.on_activity(t0 + 50 * S));
         assert_eq!(l.check(t0 + 60 * S, true, &t()), Verdict::Wait(t0 + 70 * S));
         assert!(matches!(l.check(t0 + 70 * S, true, &t()), Verdict::Ping(_)));
-        assert_eq!(l.check(t0 + 109 * S, true, &t()), Verdict::Wait(t0 + 110 * S));
+        assert_eq!(
+            l.check(t0 + 109 * S, true, &t()),
+            Verdict::Wait(t0 + 110 * S)
+        );
     }
 
     #[test]
@@ -120,11 +134,14 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Liveness::new(t0);
         for s in 1..30 {
-            l.on_activity(t0 + s * S);
+            let _ = l.on_activity(t0 + s * S);
             assert!(matches!(l.check(t0 + s * S, false, &t()), Verdict::Wait(_)));
         }
         assert_eq!(l.next_deadline(false, &t()), t0 + 30 * S);
-        assert_eq!(l.check(t0 + 30 * S, false, &t()), Verdict::Expire(ByeReason::LoginTimeout));
+        assert_eq!(
+            l.check(t0 + 30 * S, false, &t()),
+            Verdict::Expire(ByeReason::LoginTimeout)
+        );
         assert!(matches!(l.check(t0 + 30 * S, true, &t()), Verdict::Wait(_)));
     }
 
@@ -137,6 +154,9 @@ mod tests {
             ..t()
         };
         assert_eq!(l.check(t0 + 59 * S, true, &t), Verdict::Wait(t0 + 60 * S));
-        assert_eq!(l.check(t0 + 60 * S, true, &t), Verdict::Expire(ByeReason::IdleTimeout));
+        assert_eq!(
+            l.check(t0 + 60 * S, true, &t),
+            Verdict::Expire(ByeReason::IdleTimeout)
+        );
     }
 }

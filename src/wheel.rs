@@ -40,7 +40,10 @@ pub struct Wheel<T> {
 impl<T> Wheel<T> {
     /// A wheel with `slots` buckets of `tick` each, starting at `now`.
     pub fn new(tick: Duration, slots: usize, now: Instant) -> Self {
-        assert!(!tick.is_zero() && slots > 0, "a wheel needs a tick and slots");
+        assert!(
+            !tick.is_zero() && slots > 0,
+            "a wheel needs a tick and slots"
+        );
         Wheel {
             origin: now,
             tick,
@@ -141,7 +144,8 @@ impl<T> Wheel<T> {
             .find(|k| !self.slots[((self.current + k) % n) as usize].is_empty())
             .unwrap_or(1);
         let tick_nanos = self.tick.as_nanos() as u64;
-        let at = self.origin + Duration::from_nanos(tick_nanos.saturating_mul(self.current + ahead));
+        let at =
+            self.origin + Duration::from_nanos(tick_nanos.saturating_mul(self.current + ahead));
         Some(at.saturating_duration_since(now))
     }
 }
@@ -181,7 +185,10 @@ mod tests {
         let mut w = wheel(t0);
         w.insert(t0 + 250 * MS, 7); // three revolutions of 80 ms, same slot as 10 ms
         for ms in (10..250).step_by(10) {
-            assert!(advance(&mut w, t0 + ms * MS).is_empty(), "fired early at {ms} ms");
+            assert!(
+                advance(&mut w, t0 + ms * MS).is_empty(),
+                "fired early at {ms} ms"
+            );
         }
         assert_eq!(advance(&mut w, t0 + 250 * MS), vec![7]);
     }
@@ -191,7 +198,7 @@ mod tests {
         let t0 = Instant::now();
         let mut w = wheel(t0);
         for i in 0..50 {
-            w.insert(t0 + (i * 7) * MS, i as u32);
+            w.insert(t0 + (i * 7) * MS, i);
         }
         w.insert(t0 + 10_000 * MS, 99);
         let fired = advance(&mut w, t0 + 1000 * MS);
@@ -211,7 +218,11 @@ mod tests {
         assert_eq!(advance(&mut w, t0 + 20 * MS), vec![2, 3]);
         assert_eq!(w.cancel(b), None);
         let d = w.insert(t0 + 40 * MS, 4);
-        assert_eq!(w.cancel(c), None, "stale handle must not cancel a reused key");
+        assert_eq!(
+            w.cancel(c),
+            None,
+            "stale handle must not cancel a reused key"
+        );
         assert_eq!(w.cancel(d), Some(4));
     }
 

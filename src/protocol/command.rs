@@ -109,15 +109,27 @@ mod tests {
     fn parses_every_command_case_insensitively() {
         assert_eq!(p("LOGIN alice"), Ok(Some(Command::Login("alice"))));
         assert_eq!(p("login alice"), Ok(Some(Command::Login("alice"))));
-        assert_eq!(p("MsG  hello   world "), Ok(Some(Command::Msg("hello   world"))));
-        assert_eq!(p("dm bob \t hi  there"), Ok(Some(Command::Dm { to: "bob", text: "hi  there" })));
+        assert_eq!(
+            p("MsG  hello   world "),
+            Ok(Some(Command::Msg("hello   world")))
+        );
+        assert_eq!(
+            p("dm bob \t hi  there"),
+            Ok(Some(Command::Dm {
+                to: "bob",
+                text: "hi  there"
+            }))
+        );
         assert_eq!(p("WHO"), Ok(Some(Command::Who)));
         assert_eq!(p("who extra"), Ok(Some(Command::Who)));
         assert_eq!(p("PING"), Ok(Some(Command::Ping(None))));
         assert_eq!(p("ping abc 1"), Ok(Some(Command::Ping(Some("abc 1")))));
         assert_eq!(p("PONG 7"), Ok(Some(Command::Pong)));
         assert_eq!(p("QUIT"), Ok(Some(Command::Quit(None))));
-        assert_eq!(p("\tquit  gone home "), Ok(Some(Command::Quit(Some("gone home")))));
+        assert_eq!(
+            p("\tquit  gone home "),
+            Ok(Some(Command::Quit(Some("gone home"))))
+        );
     }
 
     #[test]
@@ -125,7 +137,13 @@ mod tests {
         assert_eq!(p("MSG"), Ok(Some(Command::Msg(""))));
         assert_eq!(p("MSG    "), Ok(Some(Command::Msg(""))));
         assert_eq!(p("DM"), Ok(Some(Command::Dm { to: "", text: "" })));
-        assert_eq!(p("DM bob"), Ok(Some(Command::Dm { to: "bob", text: "" })));
+        assert_eq!(
+            p("DM bob"),
+            Ok(Some(Command::Dm {
+                to: "bob",
+                text: ""
+            }))
+        );
         assert_eq!(p("LOGIN"), Ok(Some(Command::Login(""))));
     }
 
@@ -144,8 +162,14 @@ mod tests {
         assert_eq!(p("MSG a\u{85}b"), Err(InvalidText));
         assert_eq!(p("MSG a\rb"), Err(InvalidText));
         assert_eq!(p("MSG a\0"), Err(InvalidText));
-        assert_eq!(p("MSG tab\tis fine"), Ok(Some(Command::Msg("tab\tis fine"))));
-        assert_eq!(p("MSG é ü ✓ \u{a0}"), Ok(Some(Command::Msg("é ü ✓ \u{a0}"))));
+        assert_eq!(
+            p("MSG tab\tis fine"),
+            Ok(Some(Command::Msg("tab\tis fine")))
+        );
+        assert_eq!(
+            p("MSG é ü ✓ \u{a0}"),
+            Ok(Some(Command::Msg("é ü ✓ \u{a0}")))
+        );
         assert_eq!(p("HELLO"), Err(UnknownCommand));
         assert_eq!(p("LOGINX a"), Err(UnknownCommand));
     }

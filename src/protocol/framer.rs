@@ -134,7 +134,10 @@ mod tests {
     fn splits_lines_and_strips_one_cr() {
         let mut f = Framer::new(100);
         let got = frames(&mut f, &[b"LOGIN a\r\nMSG hi\n\r\r\n\n"]);
-        assert_eq!(got, vec![line("LOGIN a"), line("MSG hi"), line("\r"), line("")]);
+        assert_eq!(
+            got,
+            vec![line("LOGIN a"), line("MSG hi"), line("\r"), line("")]
+        );
         assert_eq!(f.buffered(), 0);
     }
 
@@ -191,7 +194,10 @@ mod tests {
     #[test]
     fn nine_bytes_ending_in_cr_then_newline_is_too_long_only_without_the_cr() {
         let mut f = Framer::new(8);
-        assert_eq!(frames(&mut f, &[b"12345678\r", b"\n"]), vec![line("12345678")]);
+        assert_eq!(
+            frames(&mut f, &[b"12345678\r", b"\n"]),
+            vec![line("12345678")]
+        );
         assert_eq!(frames(&mut f, &[b"123456789", b"\n"]), vec![None]);
     }
 

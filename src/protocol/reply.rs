@@ -134,28 +134,57 @@ mod tests {
     #[test]
     fn formats_every_line_kind() {
         assert_eq!(s(Reply::Ok), "OK\n");
-        assert_eq!(s(Reply::Err(ProtocolError::UsernameTaken)), "ERR username-taken\n");
+        assert_eq!(
+            s(Reply::Err(ProtocolError::UsernameTaken)),
+            "ERR username-taken\n"
+        );
         assert_eq!(s(Reply::Joined("bob")), "INFO bob joined\n");
         assert_eq!(s(Reply::Disconnected("bob")), "INFO bob disconnected\n");
-        assert_eq!(s(Reply::Msg { from: "a", text: "hi  there" }), "MSG a hi  there\n");
-        assert_eq!(s(Reply::Dm { from: "a", text: "psst" }), "DM a psst\n");
+        assert_eq!(
+            s(Reply::Msg {
+                from: "a",
+                text: "hi  there"
+            }),
+            "MSG a hi  there\n"
+        );
+        assert_eq!(
+            s(Reply::Dm {
+                from: "a",
+                text: "psst"
+            }),
+            "DM a psst\n"
+        );
         assert_eq!(s(Reply::User("Zed")), "USER Zed\n");
         assert_eq!(s(Reply::Ping), "PING\n");
         assert_eq!(s(Reply::Pong(None)), "PONG\n");
         assert_eq!(s(Reply::Pong(Some("42"))), "PONG 42\n");
         assert_eq!(s(Reply::Bye(ByeReason::Quit)), "BYE\n");
         assert_eq!(s(Reply::Bye(ByeReason::IdleTimeout)), "BYE idle-timeout\n");
-        assert_eq!(s(Reply::Bye(ByeReason::LoginTimeout)), "BYE login-timeout\n");
+        assert_eq!(
+            s(Reply::Bye(ByeReason::LoginTimeout)),
+            "BYE login-timeout\n"
+        );
         assert_eq!(s(Reply::Bye(ByeReason::ServerFull)), "BYE server-full\n");
-        assert_eq!(s(Reply::Bye(ByeReason::ShuttingDown)), "BYE shutting-down\n");
+        assert_eq!(
+            s(Reply::Bye(ByeReason::ShuttingDown)),
+            "BYE shutting-down\n"
+        );
     }
 
     #[test]
     fn error_codes_are_distinct() {
         use ProtocolError::*;
         let all = [
-            LineTooLong, InvalidUtf8, InvalidText, UnknownCommand, UsernameTaken,
-            InvalidUsername, AlreadyLoggedIn, NotLoggedIn, EmptyMessage, NoSuchUser,
+            LineTooLong,
+            InvalidUtf8,
+            InvalidText,
+            UnknownCommand,
+            UsernameTaken,
+            InvalidUsername,
+            AlreadyLoggedIn,
+            NotLoggedIn,
+            EmptyMessage,
+            NoSuchUser,
         ];
         let mut codes: Vec<_> = all.iter().map(|e| e.as_wire()).collect();
         codes.sort();

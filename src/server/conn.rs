@@ -71,7 +71,7 @@ pub struct Conn {
     pub state: ConnState,
     pub live: Liveness,
     pub timer: Option<TimerId>,
-    /// Its sendq overflowed; it is about to be dropped and gets nothing more.
+    /// Failed while being written to; about to be dropped, it gets nothing more.
     pub overflowed: bool,
     /// On the loop's pending-write list.
     pub write_queued: bool,

@@ -14,9 +14,10 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
+use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use log::{debug, info, trace, warn};
+use log::{debug, error, info, trace, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -52,8 +53,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 struct Conns {
     slab: Slab<Conn>,
     pending_writes: Vec<ConnId>,
-    /// Connections whose sendq overflowed during the last chat call.
-    overflowed: Vec<ConnId>,
+    /// Connections that failed while being written to (sendq overflow or a
+    /// write error), to be departed as soon as the current chat call returns.
+    doomed: Vec<(ConnId, Departure)>,
     sendq: usize,
     scratch: Vec<u8>,
 }
@@ -87,9 +89,21 @@ impl Outbox for Conns {
             return;
         }
         if conn.wbuf.len() + bytes.len() > self.sendq {
-            conn.overflowed = true;
-            self.overflowed.push(to);
-            return;
+            // A whole turn of input can fan out more than sendq; before calling
+            // a peer slow, hand its kernel buffer what it will take right now.
+            let failure = match conn.write_out() {
+                Err(e) => {
+                    debug!("conn {to} write error: {e}");
+                    Some(Departure::Reset)
+                }
+                Ok(()) if conn.wbuf.len() + bytes.len() > self.sendq => Some(Departure::Sendq),
+                Ok(()) => None,
+            };
+            if let Some(why) = failure {
+                conn.overflowed = true;
+                self.doomed.push((to, why));
+                return;
+            }
         }
         conn.wbuf.extend_from_slice(bytes);
         if !conn.write_queued {
@@ -151,7 +165,7 @@ impl Server {
             conns: Conns {
                 slab: Slab::new(),
                 pending_writes: Vec::new(),
-                overflowed: Vec::new(),
+                doomed: Vec::new(),
                 sendq: cfg.sendq,
                 scratch: Vec::new(),
             },
@@ -203,7 +217,7 @@ impl Server {
                     SIGNALS => self.on_signals(now),
                     Token(id) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read(id, now);
+                            self.isolate(id, now, |server| server.read(id, now));
                         }
                         if event.is_writable() || event.is_write_closed() {
                             self.conns.queue_write(id);
@@ -221,7 +235,10 @@ impl Server {
             self.reap_closed();
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.slab.is_empty() || now >= deadline {
-                    info!("shutdown complete; {} connections cut short", self.conns.slab.len());
+                    info!(
+                        "shutdown complete; {} connections cut short",
+                        self.conns.slab.len()
+                    );
                     return Ok(());
                 }
             }
@@ -234,8 +251,10 @@ impl Server {
         }
         [
             self.wheel.next_timeout(now),
-            self.accept_paused_until.map(|t| t.saturating_duration_since(now)),
-            self.shutdown_deadline.map(|t| t.saturating_duration_since(now)),
+            self.accept_paused_until
+                .map(|t| t.saturating_duration_since(now)),
+            self.shutdown_deadline
+                .map(|t| t.saturating_duration_since(now)),
         ]
         .into_iter()
         .flatten()
@@ -244,41 +263,66 @@ impl Server {
 
     fn accept_all(&mut self, now: Instant) {
         loop {
-            let Some(listener) = &self.listener else { return };
+            let Some(listener) = &self.listener else {
+                return;
+            };
             match listener.accept() {
                 Ok((sock, peer)) => self.admit(sock, peer, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
-                Err(e) if is_fd_exhaustion(&e) && self.refuse_with_spare_fd() => {}
-                Err(e) => {
-                    warn!("accept failed: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
-                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
-                    return;
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) if is_fd_exhaustion(&e) && self.spare_fd.is_some() => {
+                    match self.refuse_with_spare_fd() {
+                        Ok(true) => {}
+                        Ok(false) => return,
+                        Err(e) => return self.pause_accepting(e, now),
+                    }
                 }
+                Err(e) => return self.pause_accepting(e, now),
             }
         }
     }
 
+    /// Accepting failed for a reason that retrying at once will not fix; the
+    /// backlog is left for the next try, which the poll timeout schedules.
+    fn pause_accepting(&mut self, e: io::Error, now: Instant) {
+        warn!("accept failed: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
+        self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+    }
+
     /// Out of descriptors: give up the spare one to accept the waiting peer
     /// and tell it the server is full, so the backlog drains instead of
-    /// waking us forever. Returns false when there was no spare to give.
-    fn refuse_with_spare_fd(&mut self) -> bool {
-        let Some(spare) = self.spare_fd.take() else {
-            return false;
+    /// waking us forever. `Ok(true)`: a peer was refused and more may wait.
+    /// `Ok(false)`: the backlog is empty (Linux reports EMFILE before it looks
+    /// at the backlog, so an empty one also lands here).
+    fn refuse_with_spare_fd(&mut self) -> io::Result<bool> {
+        drop(self.spare_fd.take());
+        let accepted = match &self.listener {
+            Some(listener) => listener.accept(),
+            None => return Ok(false),
         };
-        drop(spare);
-        let accepted = self.listener.as_ref().map(|l| l.accept());
-        if let Some(Ok((sock, peer))) = accepted {
-            warn!("out of file descriptors; refusing {peer}");
-            refuse(sock, ByeReason::ServerFull);
-        }
+        let refused = match accepted {
+            Ok((sock, peer)) => {
+                warn!("out of file descriptors; refusing {peer}");
+                refuse(sock, ByeReason::ServerFull);
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        };
         self.spare_fd = spare_fd();
-        true
+        refused
     }
 
     fn admit(&mut self, mut sock: TcpStream, peer: SocketAddr, now: Instant) {
         if self.conns.slab.len() >= self.cfg.max_clients {
-            info!("refusing {peer}: server full ({} connections)", self.conns.slab.len());
+            info!(
+                "refusing {peer}: server full ({} connections)",
+                self.conns.slab.len()
+            );
             refuse(sock, ByeReason::ServerFull);
             return;
         }
@@ -294,13 +338,43 @@ impl Server {
         }
         let live = Liveness::new(now);
         let mut conn = Conn::new(sock, peer, self.cfg.max_line, live);
-        conn.timer = Some(self.wheel.insert(live.next_deadline(false, &self.cfg.timeouts), id));
+        conn.timer = Some(
+            self.wheel
+                .insert(live.next_deadline(false, &self.cfg.timeouts), id),
+        );
         entry.insert(conn);
         info!("conn {id} {peer} connected");
     }
 
+    /// Runs one connection's handler so that a bug in it (a panic) costs that
+    /// connection, not the server: the connection is dropped as if reset and
+    /// the loop goes on. The chat's state is only as consistent as the panic
+    /// left it, which is why this is a last line of defence, not error handling.
+    fn isolate(&mut self, id: ConnId, now: Instant, work: impl FnOnce(&mut Self)) {
+        if panic::catch_unwind(AssertUnwindSafe(|| work(self))).is_ok() {
+            return;
+        }
+        error!("conn {id}: handler panicked; dropping the connection");
+        if self.read_chunk.len() != READ_CHUNK {
+            self.read_chunk = vec![0; READ_CHUNK];
+        }
+        let departed =
+            panic::catch_unwind(AssertUnwindSafe(|| self.depart(id, Departure::Reset, now)));
+        if departed.is_err() {
+            self.chat.remove(id);
+        }
+        if let Some(conn) = self.conns.slab.get_mut(id) {
+            if conn.state != ConnState::Dead {
+                conn.state = ConnState::Dead;
+                self.reap.push(id);
+            }
+        }
+    }
+
     fn read(&mut self, id: ConnId, now: Instant) {
-        let Some(conn) = self.conns.slab.get_mut(id) else { return };
+        let Some(conn) = self.conns.slab.get_mut(id) else {
+            return;
+        };
         if conn.state != ConnState::Open {
             return;
         }
@@ -355,7 +429,9 @@ impl Server {
                 Step::Continue
             }
             Frame::Line(line) => {
-                self.conns.slab[id].live.on_activity(now);
+                if self.conns.slab[id].live.on_activity(now) {
+                    self.rearm(id);
+                }
                 self.chat.on_line(id, line, &mut self.conns)
             }
         };
@@ -364,7 +440,11 @@ impl Server {
             Step::Continue => {}
             Step::LoggedIn => {
                 let conn = &self.conns.slab[id];
-                info!("conn {id} {} logged in as {}", conn.peer, self.chat.name(id).unwrap_or("?"));
+                info!(
+                    "conn {id} {} logged in as {}",
+                    conn.peer,
+                    self.chat.name(id).unwrap_or("?")
+                );
             }
             Step::Quit => self.depart(id, Departure::Quit, now),
         }
@@ -375,12 +455,23 @@ impl Server {
         }
     }
 
+    /// Moves a connection's liveness timer to its next deadline.
+    fn rearm(&mut self, id: ConnId) {
+        let logged_in = self.chat.name(id).is_some();
+        let conn = &mut self.conns.slab[id];
+        if let Some(timer) = conn.timer.take() {
+            self.wheel.cancel(timer);
+        }
+        let at = conn.live.next_deadline(logged_in, &self.cfg.timeouts);
+        conn.timer = Some(self.wheel.insert(at, id));
+    }
+
     fn retry_reads(&mut self, now: Instant) {
         for id in std::mem::take(&mut self.read_again) {
             if let Some(conn) = self.conns.slab.get_mut(id) {
                 if conn.read_queued {
                     conn.read_queued = false;
-                    self.read(id, now);
+                    self.isolate(id, now, |server| server.read(id, now));
                 }
             }
         }
@@ -393,16 +484,19 @@ impl Server {
         self.drop_overflowed(now);
     }
 
-    /// Departs every connection whose sendq overflowed. A departure's own
-    /// announcement can overflow others, so this loops rather than recurses.
+    /// Departs every connection that failed while being written to. A
+    /// departure's own announcement can doom others, so this loops rather
+    /// than recurses.
     fn drop_overflowed(&mut self, now: Instant) {
-        while let Some(id) = self.conns.overflowed.pop() {
-            self.depart_one(id, Departure::Sendq, now);
+        while let Some((id, why)) = self.conns.doomed.pop() {
+            self.depart_one(id, why, now);
         }
     }
 
     fn depart_one(&mut self, id: ConnId, why: Departure, now: Instant) {
-        let Some(conn) = self.conns.slab.get_mut(id) else { return };
+        let Some(conn) = self.conns.slab.get_mut(id) else {
+            return;
+        };
         if conn.state != ConnState::Open {
             return;
         }
@@ -444,18 +538,24 @@ impl Server {
         let mut fired = std::mem::take(&mut self.fired);
         self.wheel.advance(now, &mut fired);
         for id in fired.drain(..) {
-            self.on_timer(id, now);
+            self.isolate(id, now, |server| server.on_timer(id, now));
         }
         self.fired = fired;
     }
 
     fn on_timer(&mut self, id: ConnId, now: Instant) {
-        let Some(conn) = self.conns.slab.get_mut(id) else { return };
+        let Some(conn) = self.conns.slab.get_mut(id) else {
+            return;
+        };
         conn.timer = None;
         match conn.state {
             ConnState::Dead => {}
             ConnState::Draining => {
-                debug!("conn {id} {} linger expired with {} bytes unsent", conn.peer, conn.wbuf.len());
+                debug!(
+                    "conn {id} {} linger expired with {} bytes unsent",
+                    conn.peer,
+                    conn.wbuf.len()
+                );
                 conn.state = ConnState::Dead;
                 self.reap.push(id);
             }
@@ -470,7 +570,9 @@ impl Server {
                         self.conns.send_reply(id, Reply::Ping);
                         self.drop_overflowed(now);
                     }
-                    Verdict::Expire(ByeReason::LoginTimeout) => self.depart(id, Departure::LoginTimeout, now),
+                    Verdict::Expire(ByeReason::LoginTimeout) => {
+                        self.depart(id, Departure::LoginTimeout, now)
+                    }
                     Verdict::Expire(_) => self.depart(id, Departure::IdleTimeout, now),
                 }
             }
@@ -485,7 +587,9 @@ impl Server {
     }
 
     fn flush(&mut self, id: ConnId, now: Instant) {
-        let Some(conn) = self.conns.slab.get_mut(id) else { return };
+        let Some(conn) = self.conns.slab.get_mut(id) else {
+            return;
+        };
         conn.write_queued = false;
         if conn.state == ConnState::Dead {
             return;
@@ -536,7 +640,10 @@ impl Server {
         if received.is_empty() || self.shutdown_deadline.is_some() {
             return;
         }
-        info!("signal {received:?}: shutting down {} connections", self.conns.slab.len());
+        info!(
+            "signal {received:?}: shutting down {} connections",
+            self.conns.slab.len()
+        );
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
@@ -551,4 +658,60 @@ impl Server {
 /// Tells a connection we will not serve why, best effort, and closes it.
 fn refuse(mut sock: TcpStream, reason: ByeReason) {
     let _ = sock.write(&Reply::Bye(reason).to_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::net::{Ipv4Addr, TcpStream as StdStream};
+
+    fn server() -> Server {
+        Server::bind(Config::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))).unwrap()
+    }
+
+    fn connect(server: &mut Server) -> (ConnId, BufReader<StdStream>) {
+        let stream = StdStream::connect(server.local_addr().unwrap()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let before = server.conns.slab.len();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.conns.slab.len() == before {
+            assert!(Instant::now() < deadline, "never accepted");
+            server.accept_all(Instant::now());
+        }
+        let id = server.conns.slab.iter().map(|(id, _)| id).max().unwrap();
+        (id, BufReader::new(stream))
+    }
+
+    #[test]
+    fn a_panicking_handler_costs_only_its_connection() {
+        let mut server = server();
+        let now = Instant::now();
+        let (victim, _victim_stream) = connect(&mut server);
+        let (other, mut other_stream) = connect(&mut server);
+        server
+            .chat
+            .on_line(victim, b"LOGIN victim", &mut server.conns);
+        server
+            .chat
+            .on_line(other, b"LOGIN other", &mut server.conns);
+        server.flush_pending(now);
+
+        server.isolate(victim, now, |_| panic!("injected bug"));
+        server.flush_pending(now);
+        server.reap_closed();
+
+        assert!(server.conns.slab.get(victim).is_none());
+        assert_eq!(server.chat.users(), 1);
+        server.chat.check_invariants();
+        let mut lines = Vec::new();
+        for _ in 0..2 {
+            let mut line = String::new();
+            other_stream.read_line(&mut line).unwrap();
+            lines.push(line);
+        }
+        assert_eq!(lines, ["OK\n", "INFO victim disconnected\n"]);
+    }
 }

@@ -1,0 +1,298 @@
+//! Test harness: runs the real `selectchat` binary on an ephemeral loopback
+//! port and talks to it with line clients whose every wait is bounded.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any single expected line may take to arrive.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_selectchat");
+
+/// A running server process, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `selectchat --host 127.0.0.1 0 ARGS`.
+    pub fn start(args: &[&str]) -> Server {
+        Server::start_on("127.0.0.1", args)
+    }
+
+    /// Starts `selectchat --host HOST 0 ARGS`; HOST must be a loopback address.
+    pub fn start_on(host: &str, args: &[&str]) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--host", host]);
+        Server::spawn(cmd, args)
+    }
+
+    /// Starts the server under a lower open-file limit (the shell's `ulimit -n`).
+    pub fn start_with_nofile(limit: u32, args: &[&str]) -> Server {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+            .arg(BIN)
+            .args(["--host", "127.0.0.1"]);
+        Server::spawn(cmd, args)
+    }
+
+    fn spawn(mut cmd: Command, args: &[&str]) -> Server {
+        cmd.args(args)
+            .arg("0")
+            .env_remove("CHAT_PORT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn selectchat");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = Arc::clone(&log);
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(rest.trim().to_string());
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(WAIT) {
+            Ok(addr) => addr.parse().expect("listening address"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start; log:\n{}", log.lock().unwrap());
+            }
+        };
+        Server { child, addr, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str) {
+        wait_until(WAIT, || self.log().contains(needle))
+            .unwrap_or_else(|| panic!("log never showed {needle:?}; log:\n{}", self.log()));
+    }
+
+    /// A raw connection.
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// A connection that has logged in as `name` (its `OK` consumed).
+    pub fn login(&self, name: &str) -> Client {
+        let mut c = self.connect();
+        c.send(&format!("LOGIN {name}"));
+        c.expect("OK");
+        c
+    }
+
+    /// Sends a signal to the server process.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not exit");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident memory of the server in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `ok` until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> Option<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if ok() {
+            return Some(());
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+static SYNC: AtomicU64 = AtomicU64::new(0);
+
+/// A line-oriented test client; every read has a deadline.
+pub struct Client {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+/// What a bounded read saw.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Read1 {
+    Line(String),
+    Eof,
+    Timeout,
+    Reset,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
+        stream.set_nodelay(true).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Client { stream, reader }
+    }
+
+    pub fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\n").as_bytes());
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// Reads one line (without `\n`) or says why it could not within `limit`.
+    pub fn read_within(&mut self, limit: Duration) -> Read1 {
+        self.stream.set_read_timeout(Some(limit)).unwrap();
+        let mut buf = Vec::new();
+        match self.reader.read_until(b'\n', &mut buf) {
+            Ok(0) => Read1::Eof,
+            Ok(_) if buf.last() == Some(&b'\n') => {
+                buf.pop();
+                Read1::Line(String::from_utf8(buf).expect("server sent UTF-8"))
+            }
+            Ok(_) => Read1::Eof,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Read1::Timeout
+            }
+            Err(_) => Read1::Reset,
+        }
+    }
+
+    /// The next line; panics if none arrives in time.
+    pub fn line(&mut self) -> String {
+        match self.read_within(WAIT) {
+            Read1::Line(l) => l,
+            other => panic!("expected a line, got {other:?}"),
+        }
+    }
+
+    pub fn expect(&mut self, want: &str) {
+        assert_eq!(self.line(), want);
+    }
+
+    /// Asserts nothing arrives for `quiet`.
+    pub fn expect_silence(&mut self, quiet: Duration) {
+        match self.read_within(quiet) {
+            Read1::Timeout => {}
+            other => panic!("expected silence, got {other:?}"),
+        }
+    }
+
+    /// Asserts the server closed the connection with nothing more to say.
+    pub fn expect_closed(&mut self) {
+        match self.read_within(WAIT) {
+            Read1::Eof | Read1::Reset => {}
+            other => panic!("expected close, got {other:?}"),
+        }
+    }
+
+    /// Round-trips a PING and returns every line that arrived before its PONG.
+    pub fn sync(&mut self) -> Vec<String> {
+        let token = format!("sync-{}", SYNC.fetch_add(1, Ordering::Relaxed));
+        self.send(&format!("PING {token}"));
+        let pong = format!("PONG {token}");
+        let mut before = Vec::new();
+        loop {
+            let line = self.line();
+            if line == pong {
+                return before;
+            }
+            before.push(line);
+        }
+    }
+
+    /// Reads every line until the connection closes (bounded by `WAIT` per line).
+    pub fn drain_to_close(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            match self.read_within(WAIT) {
+                Read1::Line(l) => lines.push(l),
+                Read1::Eof | Read1::Reset => return lines,
+                Read1::Timeout => panic!("connection stayed open; got {lines:?}"),
+            }
+        }
+    }
+
+    /// Closes with an RST instead of a FIN (SO_LINGER 0).
+    pub fn reset(self) {
+        use std::os::fd::AsRawFd;
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt on a socket we own, with a correctly sized struct.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                &linger as *const libc::linger as *const libc::c_void,
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+    }
+
+    /// Reads and throws away whatever is buffered right now.
+    pub fn discard_pending(&mut self) {
+        self.stream.set_nonblocking(true).unwrap();
+        let mut sink = [0u8; 65536];
+        while let Ok(n) = self.reader.read(&mut sink) {
+            if n == 0 {
+                break;
+            }
+        }
+        self.stream.set_nonblocking(false).unwrap();
+    }
+}

@@ -1,0 +1,214 @@
+//! Departures, shutdown, garbage, and the no-loss guarantee under concurrency.
+
+mod common;
+
+use common::{Client, Read1, Server};
+use std::collections::HashMap;
+use std::thread;
+use std::time::Duration;
+
+/// Asserts `watcher` is told of `name`'s departure exactly once.
+fn announced_once(watcher: &mut Client, name: &str) {
+    let want = format!("INFO {name} disconnected");
+    let mut seen = 0;
+    for _ in 0..500 {
+        seen += watcher.sync().iter().filter(|l| **l == want).count();
+        if seen > 0 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    // Anything duplicated would be queued right behind the first.
+    thread::sleep(Duration::from_millis(100));
+    seen += watcher.sync().iter().filter(|l| **l == want).count();
+    assert_eq!(seen, 1, "{want:?} announced {seen} times");
+}
+
+#[test]
+fn every_departure_path_is_announced_exactly_once() {
+    let s = Server::start(&[
+        "--idle-timeout",
+        "1",
+        "--ping-interval",
+        "5",
+        "--sendq",
+        "4096",
+    ]);
+    let mut w = s.login("watcher");
+    let mut names = Vec::new();
+
+    let mut quitter = s.login("quitter");
+    quitter.send("QUIT");
+    names.push("quitter");
+    announced_once(&mut w, "quitter");
+
+    let closer = s.login("closer");
+    drop(closer);
+    names.push("closer");
+    announced_once(&mut w, "closer");
+
+    let resetter = s.login("resetter");
+    resetter.reset();
+    names.push("resetter");
+    announced_once(&mut w, "resetter");
+
+    let _ghost = s.login("ghost");
+    announced_once(&mut w, "ghost");
+    s.wait_log("ghost left: idle-timeout");
+
+    // A slow consumer: never reads while a DM flood piles up for it.
+    let _slow = s.login("slow");
+    let mut flooder = s.login("flooder");
+    let big = "x".repeat(3000);
+    for _ in 0..2000 {
+        flooder.send(&format!("DM slow {big}"));
+        if s.log().contains("slow left: sendq") {
+            break;
+        }
+    }
+    announced_once(&mut w, "slow");
+    s.wait_log("slow left: sendq");
+    for path in ["quit", "eof", "reset"] {
+        assert!(
+            s.log().contains(&format!("left: {path}")),
+            "no {path} departure logged"
+        );
+    }
+}
+
+#[test]
+fn half_closed_client_still_gets_its_replies() {
+    let s = Server::start(&[]);
+    let mut a = s.login("a");
+    let mut b = s.connect();
+    b.send_raw(b"LOGIN b\nWHO\nMSG bye for now\n");
+    b.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(b.drain_to_close(), vec!["OK", "USER a", "USER b"]);
+    assert_eq!(
+        a.sync(),
+        vec!["INFO b joined", "MSG b bye for now", "INFO b disconnected"]
+    );
+}
+
+#[test]
+fn sigterm_says_goodbye_to_everyone_and_exits_zero() {
+    let mut s = Server::start(&[]);
+    let mut users: Vec<Client> = (0..5).map(|i| s.login(&format!("u{i}"))).collect();
+    let mut anon = s.connect();
+    anon.sync();
+    for u in users.iter_mut() {
+        u.sync();
+    }
+    s.signal(libc::SIGTERM);
+    for u in users.iter_mut() {
+        // Nobody remains to be told of departures: only the BYE.
+        assert_eq!(u.drain_to_close(), vec!["BYE shutting-down"]);
+    }
+    assert_eq!(anon.drain_to_close(), vec!["BYE shutting-down"]);
+    let status = s.wait_exit();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn sigint_also_shuts_down_cleanly() {
+    let mut s = Server::start(&[]);
+    let mut u = s.login("u");
+    s.signal(libc::SIGINT);
+    assert_eq!(u.drain_to_close(), vec!["BYE shutting-down"]);
+    assert!(s.wait_exit().success());
+}
+
+#[test]
+fn garbage_from_one_connection_does_not_disturb_others() {
+    let s = Server::start(&["--max-line", "256"]);
+    let mut a = s.login("a");
+    let mut b = s.login("b");
+    a.sync();
+    let mut junk = s.connect();
+    // Deterministic pseudo-random bytes, newlines included.
+    let mut x: u32 = 0x1234_5678;
+    let bytes: Vec<u8> = (0..200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    for chunk in bytes.chunks(4096) {
+        if junk.stream.write_all_or_stop(chunk) {
+            break;
+        }
+        junk.discard_pending();
+    }
+    b.send("MSG still fine");
+    assert_eq!(a.sync(), vec!["MSG b still fine"]);
+}
+
+trait WriteOrStop {
+    fn write_all_or_stop(&mut self, bytes: &[u8]) -> bool;
+}
+
+impl WriteOrStop for std::net::TcpStream {
+    /// Writes, returning true if the peer is gone (the server may close junk).
+    fn write_all_or_stop(&mut self, bytes: &[u8]) -> bool {
+        use std::io::Write;
+        self.write_all(bytes).is_err()
+    }
+}
+
+#[test]
+fn nothing_is_lost_when_everyone_talks_at_once() {
+    const CLIENTS: usize = 12;
+    const MESSAGES: usize = 400;
+    let s = Server::start(&[]);
+    let mut clients: Vec<Client> = (0..CLIENTS).map(|i| s.login(&format!("c{i}"))).collect();
+    // Settle the joins so every reader starts from a known point.
+    for c in clients.iter_mut() {
+        c.sync();
+    }
+    let handles: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(me, mut c)| {
+            let mut writer = c.stream.try_clone().unwrap();
+            let sender = thread::spawn(move || {
+                use std::io::Write;
+                for n in 0..MESSAGES {
+                    writer.write_all(format!("MSG {n}\n").as_bytes()).unwrap();
+                }
+            });
+            thread::spawn(move || {
+                let mut next: HashMap<String, usize> = HashMap::new();
+                let mut total = 0;
+                while total < (CLIENTS - 1) * MESSAGES {
+                    let line = match c.read_within(common::WAIT) {
+                        Read1::Line(l) => l,
+                        other => panic!("c{me}: {other:?} after {total}"),
+                    };
+                    let mut parts = line.splitn(3, ' ');
+                    assert_eq!(parts.next(), Some("MSG"), "c{me} got {line}");
+                    let from = parts.next().unwrap().to_string();
+                    let n: usize = parts.next().unwrap().parse().unwrap();
+                    assert_ne!(from, format!("c{me}"), "echoed to sender");
+                    let expected = next.entry(from.clone()).or_default();
+                    assert_eq!(n, *expected, "c{me}: from {from} out of order or lost");
+                    *expected += 1;
+                    total += 1;
+                }
+                sender.join().unwrap();
+                (next, c)
+            })
+        })
+        .collect();
+    let mut clients = Vec::new();
+    for h in handles {
+        let (next, c) = h.join().unwrap();
+        assert_eq!(next.len(), CLIENTS - 1);
+        assert!(next.values().all(|&n| n == MESSAGES));
+        clients.push(c);
+    }
+    for c in clients.iter_mut() {
+        assert_eq!(c.sync(), Vec::<String>::new(), "duplicates");
+    }
+}
