@@ -1,0 +1,86 @@
+//! The command line: defaults, environment, and refusal of bad values.
+
+mod common;
+
+use common::{Client, BIN};
+use std::process::{Command, Stdio};
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("CHAT_PORT")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run selectchat")
+}
+
+#[test]
+fn bad_values_are_refused_with_exit_code_2() {
+    for args in [
+        &["--idle-timeout", "abc"][..],
+        &["--idle-timeout", "0"],
+        &["--ping-interval", "-1"],
+        &["--login-timeout", "nan"],
+        &["--max-line", "10"],
+        &["--max-clients", "0"],
+        &["--sendq", "12"],
+        &["--host", "not-an-ip"],
+        &["70000"],
+        &["--log-level", "loud"],
+        &["-v", "-q"],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("error"), "{args:?}: no message: {err}");
+    }
+}
+
+#[test]
+fn help_lists_every_flag() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--host",
+        "--ping-interval",
+        "--idle-timeout",
+        "--login-timeout",
+        "--max-line",
+        "--max-clients",
+        "--sendq",
+        "--verbose",
+        "--quiet",
+        "--log-level",
+        "CHAT_PORT",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}
+
+#[test]
+fn chat_port_environment_variable_sets_the_port() {
+    // Find a free port, then hand it to the server through the environment.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BIN)
+        .args(["--host", "127.0.0.1", "-q"])
+        .env("CHAT_PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let connected = common::wait_until(common::WAIT, || std::net::TcpStream::connect(addr).is_ok());
+    let result = connected.map(|_| {
+        let mut c = Client::connect(addr);
+        c.send("PING env");
+        c.line()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(result.as_deref(), Some("PONG env"));
+}
