@@ -148,15 +148,10 @@ impl Chat {
         if text.is_empty() {
             return Err(ProtocolError::EmptyMessage);
         }
-        let mut line = std::mem::take(&mut self.scratch);
-        line.clear();
-        Reply::Msg {
-            from: &member.name,
-            text,
-        }
-        .write_to(&mut line);
-        self.send_to_all(Some(id), &line, out);
-        self.scratch = line;
+        self.scratch.clear();
+        let from = &member.name;
+        Reply::Msg { from, text }.write_to(&mut self.scratch);
+        send_to_all(&self.roster, Some(id), &self.scratch, out);
         Ok(Step::Continue)
     }
 
@@ -176,15 +171,10 @@ impl Chat {
         if text.is_empty() {
             return Err(ProtocolError::EmptyMessage);
         }
-        let mut line = std::mem::take(&mut self.scratch);
-        line.clear();
-        Reply::Dm {
-            from: &member.name,
-            text,
-        }
-        .write_to(&mut line);
-        out.send(target, &line);
-        self.scratch = line;
+        self.scratch.clear();
+        let from = &member.name;
+        Reply::Dm { from, text }.write_to(&mut self.scratch);
+        out.send(target, &self.scratch);
         Ok(Step::Continue)
     }
 
@@ -195,14 +185,12 @@ impl Chat {
             .iter()
             .filter_map(|&m| self.member(m).map(|m| &*m.name))
             .collect();
-        names.sort_unstable_by(|a, b| {
-            let fold = |s: &str| {
-                s.bytes()
-                    .map(|b| b.to_ascii_lowercase())
-                    .collect::<Vec<_>>()
-            };
-            fold(a).cmp(&fold(b))
-        });
+        let folded = |s: &str| {
+            s.bytes()
+                .map(|b| b.to_ascii_lowercase())
+                .collect::<Vec<u8>>()
+        };
+        names.sort_by_cached_key(|name| folded(name));
         let mut lines = Vec::with_capacity(names.len() * 16);
         for name in names {
             Reply::User(name).write_to(&mut lines);
@@ -242,20 +230,9 @@ impl Chat {
     }
 
     fn broadcast(&mut self, except: Option<ConnId>, line: Reply<'_>, out: &mut impl Outbox) {
-        let mut bytes = std::mem::take(&mut self.scratch);
-        bytes.clear();
-        line.write_to(&mut bytes);
-        self.send_to_all(except, &bytes, out);
-        self.scratch = bytes;
-    }
-
-    /// The hot path: one formatted line, one append per recipient.
-    fn send_to_all(&self, except: Option<ConnId>, bytes: &[u8], out: &mut impl Outbox) {
-        for &to in &self.roster {
-            if Some(to) != except {
-                out.send(to, bytes);
-            }
-        }
+        self.scratch.clear();
+        line.write_to(&mut self.scratch);
+        send_to_all(&self.roster, except, &self.scratch, out);
     }
 
     /// Checks the registry's invariants; for tests and fuzzing.
@@ -271,6 +248,16 @@ impl Chat {
         }
         let members = self.members.iter().filter(|m| m.is_some()).count();
         assert_eq!(members, self.roster.len());
+    }
+}
+
+/// The hot path: one formatted line, one append per recipient. A free
+/// function so callers can lend it fields while other fields are borrowed.
+fn send_to_all(roster: &[ConnId], except: Option<ConnId>, bytes: &[u8], out: &mut impl Outbox) {
+    for &to in roster {
+        if Some(to) != except {
+            out.send(to, bytes);
+        }
     }
 }
 
