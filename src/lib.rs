@@ -6,7 +6,9 @@
 //! docs/PROTOCOL.md is the wire contract.
 
 pub mod chat;
+pub mod client;
 pub mod config;
+pub mod echo;
 pub mod liveness;
 pub mod protocol;
 pub mod server;

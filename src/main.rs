@@ -1,20 +1,62 @@
-//! The `selectchat` command line: parse flags, set up logging, serve.
+//! The `selectchat` command line: serve (the default), `connect` or `echo`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use log::{error, info, warn, LevelFilter};
 
+use selectchat::client;
 use selectchat::config::{open_file_limit, parse_secs, Config};
+use selectchat::echo::EchoServer;
 use selectchat::liveness::Timeouts;
 use selectchat::server::Server;
 
 /// A single-threaded chat server: `selectchat 7007`, then `nc localhost 7007`.
 #[derive(Debug, Parser)]
-#[command(name = "selectchat", version, about)]
+#[command(
+    name = "selectchat",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(flatten)]
+    logging: LogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// Chat from this terminal (or a script): `selectchat connect --name alice`.
+    Connect {
+        /// Server address: host:port, host, [v6]:port; the port defaults to 7007.
+        #[arg(default_value = "127.0.0.1:7007")]
+        addr: String,
+        /// Log in under this name (asked for when stdin is a terminal).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Run an RFC 862 echo server, for testing clients: `selectchat echo 7007`.
+    Echo {
+        /// TCP port to listen on (0 picks a free one).
+        #[arg(default_value_t = 7007)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0")]
+        host: IpAddr,
+        #[command(flatten)]
+        logging: LogArgs,
+    },
+}
+
+/// Flags of the chat server (the default command).
+#[derive(Debug, Args)]
+struct ServeArgs {
     /// TCP port to listen on (0 picks a free one).
     #[arg(env = "CHAT_PORT", default_value_t = 7007)]
     port: u16,
@@ -42,6 +84,11 @@ struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20,
           value_parser = clap::value_parser!(u32).range(1024..))]
     sendq: u32,
+}
+
+/// Logging flags, shared by the servers.
+#[derive(Debug, Args)]
+struct LogArgs {
     /// More logging: -v for debug, -vv for trace.
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
@@ -53,8 +100,8 @@ struct Cli {
     log_level: Option<LevelFilter>,
 }
 
-impl Cli {
-    fn log_level(&self) -> LevelFilter {
+impl LogArgs {
+    fn level(&self) -> LevelFilter {
         self.log_level.unwrap_or(match (self.verbose, self.quiet) {
             (0, 0) => LevelFilter::Info,
             (1, _) => LevelFilter::Debug,
@@ -64,6 +111,19 @@ impl Cli {
         })
     }
 
+    fn init(&self) -> Result<(), ExitCode> {
+        simple_logger::SimpleLogger::new()
+            .with_level(self.level())
+            .with_utc_timestamps()
+            .init()
+            .map_err(|e| {
+                eprintln!("selectchat: cannot start logging: {e}");
+                ExitCode::FAILURE
+            })
+    }
+}
+
+impl ServeArgs {
     fn config(&self) -> Config {
         let mut cfg = Config::new(SocketAddr::new(self.host, self.port));
         cfg.timeouts = Timeouts {
@@ -91,26 +151,71 @@ impl Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let logger = simple_logger::SimpleLogger::new()
-        .with_level(cli.log_level())
-        .with_utc_timestamps();
-    if let Err(e) = logger.init() {
-        eprintln!("selectchat: cannot start logging: {e}");
-        return ExitCode::FAILURE;
+    match cli.command {
+        None => {
+            let addr = SocketAddr::new(cli.serve.host, cli.serve.port);
+            // The config is built inside, after logging starts: it may warn.
+            run_service(&cli.logging, addr, || Server::bind(cli.serve.config()))
+        }
+        Some(Sub::Connect { addr, name }) => {
+            ExitCode::from(client::run(client::Options { addr, name }))
+        }
+        Some(Sub::Echo {
+            port,
+            host,
+            logging,
+        }) => {
+            let addr = SocketAddr::new(host, port);
+            run_service(&logging, addr, || EchoServer::bind(addr))
+        }
     }
-    let cfg = cli.config();
-    let server = match Server::bind(cfg.clone()) {
-        Ok(server) => server,
+}
+
+/// A bound server that can say where it listens and then run to the end.
+trait Service: Sized {
+    fn local_addr(&self) -> std::io::Result<SocketAddr>;
+    fn run(self) -> std::io::Result<()>;
+}
+
+impl Service for Server {
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Server::local_addr(self)
+    }
+    fn run(self) -> std::io::Result<()> {
+        Server::run(self)
+    }
+}
+
+impl Service for EchoServer {
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        EchoServer::local_addr(self)
+    }
+    fn run(self) -> std::io::Result<()> {
+        EchoServer::run(self)
+    }
+}
+
+/// Starts logging, binds, logs the address (tests read it from there) and runs.
+fn run_service<S: Service>(
+    logging: &LogArgs,
+    addr: SocketAddr,
+    bind: impl FnOnce() -> std::io::Result<S>,
+) -> ExitCode {
+    if let Err(code) = logging.init() {
+        return code;
+    }
+    let service = match bind() {
+        Ok(service) => service,
         Err(e) => {
-            error!("cannot listen on {}: {e}", cfg.addr);
+            error!("cannot listen on {addr}: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match server.local_addr() {
+    match service.local_addr() {
         Ok(addr) => info!("listening on {addr}"),
         Err(e) => warn!("listening, address unknown: {e}"),
     }
-    match server.run() {
+    match service.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("event loop failed: {e}");

@@ -24,6 +24,27 @@ pub enum Command<'a> {
     Quit(Option<&'a str>),
 }
 
+impl Command<'_> {
+    /// Appends the line a client sends for this command, `\n` included.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let (word, args): (&str, [&str; 2]) = match *self {
+            Command::Login(name) => ("LOGIN", [name, ""]),
+            Command::Msg(text) => ("MSG", [text, ""]),
+            Command::Dm { to, text } => ("DM", [to, text]),
+            Command::Who => ("WHO", ["", ""]),
+            Command::Ping(token) => ("PING", [token.unwrap_or(""), ""]),
+            Command::Pong => ("PONG", ["", ""]),
+            Command::Quit(reason) => ("QUIT", [reason.unwrap_or(""), ""]),
+        };
+        out.extend_from_slice(word.as_bytes());
+        for arg in args.iter().filter(|a| !a.is_empty()) {
+            out.push(b' ');
+            out.extend_from_slice(arg.as_bytes());
+        }
+        out.push(b'\n');
+    }
+}
+
 /// Longest name accepted by `LOGIN`, in characters (names are ASCII).
 pub const MAX_NAME: usize = 32;
 
@@ -172,6 +193,30 @@ mod tests {
         );
         assert_eq!(p("HELLO"), Err(UnknownCommand));
         assert_eq!(p("LOGINX a"), Err(UnknownCommand));
+    }
+
+    #[test]
+    fn written_commands_parse_back() {
+        let samples = [
+            Command::Login("alice"),
+            Command::Msg("hi  there"),
+            Command::Dm {
+                to: "bob",
+                text: "x\ty",
+            },
+            Command::Who,
+            Command::Ping(None),
+            Command::Ping(Some("p1")),
+            Command::Pong,
+            Command::Quit(None),
+            Command::Quit(Some("gone")),
+        ];
+        for command in samples {
+            let mut line = Vec::new();
+            command.write_to(&mut line);
+            assert_eq!(line.pop(), Some(b'\n'));
+            assert_eq!(parse(&line), Ok(Some(command)));
+        }
     }
 
     #[test]

@@ -10,4 +10,4 @@ pub mod reply;
 
 pub use command::{parse, Command};
 pub use framer::{Frame, Framer};
-pub use reply::{ByeReason, ProtocolError, Reply};
+pub use reply::{parse_reply, ByeReason, ProtocolError, Reply};

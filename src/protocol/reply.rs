@@ -21,6 +21,25 @@ pub enum ProtocolError {
 }
 
 impl ProtocolError {
+    /// Every error, for lookups by wire code.
+    pub const ALL: [ProtocolError; 10] = [
+        ProtocolError::LineTooLong,
+        ProtocolError::InvalidUtf8,
+        ProtocolError::InvalidText,
+        ProtocolError::UnknownCommand,
+        ProtocolError::UsernameTaken,
+        ProtocolError::InvalidUsername,
+        ProtocolError::AlreadyLoggedIn,
+        ProtocolError::NotLoggedIn,
+        ProtocolError::EmptyMessage,
+        ProtocolError::NoSuchUser,
+    ];
+
+    /// The error whose wire code is `code`.
+    pub fn from_wire(code: &str) -> Option<ProtocolError> {
+        ProtocolError::ALL.into_iter().find(|e| e.as_wire() == code)
+    }
+
     /// The code sent after `ERR `.
     pub fn as_wire(self) -> &'static str {
         match self {
@@ -58,6 +77,20 @@ pub enum ByeReason {
 }
 
 impl ByeReason {
+    /// Every reason, for lookups by wire word.
+    pub const ALL: [ByeReason; 5] = [
+        ByeReason::Quit,
+        ByeReason::IdleTimeout,
+        ByeReason::LoginTimeout,
+        ByeReason::ServerFull,
+        ByeReason::ShuttingDown,
+    ];
+
+    /// The reason whose wire word is `word` (`None` for a bare `BYE`).
+    pub fn from_wire(word: Option<&str>) -> Option<ByeReason> {
+        ByeReason::ALL.into_iter().find(|r| r.as_wire() == word)
+    }
+
     /// The reason word after `BYE `, or `None` for a bare `BYE`.
     pub fn as_wire(self) -> Option<&'static str> {
         match self {
@@ -113,6 +146,35 @@ impl Reply<'_> {
         self.write_to(&mut out);
         out
     }
+}
+
+/// Parses one server line (without its `\n`), as a client sees it. `None`
+/// for anything protocol v1 does not define.
+pub fn parse_reply(line: &str) -> Option<Reply<'_>> {
+    let (word, rest) = match line.split_once(' ') {
+        Some((word, rest)) => (word, Some(rest)),
+        None => (line, None),
+    };
+    Some(match (word, rest) {
+        ("OK", None) => Reply::Ok,
+        ("ERR", Some(code)) => Reply::Err(ProtocolError::from_wire(code)?),
+        ("INFO", rest) => match two(rest)? {
+            (name, "joined") => Reply::Joined(name),
+            (name, "disconnected") => Reply::Disconnected(name),
+            _ => return None,
+        },
+        ("MSG", rest) => two(rest).map(|(from, text)| Reply::Msg { from, text })?,
+        ("DM", rest) => two(rest).map(|(from, text)| Reply::Dm { from, text })?,
+        ("USER", Some(name)) => Reply::User(name),
+        ("PING", None) => Reply::Ping,
+        ("PONG", token) => Reply::Pong(token),
+        ("BYE", reason) => Reply::Bye(ByeReason::from_wire(reason)?),
+        _ => return None,
+    })
+}
+
+fn two(rest: Option<&str>) -> Option<(&str, &str)> {
+    rest?.split_once(' ')
 }
 
 fn join(out: &mut Vec<u8>, parts: &[&str]) {
@@ -172,23 +234,52 @@ mod tests {
     }
 
     #[test]
-    fn error_codes_are_distinct() {
-        use ProtocolError::*;
-        let all = [
-            LineTooLong,
-            InvalidUtf8,
-            InvalidText,
-            UnknownCommand,
-            UsernameTaken,
-            InvalidUsername,
-            AlreadyLoggedIn,
-            NotLoggedIn,
-            EmptyMessage,
-            NoSuchUser,
+    fn wire_codes_are_distinct_and_found_again() {
+        for e in ProtocolError::ALL {
+            assert_eq!(ProtocolError::from_wire(e.as_wire()), Some(e));
+        }
+        for r in ByeReason::ALL {
+            assert_eq!(ByeReason::from_wire(r.as_wire()), Some(r));
+        }
+        assert_eq!(ProtocolError::from_wire("nope"), None);
+    }
+
+    #[test]
+    fn every_reply_parses_back() {
+        let mut samples = vec![
+            Reply::Ok,
+            Reply::Joined("bob"),
+            Reply::Disconnected("bob"),
+            Reply::Msg {
+                from: "a",
+                text: "hi  there \t x",
+            },
+            Reply::Dm {
+                from: "a",
+                text: "psst",
+            },
+            Reply::User("Zed"),
+            Reply::Ping,
+            Reply::Pong(None),
+            Reply::Pong(Some("tok en")),
         ];
-        let mut codes: Vec<_> = all.iter().map(|e| e.as_wire()).collect();
-        codes.sort();
-        codes.dedup();
-        assert_eq!(codes.len(), all.len());
+        samples.extend(ProtocolError::ALL.map(Reply::Err));
+        samples.extend(ByeReason::ALL.map(Reply::Bye));
+        for reply in samples {
+            let bytes = reply.to_bytes();
+            let line = std::str::from_utf8(&bytes[..bytes.len() - 1]).unwrap();
+            assert_eq!(parse_reply(line), Some(reply), "{line:?}");
+        }
+        for junk in [
+            "",
+            "OK then",
+            "ERR what",
+            "INFO bob left",
+            "MSG bob",
+            "BYE now",
+            "HELLO",
+        ] {
+            assert_eq!(parse_reply(junk), None, "{junk:?}");
+        }
     }
 }

@@ -32,8 +32,23 @@ use crate::wheel::Wheel;
 
 pub use conn::{Conn, ConnState, Departure};
 
-const LISTENER: Token = Token(usize::MAX);
-const SIGNALS: Token = Token(usize::MAX - 1);
+/// Token of the listening socket; slab keys never reach it.
+pub(crate) const LISTENER: Token = Token(usize::MAX);
+/// Token of the SIGINT/SIGTERM pipe.
+pub(crate) const SIGNALS: Token = Token(usize::MAX - 1);
+
+/// How every server loop in this crate starts: a poll with the listener on
+/// `addr` and the shutdown signals registered.
+pub(crate) fn listen(addr: SocketAddr) -> io::Result<(Poll, TcpListener, Signals)> {
+    let poll = Poll::new()?;
+    let mut listener = TcpListener::bind(addr)?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)?;
+    Ok((poll, listener, signals))
+}
 
 /// Bytes read from one socket per turn before others get their turn.
 const READ_BUDGET: usize = 64 * 1024;
@@ -144,6 +159,14 @@ fn spare_fd() -> Option<File> {
     File::open("/dev/null").ok()
 }
 
+/// Accept errors that concern one peer only: try the next one at once.
+pub(crate) fn accept_again(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+    )
+}
+
 fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
@@ -151,13 +174,7 @@ fn is_fd_exhaustion(e: &io::Error) -> bool {
 impl Server {
     /// Binds the listener and installs the SIGINT/SIGTERM handlers.
     pub fn bind(cfg: Config) -> io::Result<Server> {
-        let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(cfg.addr)?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let (poll, listener, signals) = listen(cfg.addr)?;
         Ok(Server {
             poll,
             listener: Some(listener),
@@ -269,11 +286,7 @@ impl Server {
             match listener.accept() {
                 Ok((sock, peer)) => self.admit(sock, peer, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                    ) => {}
+                Err(e) if accept_again(&e) => {}
                 Err(e) if is_fd_exhaustion(&e) && self.spare_fd.is_some() => {
                     match self.refuse_with_spare_fd() {
                         Ok(true) => {}

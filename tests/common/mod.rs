@@ -116,14 +116,7 @@ impl Server {
 
     /// Waits for the process to exit.
     pub fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "server did not exit");
-            thread::sleep(Duration::from_millis(20));
-        }
+        wait_exit(&mut self.child)
     }
 
     /// Resident memory of the server in KiB, from /proc.
@@ -156,6 +149,16 @@ pub fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> Option<()> {
         }
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Waits (bounded) for a child process to exit.
+pub fn wait_exit(child: &mut Child) -> ExitStatus {
+    let mut status = None;
+    wait_until(WAIT, || {
+        status = child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    status.expect("process did not exit in time")
 }
 
 static SYNC: AtomicU64 = AtomicU64::new(0);
@@ -294,5 +297,90 @@ impl Client {
             }
         }
         self.stream.set_nonblocking(false).unwrap();
+    }
+}
+
+/// A `selectchat connect` process driven through pipes, killed when dropped.
+pub struct ChatClient {
+    pub child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl ChatClient {
+    /// Starts `selectchat connect ADDR ARGS` with piped stdin and stdout.
+    pub fn start(addr: SocketAddr, args: &[&str]) -> ChatClient {
+        let mut child = Command::new(BIN)
+            .arg("connect")
+            .arg(addr.to_string())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn selectchat connect");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        ChatClient {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// Types a line into the client.
+    pub fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("client stdin");
+        stdin.flush().unwrap();
+    }
+
+    /// Closes the client's stdin (EOF).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// The next line the client printed.
+    pub fn line(&self) -> String {
+        self.lines
+            .recv_timeout(WAIT)
+            .expect("client printed nothing in time")
+    }
+
+    pub fn expect(&self, want: &str) {
+        assert_eq!(self.line(), want);
+    }
+
+    /// Waits for a printed line satisfying `ok`, returning it.
+    pub fn wait_for(&self, ok: impl Fn(&str) -> bool) -> String {
+        loop {
+            let line = self.line();
+            if ok(&line) {
+                return line;
+            }
+        }
+    }
+
+    /// Waits for the process to exit and returns its status.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        wait_exit(&mut self.child)
+    }
+}
+
+impl Drop for ChatClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

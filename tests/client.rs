@@ -1,0 +1,176 @@
+//! `selectchat connect` with piped stdin and stdout, against a real server
+//! and a raw socket peer.
+
+mod common;
+
+use common::{ChatClient, Server};
+use std::time::Duration;
+
+#[test]
+fn typed_lines_become_messages_and_messages_are_shown() {
+    let s = Server::start(&[]);
+    let mut bob = s.login("bob");
+    let mut alice = ChatClient::start(s.addr, &["--name", "alice"]);
+    alice.expect("* logged in as alice");
+    assert_eq!(bob.sync(), vec!["INFO alice joined"]);
+
+    alice.type_line("hello  world");
+    alice.expect("alice: hello  world");
+    bob.expect("MSG alice hello  world");
+
+    bob.send("MSG hi");
+    alice.expect("bob: hi");
+    bob.send("DM alice psst");
+    alice.expect("[dm] bob: psst");
+    let _carol = s.login("carol");
+    alice.expect("* carol joined");
+    drop(_carol);
+    alice.expect("* carol disconnected");
+}
+
+#[test]
+fn slash_commands() {
+    let s = Server::start(&[]);
+    let mut bob = s.login("bob");
+    let mut alice = ChatClient::start(s.addr, &["--name", "alice"]);
+    alice.expect("* logged in as alice");
+
+    alice.type_line("/dm bob  a secret");
+    alice.expect("[dm to bob] alice: a secret");
+    bob.expect("INFO alice joined");
+    bob.expect("DM alice a secret");
+    alice.type_line("/msg nobody hi");
+    alice.expect("[dm to nobody] alice: hi");
+    alice.expect("! no such user");
+
+    alice.type_line("/who");
+    alice.expect("* online (2): alice, bob");
+
+    alice.type_line("/ping");
+    let pong = alice.line();
+    assert!(
+        pong.starts_with("* pong from server in ") && pong.ends_with(" ms"),
+        "{pong}"
+    );
+
+    alice.type_line("/bogus");
+    alice.expect("! unknown command /bogus; /help lists the commands");
+    alice.type_line("/dm bob");
+    alice.expect("! usage: /dm NAME TEXT");
+    alice.type_line("/help");
+    assert!(alice.line().contains("say text to everyone"));
+    // Hints are local: the server passed nothing on to bob.
+    alice.type_line("/ping");
+    alice.wait_for(|l| l.starts_with("* pong"));
+    assert_eq!(bob.sync(), Vec::<String>::new());
+}
+
+#[test]
+fn quit_exits_zero_and_says_bye() {
+    let s = Server::start(&[]);
+    let mut bob = s.login("bob");
+    for word in ["quit", "/quit", "exit"] {
+        let mut alice = ChatClient::start(s.addr, &["--name", "alice"]);
+        alice.expect("* logged in as alice");
+        alice.type_line(word);
+        assert!(alice.wait_exit().success(), "{word}");
+        let lines = bob.sync();
+        assert_eq!(
+            lines,
+            vec!["INFO alice joined", "INFO alice disconnected"],
+            "{word}"
+        );
+    }
+}
+
+#[test]
+fn end_of_input_quits_cleanly() {
+    let s = Server::start(&[]);
+    let mut bob = s.login("bob");
+    let mut alice = ChatClient::start(s.addr, &["--name", "alice"]);
+    alice.type_line("last words");
+    alice.close_stdin();
+    assert!(alice.wait_exit().success());
+    assert_eq!(
+        bob.sync(),
+        vec![
+            "INFO alice joined",
+            "MSG alice last words",
+            "INFO alice disconnected"
+        ]
+    );
+}
+
+#[test]
+fn answers_pings_so_an_idle_user_is_never_purged() {
+    let s = Server::start(&["--ping-interval", "0.2", "--idle-timeout", "0.6"]);
+    let mut alice = ChatClient::start(s.addr, &["--name", "alice"]);
+    alice.expect("* logged in as alice");
+    std::thread::sleep(Duration::from_millis(2000));
+    let mut bob = s.login("bob");
+    alice.expect("* bob joined");
+    bob.send("MSG still there?");
+    alice.expect("bob: still there?");
+    assert!(alice.child.try_wait().unwrap().is_none());
+}
+
+#[test]
+fn server_shutdown_makes_the_client_exit_nonzero_with_the_reason() {
+    let s = Server::start(&[]);
+    let mut alice = ChatClient::start(s.addr, &["--name", "alice"]);
+    alice.expect("* logged in as alice");
+    s.signal(libc::SIGTERM);
+    alice.expect("* disconnected: server shutting down");
+    assert_eq!(alice.wait_exit().code(), Some(1));
+}
+
+#[test]
+fn taken_name_fails_with_piped_stdin() {
+    let s = Server::start(&[]);
+    let _alice = s.login("alice");
+    let mut imposter = ChatClient::start(s.addr, &["--name", "Alice"]);
+    imposter.expect("! that name is taken: Alice");
+    assert_eq!(imposter.wait_exit().code(), Some(1));
+}
+
+#[test]
+fn bad_or_missing_name_is_a_usage_error() {
+    let s = Server::start(&[]);
+    let mut nameless = ChatClient::start(s.addr, &[]);
+    assert_eq!(nameless.wait_exit().code(), Some(2));
+    let mut bad = ChatClient::start(s.addr, &["--name", "no spaces"]);
+    assert_eq!(bad.wait_exit().code(), Some(2));
+}
+
+#[test]
+fn unreachable_server_is_reported() {
+    // A port that was free a moment ago: nobody listens there.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut c = ChatClient::start(addr, &["--name", "alice"]);
+    assert_eq!(c.wait_exit().code(), Some(1));
+}
+
+#[test]
+fn escape_sequences_from_the_server_are_neutralised() {
+    // A fake server that ignores the protocol's own refusal of control characters.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let alice = ChatClient::start(addr, &["--name", "alice"]);
+    let (mut sock, _) = listener.accept().unwrap();
+    use std::io::Write;
+    sock.write_all(b"OK\nMSG evil \x1b[2J\x1b]0;pwned\x07 gotcha\n")
+        .unwrap();
+    alice.expect("* logged in as alice");
+    let shown = alice.line();
+    assert!(
+        !shown.contains('\x1b') && !shown.contains('\x07'),
+        "{shown:?}"
+    );
+    assert!(
+        shown.starts_with("evil: ") && shown.ends_with(" gotcha"),
+        "{shown:?}"
+    );
+}
