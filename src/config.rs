@@ -18,6 +18,8 @@ pub struct Config {
     pub max_clients: usize,
     /// Most unsent bytes queued for one connection before it is dropped.
     pub sendq: usize,
+    /// How often to log a debug-level stats line; `None` for never.
+    pub stats_interval: Option<Duration>,
 }
 
 impl Config {
@@ -33,6 +35,7 @@ impl Config {
             max_line: 4096,
             max_clients: 10_000,
             sendq: 1 << 20,
+            stats_interval: Some(Duration::from_secs(60)),
         }
     }
 }

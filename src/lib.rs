@@ -5,6 +5,7 @@
 //! send; [`server`] is the thin shell that owns the sockets and drives them.
 //! docs/PROTOCOL.md is the wire contract.
 
+pub mod bench;
 pub mod chat;
 pub mod client;
 pub mod config;

@@ -7,11 +7,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use log::{error, info, warn, LevelFilter};
 
-use selectchat::client;
 use selectchat::config::{open_file_limit, parse_secs, Config};
 use selectchat::echo::EchoServer;
 use selectchat::liveness::Timeouts;
 use selectchat::server::Server;
+use selectchat::{bench, client};
 
 /// A single-threaded chat server: `selectchat 7007`, then `nc localhost 7007`.
 #[derive(Debug, Parser)]
@@ -41,6 +41,8 @@ enum Sub {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Load-test a running server: `selectchat bench 127.0.0.1:7007 --scenario fanout`.
+    Bench(BenchArgs),
     /// Run an RFC 862 echo server, for testing clients: `selectchat echo 7007`.
     Echo {
         /// TCP port to listen on (0 picks a free one).
@@ -52,6 +54,119 @@ enum Sub {
         #[command(flatten)]
         logging: LogArgs,
     },
+}
+
+/// Flags of `selectchat bench`.
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Server address (host:port).
+    #[arg(default_value = "127.0.0.1:7007")]
+    addr: String,
+    /// fanout: one sender, N receivers; mesh: everyone sends and receives; idle: hold N logins.
+    #[arg(long, value_enum, default_value = "fanout")]
+    scenario: ScenarioArg,
+    /// Connections (for fanout: receivers, plus the one sender).
+    #[arg(long, short = 'n', default_value_t = 100)]
+    clients: usize,
+    /// fanout: messages the sender sends.
+    #[arg(long, default_value_t = 1000)]
+    messages: u32,
+    /// fanout: most messages not yet delivered to every receiver.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    window: u32,
+    /// mesh: messages per second, all senders together.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    rate: u32,
+    /// mesh and idle: how long to run.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    duration: Duration,
+    /// Bytes of text per message.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// The server's pid, to report its memory per connection and its CPU (Linux /proc).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Give up after this long.
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
+    timeout: Duration,
+    /// Login names are PREFIX0, PREFIX1, ...
+    #[arg(long, default_value = "load")]
+    name_prefix: String,
+    /// One JSON object per run instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ScenarioArg {
+    Fanout,
+    Mesh,
+    Idle,
+}
+
+impl BenchArgs {
+    fn options(&self) -> Result<bench::Options, String> {
+        let addr = client::resolve(&self.addr)
+            .ok()
+            .and_then(|a| a.into_iter().next())
+            .ok_or_else(|| format!("cannot resolve {}", self.addr))?;
+        let scenario = match self.scenario {
+            ScenarioArg::Fanout => bench::Scenario::Fanout {
+                receivers: self.clients.max(1),
+                messages: self.messages,
+                window: self.window,
+            },
+            ScenarioArg::Mesh => bench::Scenario::Mesh {
+                clients: self.clients.max(2),
+                rate: self.rate,
+                duration: self.duration,
+            },
+            ScenarioArg::Idle => bench::Scenario::Idle {
+                clients: self.clients,
+                duration: self.duration,
+            },
+        };
+        Ok(bench::Options {
+            addr,
+            scenario,
+            size: self.size,
+            server_pid: self.server_pid,
+            timeout: self.timeout,
+            progress: true,
+            name_prefix: self.name_prefix.clone(),
+        })
+    }
+}
+
+/// Runs one load and prints its report; exit 1 on errors or any loss.
+fn bench_command(args: &BenchArgs) -> ExitCode {
+    let opts = match args.options() {
+        Ok(opts) => opts,
+        Err(e) => {
+            eprintln!("selectchat bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match bench::run(opts) {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_table());
+            }
+            let clean =
+                report.error.is_none() && report.lost + report.duplicated + report.reordered == 0;
+            if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("selectchat bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Flags of the chat server (the default command).
@@ -84,6 +199,9 @@ struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20,
           value_parser = clap::value_parser!(u32).range(1024..))]
     sendq: u32,
+    /// Seconds between stats lines (connections, users, timers, buffered bytes), logged at debug level.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    stats_interval: Duration,
 }
 
 /// Logging flags, shared by the servers.
@@ -134,6 +252,7 @@ impl ServeArgs {
         cfg.max_line = self.max_line as usize;
         cfg.max_clients = self.max_clients as usize;
         cfg.sendq = self.sendq as usize;
+        cfg.stats_interval = Some(self.stats_interval);
         if let Some(limit) = open_file_limit() {
             let limit = usize::try_from(limit).unwrap_or(usize::MAX);
             if cfg.max_clients > limit {
@@ -157,6 +276,7 @@ fn main() -> ExitCode {
             // The config is built inside, after logging starts: it may warn.
             run_service(&cli.logging, addr, || Server::bind(cli.serve.config()))
         }
+        Some(Sub::Bench(args)) => bench_command(&args),
         Some(Sub::Connect { addr, name }) => {
             ExitCode::from(client::run(client::Options { addr, name }))
         }

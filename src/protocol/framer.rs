@@ -95,11 +95,12 @@ impl Framer {
     }
 
     /// Returns the partial-line buffer's memory when it holds nothing, so an
-    /// idle connection costs no buffer at all.
-    pub fn release_idle(&mut self) {
-        if self.partial.is_empty() {
-            self.partial = Vec::new();
+    /// idle connection costs no buffer at all. Returns the bytes freed.
+    pub fn release_idle(&mut self) -> usize {
+        if !self.partial.is_empty() {
+            return 0;
         }
+        std::mem::take(&mut self.partial).capacity()
     }
 
     /// Heap bytes reserved for the partial line.
@@ -217,10 +218,10 @@ mod tests {
     fn release_idle_frees_an_empty_buffer_only() {
         let mut f = Framer::new(100);
         let _ = frames(&mut f, &[b"partial"]);
-        f.release_idle();
+        assert_eq!(f.release_idle(), 0);
         assert_eq!(f.buffered(), 7);
         let _ = frames(&mut f, &[b"\n"]);
-        f.release_idle();
+        assert!(f.release_idle() >= 7);
         assert_eq!(f.capacity(), 0);
     }
 }

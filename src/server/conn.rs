@@ -58,8 +58,9 @@ impl Departure {
     }
 }
 
-/// Buffers larger than this are freed once empty instead of kept for reuse.
-const KEEP_CAPACITY: usize = 64 * 1024;
+/// An emptied write buffer keeps this much capacity for the next line; a
+/// larger one (left by a burst) is freed, so idle connections stay small.
+const KEEP_CAPACITY: usize = 1024;
 
 /// A connection's socket, buffers and bookkeeping.
 #[derive(Debug)]
@@ -99,8 +100,9 @@ impl Conn {
         }
     }
 
-    /// Writes queued bytes until the buffer is empty or the kernel's is full.
-    pub fn write_out(&mut self) -> io::Result<()> {
+    /// Writes queued bytes until the buffer is empty or the kernel's is
+    /// full. Returns the buffer capacity freed (a burst's leftover).
+    pub fn write_out(&mut self) -> io::Result<usize> {
         let mut written = 0;
         let result = loop {
             if written == self.wbuf.len() {
@@ -114,8 +116,10 @@ impl Conn {
                 Err(e) => break Err(e),
             }
         };
+        let mut freed = 0;
         if written == self.wbuf.len() {
             if self.wbuf.capacity() > KEEP_CAPACITY {
+                freed = self.wbuf.capacity();
                 self.wbuf = Vec::new();
             } else {
                 self.wbuf.clear();
@@ -123,14 +127,22 @@ impl Conn {
         } else {
             self.wbuf.drain(..written);
         }
-        result
+        result.map(|()| freed)
     }
 
     /// Frees empty buffers; called when the connection has been quiet.
-    pub fn release_idle_buffers(&mut self) {
+    /// Returns the capacity freed.
+    pub fn release_idle_buffers(&mut self) -> usize {
+        let mut freed = 0;
         if self.wbuf.is_empty() {
+            freed += self.wbuf.capacity();
             self.wbuf = Vec::new();
         }
-        self.framer.release_idle();
+        freed + self.framer.release_idle()
+    }
+
+    /// Heap bytes this connection's buffers hold.
+    pub fn buffer_capacity(&self) -> usize {
+        self.wbuf.capacity() + self.framer.capacity()
     }
 }

@@ -9,11 +9,13 @@
 //! accept while events for its old owner are still being handled.
 
 mod conn;
+mod memory;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
+use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
@@ -31,6 +33,7 @@ use crate::protocol::{ByeReason, Frame, Reply};
 use crate::wheel::Wheel;
 
 pub use conn::{Conn, ConnState, Departure};
+use memory::Trimmer;
 
 /// Token of the listening socket; slab keys never reach it.
 pub(crate) const LISTENER: Token = Token(usize::MAX);
@@ -42,6 +45,15 @@ pub(crate) const SIGNALS: Token = Token(usize::MAX - 1);
 pub(crate) fn listen(addr: SocketAddr) -> io::Result<(Poll, TcpListener, Signals)> {
     let poll = Poll::new()?;
     let mut listener = TcpListener::bind(addr)?;
+    // mio listens with std's backlog of 128, which a burst of connects
+    // overflows into SYN retries; Linux lets a second listen() raise it.
+    // SAFETY: listen(2) on a socket we own.
+    if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+        warn!(
+            "cannot raise the listen backlog: {}",
+            io::Error::last_os_error()
+        );
+    }
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
     let mut signals = Signals::new([SIGINT, SIGTERM])?;
@@ -50,6 +62,9 @@ pub(crate) fn listen(addr: SocketAddr) -> io::Result<(Poll, TcpListener, Signals
     Ok((poll, listener, signals))
 }
 
+/// Queued bytes past which a write is tried at once rather than at the end of
+/// the turn.
+const WRITE_THROUGH: usize = 4096;
 /// Bytes read from one socket per turn before others get their turn.
 const READ_BUDGET: usize = 64 * 1024;
 /// Size of the shared buffer each `read` fills.
@@ -61,6 +76,9 @@ const WHEEL_SLOTS: usize = 512;
 const LINGER: Duration = Duration::from_secs(2);
 /// Longest shutdown waits for `BYE shutting-down` to drain.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Pending connections the kernel may queue before we accept them (capped by
+/// net.core.somaxconn).
+const LISTEN_BACKLOG: i32 = 1024;
 /// Pause before accepting again when descriptors ran out and no spare was left.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -73,6 +91,7 @@ struct Conns {
     doomed: Vec<(ConnId, Departure)>,
     sendq: usize,
     scratch: Vec<u8>,
+    trimmer: Trimmer,
 }
 
 impl Conns {
@@ -103,16 +122,21 @@ impl Outbox for Conns {
         if conn.state != ConnState::Open || conn.overflowed {
             return;
         }
-        if conn.wbuf.len() + bytes.len() > self.sendq {
-            // A whole turn of input can fan out more than sendq; before calling
-            // a peer slow, hand its kernel buffer what it will take right now.
+        let would_hold = conn.wbuf.len() + bytes.len();
+        if would_hold > self.sendq || (would_hold > WRITE_THROUGH && !conn.want_writable) {
+            // Hand the kernel what it takes now instead of growing the buffer:
+            // a burst (a join storm, a turn of fan-out) then costs each
+            // connection at most a page or so, and only a peer whose kernel
+            // buffer is really full is ever called slow.
             let failure = match conn.write_out() {
                 Err(e) => {
                     debug!("conn {to} write error: {e}");
                     Some(Departure::Reset)
                 }
-                Ok(()) if conn.wbuf.len() + bytes.len() > self.sendq => Some(Departure::Sendq),
-                Ok(()) => None,
+                Ok(freed) => {
+                    self.trimmer.freed(freed);
+                    (conn.wbuf.len() + bytes.len() > self.sendq).then_some(Departure::Sendq)
+                }
             };
             if let Some(why) = failure {
                 conn.overflowed = true;
@@ -134,6 +158,10 @@ pub struct Stats {
     pub connections: usize,
     pub users: usize,
     pub timers: usize,
+    /// Bytes queued for clients and not yet taken by the kernel.
+    pub queued: usize,
+    /// Heap bytes reserved by all connections' buffers.
+    pub buffers: usize,
 }
 
 /// A bound chat server, ready to [`run`](Server::run).
@@ -153,6 +181,7 @@ pub struct Server {
     spare_fd: Option<File>,
     accept_paused_until: Option<Instant>,
     shutdown_deadline: Option<Instant>,
+    next_stats: Option<Instant>,
 }
 
 fn spare_fd() -> Option<File> {
@@ -185,6 +214,7 @@ impl Server {
                 doomed: Vec::new(),
                 sendq: cfg.sendq,
                 scratch: Vec::new(),
+                trimmer: Trimmer::new(),
             },
             chat: Chat::new(),
             wheel: Wheel::new(WHEEL_TICK, WHEEL_SLOTS, Instant::now()),
@@ -196,6 +226,7 @@ impl Server {
             spare_fd: spare_fd(),
             accept_paused_until: None,
             shutdown_deadline: None,
+            next_stats: None,
         })
     }
 
@@ -209,11 +240,29 @@ impl Server {
 
     /// Current counts of connections, users and timers.
     pub fn stats(&self) -> Stats {
+        let conns = self.conns.slab.iter().map(|(_, c)| c);
         Stats {
             connections: self.conns.slab.len(),
             users: self.chat.users(),
             timers: self.wheel.len(),
+            queued: conns.clone().map(|c| c.wbuf.len()).sum(),
+            buffers: conns.map(Conn::buffer_capacity).sum(),
         }
+    }
+
+    fn log_stats(&mut self, now: Instant) {
+        let Some(interval) = self.cfg.stats_interval else {
+            return;
+        };
+        if self.next_stats.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_stats = Some(now + interval);
+        let s = self.stats();
+        debug!(
+            "stats: connections={} users={} timers={} queued_bytes={} buffer_bytes={}",
+            s.connections, s.users, s.timers, s.queued, s.buffers
+        );
     }
 
     /// Serves until SIGINT or SIGTERM, then says `BYE shutting-down` to everyone.
@@ -250,6 +299,8 @@ impl Server {
             self.expire_timers(now);
             self.flush_pending(now);
             self.reap_closed();
+            self.conns.trimmer.maybe_trim(now);
+            self.log_stats(now);
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.slab.is_empty() || now >= deadline {
                     info!(
@@ -338,6 +389,11 @@ impl Server {
             );
             refuse(sock, ByeReason::ServerFull);
             return;
+        }
+        // Writes are already batched per turn; Nagle would only hold the
+        // next turn's line back for a delayed ACK (40 ms on Linux).
+        if let Err(e) = sock.set_nodelay(true) {
+            debug!("{peer}: cannot set TCP_NODELAY: {e}");
         }
         let entry = self.conns.slab.vacant_entry();
         let id = entry.key();
@@ -573,7 +629,8 @@ impl Server {
                 self.reap.push(id);
             }
             ConnState::Open => {
-                conn.release_idle_buffers();
+                let freed = conn.release_idle_buffers();
+                self.conns.trimmer.freed(freed);
                 let logged_in = self.chat.name(id).is_some();
                 match conn.live.check(now, logged_in, &self.cfg.timeouts) {
                     Verdict::Wait(at) => conn.timer = Some(self.wheel.insert(at, id)),
@@ -607,15 +664,18 @@ impl Server {
         if conn.state == ConnState::Dead {
             return;
         }
-        if let Err(e) = conn.write_out() {
-            debug!("conn {id} write error: {e}");
-            if conn.state == ConnState::Draining {
-                conn.state = ConnState::Dead;
-                self.reap.push(id);
-            } else {
-                self.depart(id, Departure::Reset, now);
+        match conn.write_out() {
+            Ok(freed) => self.conns.trimmer.freed(freed),
+            Err(e) => {
+                debug!("conn {id} write error: {e}");
+                if conn.state == ConnState::Draining {
+                    conn.state = ConnState::Dead;
+                    self.reap.push(id);
+                } else {
+                    self.depart(id, Departure::Reset, now);
+                }
+                return;
             }
-            return;
         }
         let registry = self.poll.registry();
         if conn.wbuf.is_empty() {
@@ -639,6 +699,7 @@ impl Server {
     fn reap_closed(&mut self) {
         for id in self.reap.drain(..) {
             if let Some(mut conn) = self.conns.slab.try_remove(id) {
+                self.conns.trimmer.freed(conn.buffer_capacity());
                 let _ = self.poll.registry().deregister(&mut conn.sock);
                 if let Some(timer) = conn.timer {
                     self.wheel.cancel(timer);

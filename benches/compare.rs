@@ -1,0 +1,327 @@
+//! `cargo bench`: the same load against selectchat and against a
+//! thread-per-connection baseline, alternating A B A B, then a table of
+//! medians with min–max and the selectchat/baseline ratio per row.
+//!
+//! `cargo bench -- fanout` runs only rows whose name contains `fanout`;
+//! `BENCH_REPS=5` changes the repetitions (default 3). Both servers run as
+//! child processes on 127.0.0.1; the load generator runs in this process.
+
+mod baseline;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use selectchat::bench::stats::Report;
+use selectchat::bench::{self, Options, Scenario};
+use selectchat::config::open_file_limit;
+
+/// Argument that turns this binary into the baseline server.
+const BASELINE_ARG: &str = "--baseline-server";
+/// Descriptors kept free besides the connections themselves.
+const FD_HEADROOM: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Selectchat,
+    Baseline,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Selectchat => "selectchat",
+            Kind::Baseline => "baseline",
+        }
+    }
+}
+
+/// One row of the table: a scenario at one size.
+struct Row {
+    label: String,
+    scenario: Scenario,
+    idle: bool,
+}
+
+fn rows(max_clients: usize) -> (Vec<Row>, Vec<String>) {
+    let mut notes = Vec::new();
+    let mut scaled = |n: usize| {
+        if n > max_clients {
+            notes.push(format!(
+                "{n} connections scaled down to {max_clients} (open-file limit)"
+            ));
+            max_clients
+        } else {
+            n
+        }
+    };
+    let mut rows = Vec::new();
+    for (receivers, messages) in [(100, 5000), (1000, 1000), (5000, 200)] {
+        let receivers = scaled(receivers);
+        rows.push(Row {
+            label: format!("fanout {receivers}"),
+            scenario: Scenario::Fanout {
+                receivers,
+                messages,
+                window: 32,
+            },
+            idle: false,
+        });
+    }
+    for clients in [1000, 5000, 10_000] {
+        let clients = scaled(clients);
+        rows.push(Row {
+            label: format!("idle {clients}"),
+            scenario: Scenario::Idle {
+                clients,
+                duration: Duration::from_secs(12),
+            },
+            idle: true,
+        });
+    }
+    (rows, notes)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A server child process, killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(kind: Kind, idle: bool) -> Server {
+        let port = free_port();
+        let mut cmd = match kind {
+            Kind::Selectchat => {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_selectchat"));
+                cmd.args([
+                    "--host",
+                    "127.0.0.1",
+                    "--log-level",
+                    "warn",
+                    "--max-clients",
+                    "20000",
+                ]);
+                if idle {
+                    // Twice the default heartbeat rate, so that within the
+                    // 12 s window every connection is pinged (and answers)
+                    // once and has its idle buffers released: the CPU figure
+                    // includes keeping connections alive, conservatively.
+                    cmd.args(["--ping-interval", "10"]);
+                }
+                cmd.arg(port.to_string());
+                cmd
+            }
+            Kind::Baseline => {
+                let mut cmd = Command::new(std::env::current_exe().expect("own path"));
+                cmd.args([BASELINE_ARG, &port.to_string()]);
+                cmd
+            }
+        };
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start server");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "{} did not start", kind.name());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server { child, addr }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run_once(kind: Kind, row: &Row) -> Report {
+    let server = Server::start(kind, row.idle);
+    let opts = Options {
+        addr: server.addr,
+        scenario: row.scenario,
+        size: 64,
+        server_pid: Some(server.child.id()),
+        timeout: Duration::from_secs(120),
+        progress: true,
+        name_prefix: "b".to_string(),
+    };
+    bench::run(opts).unwrap_or_else(|e| Report {
+        error: Some(e.to_string()),
+        ..Report::default()
+    })
+}
+
+/// Median, min and max of some figures.
+fn spread(mut values: Vec<f64>) -> Option<(f64, f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    Some((
+        values[values.len() / 2],
+        values[0],
+        values[values.len() - 1],
+    ))
+}
+
+fn human(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn cell(s: Option<(f64, f64, f64)>, fmt: impl Fn(f64) -> String) -> String {
+    match s {
+        Some((mid, lo, hi)) => format!("{} ({}–{})", fmt(mid), fmt(lo), fmt(hi)),
+        None => "failed".to_string(),
+    }
+}
+
+fn ratio(a: Option<(f64, f64, f64)>, b: Option<(f64, f64, f64)>) -> String {
+    match (a, b) {
+        (Some((a, ..)), Some((b, ..))) if b > 0.0 => format!("{:.2}x", a / b),
+        (Some(_), None) => "baseline failed".to_string(),
+        _ => "-".to_string(),
+    }
+}
+
+/// The figures of one server on one row, over its good runs.
+struct Figures {
+    rate: Option<(f64, f64, f64)>,
+    p99_ms: Option<(f64, f64, f64)>,
+    rss: Option<(f64, f64, f64)>,
+    cpu: Option<(f64, f64, f64)>,
+    faults: u64,
+    failures: Vec<String>,
+}
+
+fn figures(reports: &[Report]) -> Figures {
+    let good: Vec<&Report> = reports.iter().filter(|r| r.error.is_none()).collect();
+    Figures {
+        rate: spread(good.iter().map(|r| r.rate()).collect()),
+        p99_ms: spread(good.iter().map(|r| r.latency_us.p99 / 1000.0).collect()),
+        rss: spread(good.iter().filter_map(|r| r.rss_per_conn).collect()),
+        cpu: spread(good.iter().filter_map(|r| r.cpu_percent).collect()),
+        faults: reports
+            .iter()
+            .map(|r| r.lost + r.duplicated + r.reordered)
+            .sum(),
+        failures: reports.iter().filter_map(|r| r.error.clone()).collect(),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(BASELINE_ARG) {
+        let port = args.get(2).expect("port").as_str();
+        let listener = TcpListener::bind(format!("127.0.0.1:{port}")).expect("bind baseline");
+        baseline::serve(listener);
+        return;
+    }
+    let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
+    let reps: usize = std::env::var("BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let fd_limit = open_file_limit().map_or(usize::MAX, |n| n as usize);
+    let (rows, notes) = rows(fd_limit.saturating_sub(FD_HEADROOM));
+    let rows: Vec<Row> = rows
+        .into_iter()
+        .filter(|r| filter.as_ref().is_none_or(|f| r.label.contains(f.as_str())))
+        .collect();
+
+    let started = Instant::now();
+    let mut table = Vec::new();
+    for row in &rows {
+        let mut reports = [Vec::new(), Vec::new()];
+        for rep in 1..=reps {
+            for (i, kind) in [Kind::Selectchat, Kind::Baseline].into_iter().enumerate() {
+                let report = run_once(kind, row);
+                eprintln!(
+                    "{:<12} {:<10} run {rep}/{reps}: {}/s deliveries, p99 {:.1} ms, lost {}, rss/conn {}, cpu {}{}",
+                    row.label,
+                    kind.name(),
+                    human(report.rate()),
+                    report.latency_us.p99 / 1000.0,
+                    report.lost + report.duplicated + report.reordered,
+                    report.rss_per_conn.map_or("-".into(), |b| format!("{b:.0} B")),
+                    report.cpu_percent.map_or("-".into(), |c| format!("{c:.2}%")),
+                    report.error.as_ref().map_or(String::new(), |e| format!(", FAILED: {e}")),
+                );
+                reports[i].push(report);
+            }
+        }
+        table.push((row, figures(&reports[0]), figures(&reports[1])));
+    }
+
+    println!();
+    println!("selectchat vs thread-per-connection baseline: median (min–max) of {reps} runs each, alternated");
+    println!();
+    println!("| row | server | deliveries/s | p99 latency ms | server memory per conn (bytes) | server CPU % | lost+dup+reordered |");
+    println!("|---|---|---|---|---|---|---|");
+    for (row, sc, base) in &table {
+        for (name, f) in [("selectchat", sc), ("baseline", base)] {
+            let failed = if f.failures.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} failed: {})", f.failures.len(), f.failures[0])
+            };
+            if row.idle {
+                println!(
+                    "| {} | {name} | | | {} | {} | {}{failed} |",
+                    row.label,
+                    cell(f.rss, |v| format!("{v:.0}")),
+                    cell(f.cpu, |v| format!("{v:.2}")),
+                    f.faults
+                );
+            } else {
+                println!(
+                    "| {} | {name} | {} | {} | | | {}{failed} |",
+                    row.label,
+                    cell(f.rate, human),
+                    cell(f.p99_ms, |v| format!("{v:.1}")),
+                    f.faults
+                );
+            }
+        }
+        if row.idle {
+            println!(
+                "| {} | ratio | | | {} | | |",
+                row.label,
+                ratio(sc.rss, base.rss)
+            );
+        } else {
+            println!(
+                "| {} | ratio | {} | {} | | | |",
+                row.label,
+                ratio(sc.rate, base.rate),
+                ratio(sc.p99_ms, base.p99_ms)
+            );
+        }
+    }
+    println!();
+    for note in notes {
+        println!("note: {note}");
+    }
+    println!(
+        "took {:.0} s; ratio = selectchat / baseline",
+        started.elapsed().as_secs_f64()
+    );
+}

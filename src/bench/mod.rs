@@ -1,0 +1,476 @@
+//! `selectchat bench`: a load generator that is itself one mio loop, so one
+//! core can drive thousands of chat connections against any server that
+//! speaks protocol v1 (LOGIN, MSG, PING, QUIT).
+//!
+//! Every message carries its sender's sequence number and its send time, so
+//! receivers measure delivery latency and count what was lost, duplicated or
+//! reordered. Scenarios: `fanout` (one sender, N receivers, bounded in-flight
+//! window), `mesh` (everyone sends at a fixed total rate, everyone receives)
+//! and `idle` (N logged-in connections held; the server's memory and CPU are
+//! read from /proc when its pid is known).
+
+pub mod stats;
+
+use std::io::{self, IsTerminal, Read, Write};
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::protocol::{parse_reply, Command, Frame, Framer, Reply};
+use stats::{Latency, Report, Sequences};
+
+/// Connections waiting for their `OK` at once; more would overflow the
+/// server's listen backlog and stall on SYN retries.
+const LOGIN_BATCH: usize = 256;
+/// Longest the load waits for stragglers after the last message was sent.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Which load to apply.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scenario {
+    /// One sender, `receivers` receivers, `messages` messages, at most
+    /// `window` messages not yet delivered to everyone.
+    Fanout {
+        receivers: usize,
+        messages: u32,
+        window: u32,
+    },
+    /// `clients` clients all sending, `rate` messages/s in total, for `duration`.
+    Mesh {
+        clients: usize,
+        rate: u32,
+        duration: Duration,
+    },
+    /// `clients` logged-in connections held for `duration`.
+    Idle { clients: usize, duration: Duration },
+}
+
+impl Scenario {
+    fn name(&self) -> &'static str {
+        match self {
+            Scenario::Fanout { .. } => "fanout",
+            Scenario::Mesh { .. } => "mesh",
+            Scenario::Idle { .. } => "idle",
+        }
+    }
+
+    fn clients(&self) -> usize {
+        match *self {
+            Scenario::Fanout { receivers, .. } => receivers + 1,
+            Scenario::Mesh { clients, .. } | Scenario::Idle { clients, .. } => clients,
+        }
+    }
+}
+
+/// A load run's settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub addr: SocketAddr,
+    pub scenario: Scenario,
+    /// Bytes of text per message (at least what the sequence and time need).
+    pub size: usize,
+    /// The server's pid, to read its memory and CPU from /proc.
+    pub server_pid: Option<u32>,
+    /// Give up after this long in total.
+    pub timeout: Duration,
+    /// Show a live progress line on stderr (only when it is a terminal).
+    pub progress: bool,
+    /// Prefix of the login names, so several runs can share a server.
+    pub name_prefix: String,
+}
+
+struct Peer {
+    sock: TcpStream,
+    framer: Framer,
+    out: Vec<u8>,
+    want_writable: bool,
+    logged_in: bool,
+    closed: bool,
+}
+
+/// The state of one run.
+struct Load {
+    opts: Options,
+    poll: Poll,
+    peers: Vec<Peer>,
+    origin: Instant,
+    senders: usize,
+    sequences: Sequences,
+    sent: Vec<u32>,
+    latencies: Vec<u32>,
+    deliveries: u64,
+    /// Fanout: deliveries seen per message, to know when one reached everyone.
+    fanout_counts: Vec<u32>,
+    fanout_complete: u32,
+    logged_in: usize,
+    failure: Option<String>,
+    last_progress: Instant,
+}
+
+/// Runs one scenario against `opts.addr` and reports what it measured.
+pub fn run(opts: Options) -> io::Result<Report> {
+    let rss_before = opts.server_pid.and_then(server_rss);
+    let mut load = Load::new(opts)?;
+    let deadline = load.origin + load.opts.timeout;
+    load.connect_all(deadline)?;
+    let mut report = Report {
+        scenario: load.opts.scenario.name().to_string(),
+        clients: load.opts.scenario.clients(),
+        ..Report::default()
+    };
+    if load.failure.is_none() {
+        match load.opts.scenario {
+            Scenario::Fanout {
+                messages, window, ..
+            } => load.fanout(messages, window, deadline, &mut report),
+            Scenario::Mesh { rate, duration, .. } => {
+                load.mesh(rate, duration, deadline, &mut report)
+            }
+            Scenario::Idle { duration, .. } => load.idle(duration, rss_before, &mut report),
+        }
+    }
+    report.deliveries = load.deliveries;
+    report.messages = load.sent.iter().map(|&n| n as u64).sum();
+    report.latency_us = Latency::of(&mut load.latencies);
+    report.lost = load.sequences.lost(&load.sent);
+    report.duplicated = load.sequences.duplicated;
+    report.reordered = load.sequences.reordered;
+    report.error = load.failure.take();
+    load.clear_progress();
+    Ok(report)
+}
+
+impl Load {
+    fn new(opts: Options) -> io::Result<Load> {
+        let clients = opts.scenario.clients();
+        let senders = match opts.scenario {
+            Scenario::Fanout { .. } => 1,
+            Scenario::Mesh { clients, .. } => clients,
+            Scenario::Idle { .. } => 0,
+        };
+        let fanout_counts = match opts.scenario {
+            Scenario::Fanout { messages, .. } => vec![0; messages as usize],
+            _ => Vec::new(),
+        };
+        Ok(Load {
+            poll: Poll::new()?,
+            peers: Vec::with_capacity(clients),
+            origin: Instant::now(),
+            senders,
+            sequences: Sequences::new(clients, senders.max(1)),
+            sent: vec![0; senders.max(1)],
+            latencies: Vec::new(),
+            deliveries: 0,
+            fanout_counts,
+            fanout_complete: 0,
+            logged_in: 0,
+            failure: None,
+            last_progress: Instant::now(),
+            opts,
+        })
+    }
+
+    fn name(&self, i: usize) -> String {
+        format!("{}{i}", self.opts.name_prefix)
+    }
+
+    /// Opens every connection and logs it in, a batch at a time.
+    fn connect_all(&mut self, deadline: Instant) -> io::Result<()> {
+        let total = self.opts.scenario.clients();
+        let mut events = Events::with_capacity(1024);
+        while self.logged_in < total && self.failure.is_none() {
+            while self.peers.len() < total && self.peers.len() - self.logged_in < LOGIN_BATCH {
+                let i = self.peers.len();
+                let mut sock = TcpStream::connect(self.opts.addr)?;
+                sock.set_nodelay(true)?;
+                self.poll.registry().register(
+                    &mut sock,
+                    Token(i),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                let mut out = Vec::new();
+                Command::Login(&self.name(i)).write_to(&mut out);
+                self.peers.push(Peer {
+                    sock,
+                    framer: Framer::new(1 << 20),
+                    out,
+                    want_writable: true,
+                    logged_in: false,
+                    closed: false,
+                });
+            }
+            self.turn(&mut events, Some(Duration::from_millis(100)), deadline);
+            self.progress(|l| format!("logged in {}/{total}", l.logged_in));
+        }
+        Ok(())
+    }
+
+    /// One poll and everything it woke.
+    fn turn(&mut self, events: &mut Events, timeout: Option<Duration>, deadline: Instant) {
+        let now = Instant::now();
+        if now >= deadline {
+            self.failure.get_or_insert_with(|| "timed out".to_string());
+            return;
+        }
+        let timeout = timeout.map_or(deadline - now, |t| t.min(deadline - now));
+        if let Err(e) = self.poll.poll(events, Some(timeout)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                self.failure = Some(format!("poll failed: {e}"));
+            }
+            return;
+        }
+        for event in events.iter() {
+            let i = event.token().0;
+            if event.is_readable() || event.is_read_closed() || event.is_error() {
+                self.read(i);
+            }
+            if event.is_writable() {
+                self.flush(i);
+            }
+        }
+    }
+
+    fn read(&mut self, i: usize) {
+        let mut buf = [0u8; 64 * 1024];
+        let mut framer = std::mem::take(&mut self.peers[i].framer);
+        loop {
+            let peer = &mut self.peers[i];
+            if peer.closed {
+                break;
+            }
+            match peer.sock.read(&mut buf) {
+                Ok(0) => {
+                    peer.closed = true;
+                    self.failure
+                        .get_or_insert_with(|| format!("server closed connection {i}"));
+                }
+                Ok(n) => {
+                    let _ = framer.feed(&buf[..n], |frame| {
+                        if let Frame::Line(line) = frame {
+                            self.on_line(i, line);
+                        }
+                        ControlFlow::Continue(())
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.peers[i].closed = true;
+                    self.failure
+                        .get_or_insert_with(|| format!("connection {i}: {e}"));
+                }
+            }
+        }
+        self.peers[i].framer = framer;
+        self.flush(i);
+    }
+
+    fn on_line(&mut self, i: usize, line: &[u8]) {
+        let Ok(text) = std::str::from_utf8(line) else {
+            return;
+        };
+        match parse_reply(text) {
+            Some(Reply::Ok) if !self.peers[i].logged_in => {
+                self.peers[i].logged_in = true;
+                self.logged_in += 1;
+            }
+            Some(Reply::Ping) => Command::Pong.write_to(&mut self.peers[i].out),
+            Some(Reply::Msg { from, text }) => self.on_msg(i, from, text),
+            Some(Reply::Err(e)) => {
+                self.failure
+                    .get_or_insert_with(|| format!("connection {i}: ERR {e}"));
+            }
+            Some(Reply::Bye(_)) => {
+                self.failure
+                    .get_or_insert_with(|| format!("connection {i}: {text}"));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_msg(&mut self, receiver: usize, from: &str, text: &str) {
+        let Some(sender) = from
+            .strip_prefix(self.opts.name_prefix.as_str())
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|&s| s < self.senders)
+        else {
+            return;
+        };
+        let mut fields = text.split(' ');
+        let (Some(Ok(seq)), Some(Ok(sent_us))) = (
+            fields.next().map(str::parse::<u32>),
+            fields.next().map(str::parse::<u64>),
+        ) else {
+            return;
+        };
+        let now_us = self.origin.elapsed().as_micros() as u64;
+        self.latencies
+            .push(now_us.saturating_sub(sent_us).min(u32::MAX as u64) as u32);
+        self.deliveries += 1;
+        self.sequences.record(receiver, sender, seq);
+        if let Some(count) = self.fanout_counts.get_mut(seq as usize) {
+            *count += 1;
+            let receivers = self.peers.len() as u32 - 1;
+            while self
+                .fanout_counts
+                .get(self.fanout_complete as usize)
+                .is_some_and(|&c| c >= receivers)
+            {
+                self.fanout_complete += 1;
+            }
+        }
+    }
+
+    fn send_msg(&mut self, sender: usize) {
+        let seq = self.sent[sender];
+        self.sent[sender] += 1;
+        let now_us = self.origin.elapsed().as_micros();
+        let mut text = format!("{seq} {now_us} ");
+        while text.len() < self.opts.size {
+            text.push('x');
+        }
+        Command::Msg(&text).write_to(&mut self.peers[sender].out);
+        self.flush(sender);
+    }
+
+    fn flush(&mut self, i: usize) {
+        let peer = &mut self.peers[i];
+        let mut written = 0;
+        while written < peer.out.len() {
+            match peer.sock.write(&peer.out[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Not yet connected, or gone: the read side reports it.
+                Err(_) => break,
+            }
+        }
+        peer.out.drain(..written);
+        peer.want_writable = !peer.out.is_empty();
+    }
+
+    fn fanout(&mut self, messages: u32, window: u32, deadline: Instant, report: &mut Report) {
+        let receivers = self.peers.len() as u64 - 1;
+        let expected = receivers * messages as u64;
+        let mut events = Events::with_capacity(1024);
+        let start = Instant::now();
+        self.latencies.reserve(expected.min(50_000_000) as usize);
+        let mut all_sent_at = None;
+        while self.deliveries < expected && self.failure.is_none() {
+            while self.sent[0] < messages && self.sent[0] - self.fanout_complete < window {
+                self.send_msg(0);
+            }
+            if self.sent[0] == messages {
+                let at = *all_sent_at.get_or_insert_with(Instant::now);
+                if at.elapsed() > DRAIN {
+                    break;
+                }
+            }
+            self.turn(&mut events, Some(Duration::from_millis(100)), deadline);
+            self.progress(|l| format!("fanout {}/{expected} deliveries", l.deliveries));
+        }
+        report.elapsed = start.elapsed();
+    }
+
+    fn mesh(&mut self, rate: u32, duration: Duration, deadline: Instant, report: &mut Report) {
+        let clients = self.peers.len();
+        let mut events = Events::with_capacity(1024);
+        let start = Instant::now();
+        let mut next_sender = 0;
+        let mut total_sent: u64 = 0;
+        while start.elapsed() < duration && self.failure.is_none() {
+            let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+            while total_sent < due {
+                self.send_msg(next_sender);
+                next_sender = (next_sender + 1) % clients;
+                total_sent += 1;
+            }
+            self.turn(&mut events, Some(Duration::from_millis(1)), deadline);
+            self.progress(|l| format!("mesh {} deliveries", l.deliveries));
+        }
+        let expected = total_sent * (clients as u64 - 1);
+        let drain_until = Instant::now() + DRAIN;
+        while self.deliveries < expected && self.failure.is_none() && Instant::now() < drain_until {
+            self.turn(&mut events, Some(Duration::from_millis(10)), deadline);
+        }
+        report.elapsed = start.elapsed();
+    }
+
+    fn idle(&mut self, duration: Duration, rss_before: Option<u64>, report: &mut Report) {
+        let mut events = Events::with_capacity(1024);
+        let far = Instant::now() + duration + DRAIN;
+        // Let the login storm's announcements drain before measuring.
+        let settle = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < settle && self.failure.is_none() {
+            self.turn(&mut events, Some(Duration::from_millis(100)), far);
+        }
+        let pid = self.opts.server_pid;
+        let cpu_before = pid.and_then(server_cpu);
+        let start = Instant::now();
+        while start.elapsed() < duration && self.failure.is_none() {
+            self.turn(&mut events, Some(Duration::from_millis(200)), far);
+            self.progress(|_| {
+                format!(
+                    "idle {:.0}/{:.0} s",
+                    start.elapsed().as_secs_f64(),
+                    duration.as_secs_f64()
+                )
+            });
+        }
+        report.elapsed = start.elapsed();
+        let clients = self.peers.len() as f64;
+        if let (Some(before), Some(after)) = (cpu_before, pid.and_then(server_cpu)) {
+            report.cpu_percent =
+                Some(100.0 * (after - before).as_secs_f64() / report.elapsed.as_secs_f64());
+        }
+        if let (Some(before), Some(after)) = (rss_before, pid.and_then(server_rss)) {
+            report.rss_per_conn = Some(after.saturating_sub(before) as f64 / clients);
+        }
+    }
+
+    fn progress(&mut self, line: impl Fn(&Load) -> String) {
+        if !self.opts.progress || self.last_progress.elapsed() < Duration::from_millis(250) {
+            return;
+        }
+        self.last_progress = Instant::now();
+        let stderr = io::stderr();
+        if stderr.is_terminal() {
+            let _ = write!(stderr.lock(), "\r\x1b[2K{}", line(self));
+        }
+    }
+
+    fn clear_progress(&self) {
+        let stderr = io::stderr();
+        if self.opts.progress && stderr.is_terminal() {
+            let _ = write!(stderr.lock(), "\r\x1b[2K");
+        }
+    }
+}
+
+/// Resident memory of process `pid` in bytes.
+pub fn server_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// CPU time (user + system) process `pid` has used.
+pub fn server_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| Duration::from_secs_f64(ticks as f64 / hz as f64))
+}
