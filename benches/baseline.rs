@@ -13,8 +13,23 @@ use std::thread;
 
 use selectchat::protocol::{parse, ByeReason, Command, ProtocolError, Reply};
 
-/// Logged-in users: lower-cased name to the socket their messages go to.
-type Registry = Arc<Mutex<HashMap<String, Arc<Mutex<TcpStream>>>>>;
+/// One client's socket, shared by its reader thread and every writer. The
+/// lock keeps concurrent writers from interleaving partial writes; sharing
+/// one descriptor (no `try_clone`) keeps the server at one fd per client.
+struct Peer {
+    stream: TcpStream,
+    write: Mutex<()>,
+}
+
+impl Peer {
+    fn send(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let _turn = lock(&self.write);
+        (&self.stream).write_all(bytes)
+    }
+}
+
+/// Logged-in users: lower-cased name to the peer their messages go to.
+type Registry = Arc<Mutex<HashMap<String, Arc<Peer>>>>;
 
 /// Accepts forever, one thread per connection.
 pub fn serve(listener: TcpListener) {
@@ -37,8 +52,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn client(stream: TcpStream, registry: Registry) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
-    let me = Arc::new(Mutex::new(stream.try_clone()?));
-    let mut reader = BufReader::new(stream);
+    let me = Arc::new(Peer {
+        stream,
+        write: Mutex::new(()),
+    });
+    let mut reader = BufReader::new(&me.stream);
     let mut name: Option<String> = None;
     let mut line = Vec::new();
     let result = loop {
@@ -77,7 +95,7 @@ fn client(stream: TcpStream, registry: Registry) -> std::io::Result<()> {
                     let key = from.to_ascii_lowercase();
                     for (other, socket) in lock(&registry).iter() {
                         if *other != key {
-                            let _ = lock(socket).write_all(&bytes);
+                            let _ = socket.send(&bytes);
                         }
                     }
                     continue;
@@ -85,12 +103,12 @@ fn client(stream: TcpStream, registry: Registry) -> std::io::Result<()> {
             },
             Ok(Some(Command::Ping(token))) => Reply::Pong(token),
             Ok(Some(Command::Quit(_))) => {
-                let _ = lock(&me).write_all(&Reply::Bye(ByeReason::Quit).to_bytes());
+                let _ = me.send(&Reply::Bye(ByeReason::Quit).to_bytes());
                 break Ok(());
             }
             Ok(Some(_)) => Reply::Err(ProtocolError::UnknownCommand),
         };
-        if let Err(e) = lock(&me).write_all(&reply.to_bytes()) {
+        if let Err(e) = me.send(&reply.to_bytes()) {
             break Err(e);
         }
     };

@@ -108,6 +108,8 @@ impl Server {
                     "warn",
                     "--max-clients",
                     "20000",
+                    "--rate",
+                    "0",
                 ]);
                 if idle {
                     // Twice the default heartbeat rate, so that within the

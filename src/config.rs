@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::flood::FloodPolicy;
 use crate::liveness::Timeouts;
 
 /// Everything `Server` needs to know, already checked.
@@ -18,6 +19,8 @@ pub struct Config {
     pub max_clients: usize,
     /// Most unsent bytes queued for one connection before it is dropped.
     pub sendq: usize,
+    /// Per-connection line rate limit.
+    pub flood: FloodPolicy,
     /// How often to log a debug-level stats line; `None` for never.
     pub stats_interval: Option<Duration>,
 }
@@ -35,6 +38,11 @@ impl Config {
             max_line: 4096,
             max_clients: 10_000,
             sendq: 1 << 20,
+            flood: FloodPolicy {
+                rate: 10.0,
+                burst: 20.0,
+                kick_after: Duration::from_secs(10),
+            },
             stats_interval: Some(Duration::from_secs(60)),
         }
     }

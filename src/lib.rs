@@ -10,6 +10,7 @@ pub mod chat;
 pub mod client;
 pub mod config;
 pub mod echo;
+pub mod flood;
 pub mod liveness;
 pub mod protocol;
 pub mod server;

@@ -9,6 +9,7 @@ use log::{error, info, warn, LevelFilter};
 
 use selectchat::config::{open_file_limit, parse_secs, Config};
 use selectchat::echo::EchoServer;
+use selectchat::flood::FloodPolicy;
 use selectchat::liveness::Timeouts;
 use selectchat::server::Server;
 use selectchat::{bench, client};
@@ -199,6 +200,16 @@ struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20,
           value_parser = clap::value_parser!(u32).range(1024..))]
     sendq: u32,
+    /// Lines per second a client may send, sustained; 0 turns flood control off.
+    #[arg(long, value_name = "LINES", default_value_t = 10.0, value_parser = parse_rate)]
+    rate: f64,
+    /// Lines a client may send at once after a quiet spell.
+    #[arg(long, value_name = "LINES", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    burst: u32,
+    /// Seconds a client may stay over the rate before `BYE flooding`.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    flood_timeout: Duration,
     /// Seconds between stats lines (connections, users, timers, buffered bytes), logged at debug level.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
     stats_interval: Duration,
@@ -253,6 +264,15 @@ impl ServeArgs {
         cfg.max_clients = self.max_clients as usize;
         cfg.sendq = self.sendq as usize;
         cfg.stats_interval = Some(self.stats_interval);
+        cfg.flood = if self.rate > 0.0 {
+            FloodPolicy {
+                rate: self.rate,
+                burst: f64::from(self.burst),
+                kick_after: self.flood_timeout,
+            }
+        } else {
+            FloodPolicy::OFF
+        };
         if let Some(limit) = open_file_limit() {
             let limit = usize::try_from(limit).unwrap_or(usize::MAX);
             if cfg.max_clients > limit {
@@ -288,6 +308,16 @@ fn main() -> ExitCode {
             let addr = SocketAddr::new(host, port);
             run_service(&logging, addr, || EchoServer::bind(addr))
         }
+    }
+}
+
+/// Parses a line rate: a number of lines per second, 0 for no limit.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(rate) if (0.0..=1e6).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "`{s}` is not a rate between 0 and 1000000 lines per second"
+        )),
     }
 }
 

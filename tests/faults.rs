@@ -33,6 +33,8 @@ fn every_departure_path_is_announced_exactly_once() {
         "5",
         "--sendq",
         "4096",
+        "--rate",
+        "0",
     ]);
     let mut w = s.login("watcher");
     let mut names = Vec::new();
@@ -120,7 +122,7 @@ fn sigint_also_shuts_down_cleanly() {
 
 #[test]
 fn garbage_from_one_connection_does_not_disturb_others() {
-    let s = Server::start(&["--max-line", "256"]);
+    let s = Server::start(&["--max-line", "256", "--rate", "0"]);
     let mut a = s.login("a");
     let mut b = s.login("b");
     a.sync();
@@ -161,7 +163,7 @@ impl WriteOrStop for std::net::TcpStream {
 fn nothing_is_lost_when_everyone_talks_at_once() {
     const CLIENTS: usize = 12;
     const MESSAGES: usize = 400;
-    let s = Server::start(&[]);
+    let s = Server::start(&["--rate", "0"]);
     let mut clients: Vec<Client> = (0..CLIENTS).map(|i| s.login(&format!("c{i}"))).collect();
     // Settle the joins so every reader starts from a known point.
     for c in clients.iter_mut() {

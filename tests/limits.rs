@@ -69,7 +69,7 @@ fn running_out_of_descriptors_refuses_politely_and_recovers() {
 
 #[test]
 fn slow_consumer_is_dropped_without_bye_and_memory_stays_bounded() {
-    let s = Server::start(&["--sendq", "65536"]);
+    let s = Server::start(&["--sendq", "65536", "--rate", "0"]);
     let stalled = s.login("stalled");
     let mut healthy = s.login("healthy");
     let mut sender = s.login("sender");
@@ -162,4 +162,57 @@ fn a_thousand_clients_at_once() {
         }
     }
     assert_eq!(clients[0].sync(), Vec::<String>::new());
+}
+
+#[test]
+fn flood_control_paces_a_fast_sender_and_loses_nothing() {
+    let s = Server::start(&["--rate", "20", "--burst", "5", "--flood-timeout", "30"]);
+    let mut watcher = s.login("watcher");
+    let mut fast = s.login("fast");
+    watcher.sync();
+    let start = Instant::now();
+    let burst: String = (0..45).map(|i| format!("MSG {i}\n")).collect();
+    fast.send_raw(burst.as_bytes());
+    for i in 0..45 {
+        watcher.expect(&format!("MSG fast {i}"));
+    }
+    // 5 at once, then 40 more at 20 a second.
+    assert!(
+        start.elapsed() >= Duration::from_millis(1500),
+        "not paced: {:?}",
+        start.elapsed()
+    );
+    fast.send("PING still-here");
+    fast.expect("PONG still-here");
+}
+
+#[test]
+fn staying_over_the_rate_gets_bye_flooding() {
+    let s = Server::start(&["--rate", "20", "--burst", "5", "--flood-timeout", "1"]);
+    let mut watcher = s.login("watcher");
+    let mut flooder = s.login("flooder");
+    watcher.sync();
+    let mut writer = flooder.stream.try_clone().unwrap();
+    let pump = thread::spawn(move || {
+        let line = b"MSG spam spam spam\n".repeat(100);
+        let start = Instant::now();
+        // Until the server hangs up, or 10 s: whichever comes first.
+        while start.elapsed() < Duration::from_secs(10) && writer.write_all(&line).is_ok() {}
+    });
+    let lines = flooder.drain_to_close();
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("BYE flooding"),
+        "{:?}",
+        lines.last()
+    );
+    s.wait_log("flooder left: flooding");
+    let seen = loop {
+        let line = watcher.line();
+        if line != "MSG flooder spam spam spam" {
+            break line;
+        }
+    };
+    assert_eq!(seen, "INFO flooder disconnected");
+    pump.join().unwrap();
 }

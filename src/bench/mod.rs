@@ -25,7 +25,8 @@ use stats::{Latency, Report, Sequences};
 /// Connections waiting for their `OK` at once; more would overflow the
 /// server's listen backlog and stall on SYN retries.
 const LOGIN_BATCH: usize = 256;
-/// Longest the load waits for stragglers after the last message was sent.
+/// Longest the load waits for stragglers after the last message was sent
+/// (and at most a quarter of the run's timeout).
 const DRAIN: Duration = Duration::from_secs(10);
 
 /// Which load to apply.
@@ -171,6 +172,10 @@ impl Load {
             last_progress: Instant::now(),
             opts,
         })
+    }
+
+    fn drain(&self) -> Duration {
+        DRAIN.min(self.opts.timeout / 4)
     }
 
     fn name(&self, i: usize) -> String {
@@ -365,7 +370,7 @@ impl Load {
             }
             if self.sent[0] == messages {
                 let at = *all_sent_at.get_or_insert_with(Instant::now);
-                if at.elapsed() > DRAIN {
+                if at.elapsed() > self.drain() {
                     break;
                 }
             }
@@ -392,7 +397,7 @@ impl Load {
             self.progress(|l| format!("mesh {} deliveries", l.deliveries));
         }
         let expected = total_sent * (clients as u64 - 1);
-        let drain_until = Instant::now() + DRAIN;
+        let drain_until = Instant::now() + self.drain();
         while self.deliveries < expected && self.failure.is_none() && Instant::now() < drain_until {
             self.turn(&mut events, Some(Duration::from_millis(10)), deadline);
         }
@@ -401,7 +406,7 @@ impl Load {
 
     fn idle(&mut self, duration: Duration, rss_before: Option<u64>, report: &mut Report) {
         let mut events = Events::with_capacity(1024);
-        let far = Instant::now() + duration + DRAIN;
+        let far = Instant::now() + duration + self.drain();
         // Let the login storm's announcements drain before measuring.
         let settle = Instant::now() + Duration::from_secs(1);
         while Instant::now() < settle && self.failure.is_none() {

@@ -122,6 +122,7 @@ pub fn describe_bye(reason: Option<ByeReason>) -> &'static str {
         Some(ByeReason::LoginTimeout) => "took too long to log in",
         Some(ByeReason::ServerFull) => "server full",
         Some(ByeReason::ShuttingDown) => "server shutting down",
+        Some(ByeReason::Flooding) => "sending too fast",
     }
 }
 

@@ -37,23 +37,26 @@ impl Framer {
     /// Feeds `input`, calling `on_frame` for each frame it completes.
     ///
     /// Complete lines inside `input` are handed out without copying; only an
-    /// unterminated tail is kept. Stops early (dropping the rest of `input`)
-    /// when `on_frame` breaks, which is what a closing connection wants.
+    /// unterminated tail is kept. When `on_frame` breaks, feeding stops right
+    /// after that frame and the break carries how many bytes of `input` were
+    /// used: the caller keeps the rest (a throttled connection) or drops it
+    /// (a closing one).
     pub fn feed(
         &mut self,
-        mut input: &[u8],
+        input: &[u8],
         mut on_frame: impl FnMut(Frame<'_>) -> ControlFlow<()>,
-    ) -> ControlFlow<()> {
+    ) -> ControlFlow<usize> {
         // One `\r` may sit before the `\n`, so a legal line can be one byte longer here.
         let limit = self.max_line + 1;
-        while let Some(nl) = input.iter().position(|&b| b == b'\n') {
-            let head = &input[..nl];
-            input = &input[nl + 1..];
+        let mut used = 0;
+        while let Some(nl) = input[used..].iter().position(|&b| b == b'\n') {
+            let head = &input[used..used + nl];
+            used += nl + 1;
             if self.discarding {
                 self.discarding = false;
                 continue;
             }
-            let frame = if self.partial.len() + head.len() > limit {
+            let flow = if self.partial.len() + head.len() > limit {
                 self.partial.clear();
                 on_frame(Frame::TooLong)
             } else if self.partial.is_empty() {
@@ -66,17 +69,23 @@ impl Framer {
                 self.partial.clear();
                 flow
             };
-            frame?;
+            if flow.is_break() {
+                return ControlFlow::Break(used);
+            }
         }
-        if self.discarding || input.is_empty() {
+        let tail = &input[used..];
+        if self.discarding || tail.is_empty() {
             return ControlFlow::Continue(());
         }
-        if self.partial.len() + input.len() > limit {
+        if self.partial.len() + tail.len() > limit {
             self.partial = Vec::new();
             self.discarding = true;
-            return on_frame(Frame::TooLong);
+            return match on_frame(Frame::TooLong) {
+                ControlFlow::Break(()) => ControlFlow::Break(input.len()),
+                ControlFlow::Continue(()) => ControlFlow::Continue(()),
+            };
         }
-        self.partial.extend_from_slice(input);
+        self.partial.extend_from_slice(tail);
         ControlFlow::Continue(())
     }
 
@@ -210,7 +219,7 @@ mod tests {
             seen += 1;
             ControlFlow::Break(())
         });
-        assert_eq!(flow, ControlFlow::Break(()));
+        assert_eq!(flow, ControlFlow::Break(2), "stopped after the first line");
         assert_eq!(seen, 1);
     }
 

@@ -74,16 +74,19 @@ pub enum ByeReason {
     LoginTimeout,
     ServerFull,
     ShuttingDown,
+    /// Stayed over the flood-control line rate for too long.
+    Flooding,
 }
 
 impl ByeReason {
     /// Every reason, for lookups by wire word.
-    pub const ALL: [ByeReason; 5] = [
+    pub const ALL: [ByeReason; 6] = [
         ByeReason::Quit,
         ByeReason::IdleTimeout,
         ByeReason::LoginTimeout,
         ByeReason::ServerFull,
         ByeReason::ShuttingDown,
+        ByeReason::Flooding,
     ];
 
     /// The reason whose wire word is `word` (`None` for a bare `BYE`).
@@ -99,6 +102,7 @@ impl ByeReason {
             ByeReason::LoginTimeout => Some("login-timeout"),
             ByeReason::ServerFull => Some("server-full"),
             ByeReason::ShuttingDown => Some("shutting-down"),
+            ByeReason::Flooding => Some("flooding"),
         }
     }
 }

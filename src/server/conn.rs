@@ -6,9 +6,11 @@
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use mio::net::TcpStream;
 
+use crate::flood::Bucket;
 use crate::liveness::Liveness;
 use crate::protocol::Framer;
 use crate::wheel::TimerId;
@@ -35,6 +37,7 @@ pub enum Departure {
     LoginTimeout,
     Sendq,
     Shutdown,
+    Flooding,
 }
 
 impl Departure {
@@ -48,6 +51,7 @@ impl Departure {
             Departure::LoginTimeout => "login-timeout",
             Departure::Sendq => "sendq",
             Departure::Shutdown => "shutdown",
+            Departure::Flooding => "flooding",
         }
     }
 
@@ -72,6 +76,12 @@ pub struct Conn {
     pub state: ConnState,
     pub live: Liveness,
     pub timer: Option<TimerId>,
+    /// Flood control for this connection's lines.
+    pub bucket: Bucket,
+    /// Reading is paused until then (out of flood-control tokens).
+    pub paused_until: Option<Instant>,
+    /// Bytes read but not yet framed when reading was paused (at most one read).
+    pub held: Vec<u8>,
     /// Failed while being written to; about to be dropped, it gets nothing more.
     pub overflowed: bool,
     /// On the loop's pending-write list.
@@ -84,7 +94,13 @@ pub struct Conn {
 
 impl Conn {
     /// A freshly accepted connection.
-    pub fn new(sock: TcpStream, peer: SocketAddr, max_line: usize, live: Liveness) -> Self {
+    pub fn new(
+        sock: TcpStream,
+        peer: SocketAddr,
+        max_line: usize,
+        live: Liveness,
+        bucket: Bucket,
+    ) -> Self {
         Conn {
             sock,
             peer,
@@ -93,6 +109,9 @@ impl Conn {
             state: ConnState::Open,
             live,
             timer: None,
+            bucket,
+            paused_until: None,
+            held: Vec::new(),
             overflowed: false,
             write_queued: false,
             read_queued: false,
@@ -138,11 +157,15 @@ impl Conn {
             freed += self.wbuf.capacity();
             self.wbuf = Vec::new();
         }
+        if self.held.is_empty() {
+            freed += self.held.capacity();
+            self.held = Vec::new();
+        }
         freed + self.framer.release_idle()
     }
 
     /// Heap bytes this connection's buffers hold.
     pub fn buffer_capacity(&self) -> usize {
-        self.wbuf.capacity() + self.framer.capacity()
+        self.wbuf.capacity() + self.framer.capacity() + self.held.capacity()
     }
 }

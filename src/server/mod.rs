@@ -28,8 +28,9 @@ use slab::Slab;
 
 use crate::chat::{Chat, ConnId, Outbox, Step};
 use crate::config::Config;
+use crate::flood::{Bucket, Throttle};
 use crate::liveness::{Liveness, Verdict};
-use crate::protocol::{ByeReason, Frame, Reply};
+use crate::protocol::{ByeReason, Frame, Framer, Reply};
 use crate::wheel::Wheel;
 
 pub use conn::{Conn, ConnState, Departure};
@@ -406,7 +407,8 @@ impl Server {
             return;
         }
         let live = Liveness::new(now);
-        let mut conn = Conn::new(sock, peer, self.cfg.max_line, live);
+        let bucket = Bucket::new(now, &self.cfg.flood);
+        let mut conn = Conn::new(sock, peer, self.cfg.max_line, live, bucket);
         conn.timer = Some(
             self.wheel
                 .insert(live.next_deadline(false, &self.cfg.timeouts), id),
@@ -444,19 +446,19 @@ impl Server {
         let Some(conn) = self.conns.slab.get_mut(id) else {
             return;
         };
-        if conn.state != ConnState::Open {
+        if conn.state != ConnState::Open || conn.paused_until.is_some() {
             return;
         }
-        // Both are moved out so the chat can borrow the rest of `self` while
-        // lines still point into them; they go back below.
+        // Moved out so the chat can borrow the rest of `self` while lines
+        // still point into them; they go back below.
         let mut framer = std::mem::take(&mut conn.framer);
+        let held = std::mem::take(&mut conn.held);
         let mut chunk = std::mem::take(&mut self.read_chunk);
+        // Bytes read before a flood-control pause come before new ones.
+        let mut reading = held.is_empty() || self.feed(id, &mut framer, &held, now);
         let mut budget = READ_BUDGET;
-        loop {
+        while reading {
             let conn = &mut self.conns.slab[id];
-            if conn.state != ConnState::Open {
-                break;
-            }
             match conn.sock.read(&mut chunk) {
                 Ok(0) => {
                     self.depart(id, Departure::Eof, now);
@@ -464,12 +466,9 @@ impl Server {
                 }
                 Ok(n) => {
                     trace!("conn {id} read {n} bytes");
-                    let flow = framer.feed(&chunk[..n], |frame| self.on_frame(id, frame, now));
-                    if flow.is_break() {
-                        break;
-                    }
+                    reading = self.feed(id, &mut framer, &chunk[..n], now);
                     budget = budget.saturating_sub(n);
-                    if budget == 0 {
+                    if reading && budget == 0 {
                         let conn = &mut self.conns.slab[id];
                         if !conn.read_queued {
                             conn.read_queued = true;
@@ -478,7 +477,10 @@ impl Server {
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    conn.bucket.caught_up();
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     debug!("conn {id} read error: {e}");
@@ -489,6 +491,22 @@ impl Server {
         }
         self.conns.slab[id].framer = framer;
         self.read_chunk = chunk;
+    }
+
+    /// Frames `bytes` and handles each line. Returns whether to keep reading;
+    /// when flood control paused the connection, the bytes not yet framed
+    /// are kept for when it resumes.
+    fn feed(&mut self, id: ConnId, framer: &mut Framer, bytes: &[u8], now: Instant) -> bool {
+        match framer.feed(bytes, |frame| self.on_frame(id, frame, now)) {
+            ControlFlow::Continue(()) => true,
+            ControlFlow::Break(used) => {
+                let conn = &mut self.conns.slab[id];
+                if conn.state == ConnState::Open {
+                    conn.held.extend_from_slice(&bytes[used..]);
+                }
+                false
+            }
+        }
     }
 
     fn on_frame(&mut self, id: ConnId, frame: Frame<'_>, now: Instant) -> ControlFlow<()> {
@@ -517,10 +535,22 @@ impl Server {
             }
             Step::Quit => self.depart(id, Departure::Quit, now),
         }
-        if self.conns.slab[id].state == ConnState::Open {
-            ControlFlow::Continue(())
-        } else {
-            ControlFlow::Break(())
+        let conn = &mut self.conns.slab[id];
+        if conn.state != ConnState::Open {
+            return ControlFlow::Break(());
+        }
+        match conn.bucket.charge(now, &self.cfg.flood) {
+            Throttle::Go => ControlFlow::Continue(()),
+            Throttle::PauseUntil(at) => {
+                trace!("conn {id} over the line rate; paused");
+                conn.paused_until = Some(at);
+                self.rearm(id);
+                ControlFlow::Break(())
+            }
+            Throttle::Kick => {
+                self.depart(id, Departure::Flooding, now);
+                ControlFlow::Break(())
+            }
         }
     }
 
@@ -531,7 +561,10 @@ impl Server {
         if let Some(timer) = conn.timer.take() {
             self.wheel.cancel(timer);
         }
-        let at = conn.live.next_deadline(logged_in, &self.cfg.timeouts);
+        let mut at = conn.live.next_deadline(logged_in, &self.cfg.timeouts);
+        if let Some(resume) = conn.paused_until {
+            at = at.min(resume);
+        }
         conn.timer = Some(self.wheel.insert(at, id));
     }
 
@@ -578,6 +611,7 @@ impl Server {
                 Departure::IdleTimeout => Some(ByeReason::IdleTimeout),
                 Departure::LoginTimeout => Some(ByeReason::LoginTimeout),
                 Departure::Shutdown => Some(ByeReason::ShuttingDown),
+                Departure::Flooding => Some(ByeReason::Flooding),
                 _ => None,
             };
             if let Some(reason) = bye {
@@ -631,19 +665,28 @@ impl Server {
             ConnState::Open => {
                 let freed = conn.release_idle_buffers();
                 self.conns.trimmer.freed(freed);
+                let resume = conn.paused_until.is_some_and(|t| now >= t);
+                if resume {
+                    conn.paused_until = None;
+                }
                 let logged_in = self.chat.name(id).is_some();
                 match conn.live.check(now, logged_in, &self.cfg.timeouts) {
-                    Verdict::Wait(at) => conn.timer = Some(self.wheel.insert(at, id)),
-                    Verdict::Ping(at) => {
-                        conn.timer = Some(self.wheel.insert(at, id));
+                    Verdict::Wait(_) => {}
+                    Verdict::Ping(_) => {
                         trace!("conn {id} heartbeat");
                         self.conns.send_reply(id, Reply::Ping);
                         self.drop_overflowed(now);
                     }
                     Verdict::Expire(ByeReason::LoginTimeout) => {
-                        self.depart(id, Departure::LoginTimeout, now)
+                        return self.depart(id, Departure::LoginTimeout, now)
                     }
-                    Verdict::Expire(_) => self.depart(id, Departure::IdleTimeout, now),
+                    Verdict::Expire(_) => return self.depart(id, Departure::IdleTimeout, now),
+                }
+                if self.conns.slab[id].state == ConnState::Open {
+                    self.rearm(id);
+                    if resume {
+                        self.read(id, now);
+                    }
                 }
             }
         }

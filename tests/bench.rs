@@ -1,0 +1,143 @@
+//! `selectchat bench` against a real server, and against a fake server that
+//! loses a message, to prove the accounting catches it.
+
+mod common;
+
+use common::{Server, BIN};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+fn bench(addr: &str, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .arg("bench")
+        .arg(addr)
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run selectchat bench");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    )
+}
+
+/// The number after `"key":` in a one-line JSON object.
+fn field(json: &str, key: &str) -> String {
+    let start = json
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("{key} missing in {json}"));
+    let rest = &json[start + key.len() + 3..];
+    rest[..rest.find([',', '}']).unwrap()].to_string()
+}
+
+#[test]
+fn fanout_counts_every_delivery() {
+    let s = Server::start(&["--rate", "0"]);
+    let (code, json) = bench(
+        &s.addr.to_string(),
+        &["--clients", "20", "--messages", "50", "--timeout", "30"],
+    );
+    assert_eq!(code, Some(0), "{json}");
+    assert_eq!(field(&json, "scenario"), "\"fanout\"");
+    assert_eq!(field(&json, "deliveries"), "1000");
+    assert_eq!(field(&json, "lost"), "0");
+    assert_eq!(field(&json, "duplicated"), "0");
+    assert_eq!(field(&json, "reordered"), "0");
+    assert_ne!(field(&json, "p99"), "0");
+}
+
+#[test]
+fn mesh_delivers_everyone_to_everyone() {
+    let s = Server::start(&["--rate", "0"]);
+    let (code, json) = bench(
+        &s.addr.to_string(),
+        &[
+            "--scenario",
+            "mesh",
+            "--clients",
+            "6",
+            "--rate",
+            "300",
+            "--duration",
+            "0.5",
+            "--timeout",
+            "30",
+        ],
+    );
+    assert_eq!(code, Some(0), "{json}");
+    let messages: u64 = field(&json, "messages").parse().unwrap();
+    let deliveries: u64 = field(&json, "deliveries").parse().unwrap();
+    assert!(messages > 50, "{json}");
+    assert_eq!(deliveries, messages * 5);
+}
+
+#[test]
+fn idle_reports_server_memory_and_cpu() {
+    let s = Server::start(&["--rate", "0"]);
+    let pid = s.pid().to_string();
+    let (code, json) = bench(
+        &s.addr.to_string(),
+        &[
+            "--scenario",
+            "idle",
+            "--clients",
+            "50",
+            "--duration",
+            "0.5",
+            "--server-pid",
+            &pid,
+            "--timeout",
+            "30",
+        ],
+    );
+    assert_eq!(code, Some(0), "{json}");
+    assert_ne!(field(&json, "rss_bytes_per_conn"), "null");
+    assert_ne!(field(&json, "cpu_percent"), "null");
+}
+
+#[test]
+fn a_server_that_loses_a_message_fails_the_run() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let receivers: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let receivers = Arc::clone(&receivers);
+            thread::spawn(move || lossy_client(stream, receivers));
+        }
+    });
+    // A short timeout keeps the wait for the missing message short.
+    let (code, json) = bench(
+        &addr.to_string(),
+        &["--clients", "1", "--messages", "10", "--timeout", "4"],
+    );
+    assert_eq!(field(&json, "lost"), "1", "{json}");
+    assert_eq!(code, Some(1));
+}
+
+/// Answers LOGIN with OK and relays MSG like a chat server, except the
+/// message with sequence number 3.
+fn lossy_client(stream: TcpStream, receivers: Arc<Mutex<Vec<TcpStream>>>) {
+    let mut out = stream.try_clone().unwrap();
+    let mut name = String::new();
+    for line in BufReader::new(stream).lines() {
+        let Ok(line) = line else { return };
+        if let Some(n) = line.strip_prefix("LOGIN ") {
+            name = n.to_string();
+            if name != "load0" {
+                receivers.lock().unwrap().push(out.try_clone().unwrap());
+            }
+            out.write_all(b"OK\n").unwrap();
+        } else if let Some(text) = line.strip_prefix("MSG ") {
+            if text.starts_with("3 ") {
+                continue;
+            }
+            for r in receivers.lock().unwrap().iter_mut() {
+                let _ = r.write_all(format!("MSG {name} {text}\n").as_bytes());
+            }
+        }
+    }
+}
