@@ -28,6 +28,11 @@ impl Trimmer {
         }
     }
 
+    /// Bytes freed since the last trim.
+    pub fn owed(&self) -> usize {
+        self.freed
+    }
+
     /// Records that `bytes` of buffer capacity were freed.
     pub fn freed(&mut self, bytes: usize) {
         self.freed = self.freed.saturating_add(bytes);
@@ -55,7 +60,8 @@ impl Trimmer {
 fn trim() {
     // SAFETY: malloc_trim only releases free memory the allocator holds.
     unsafe {
-        libc::malloc_trim(0);
+        let released = libc::malloc_trim(0);
+        log::debug!("heap trimmed after a burst (malloc_trim: {released})");
     }
 }
 

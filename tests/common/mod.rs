@@ -2,6 +2,7 @@
 //! port and talks to it with line clients whose every wait is bounded.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -21,6 +22,7 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
+    last_stats: Arc<Mutex<String>>,
 }
 
 impl Server {
@@ -56,13 +58,18 @@ impl Server {
         let mut child = cmd.spawn().expect("spawn selectchat");
         let stderr = child.stderr.take().expect("stderr piped");
         let log = Arc::new(Mutex::new(String::new()));
+        let last_stats = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
         let sink = Arc::clone(&log);
+        let stats_sink = Arc::clone(&last_stats);
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.split("listening on ").nth(1) {
                     let _ = tx.send(rest.trim().to_string());
+                }
+                if line.contains("stats: ") {
+                    *stats_sink.lock().unwrap() = line.clone();
                 }
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);
@@ -76,7 +83,12 @@ impl Server {
                 panic!("server did not start; log:\n{}", log.lock().unwrap());
             }
         };
-        Server { child, addr, log }
+        Server {
+            child,
+            addr,
+            log,
+            last_stats,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -383,4 +395,78 @@ impl Drop for ChatClient {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The counters of a server `stats:` log line.
+pub fn parse_stats(line: &str) -> Option<HashMap<String, u64>> {
+    let counters = line.split("stats: ").nth(1)?;
+    Some(
+        counters
+            .split_whitespace()
+            .filter_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                Some((k.to_string(), v.parse().ok()?))
+            })
+            .collect(),
+    )
+}
+
+impl Server {
+    /// The counters of the server's last stats line (needs `-v` and a
+    /// short `--stats-interval`).
+    pub fn stats(&self) -> Option<HashMap<String, u64>> {
+        parse_stats(&self.last_stats.lock().unwrap())
+    }
+
+    /// Waits until the server's stats show `want` for every key given.
+    pub fn wait_stats(&self, want: &[(&str, u64)]) {
+        let ok = wait_until(Duration::from_secs(30), || {
+            self.stats()
+                .is_some_and(|s| want.iter().all(|(k, v)| s.get(*k) == Some(v)))
+        });
+        if ok.is_none() {
+            panic!("stats never reached {want:?}; last: {:?}", self.stats());
+        }
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), newlines and all.
+pub fn garbage(seed: u32, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// One connection that arrives and leaves in one of five ways, chosen by
+/// `kind % 5`: quits politely, resets after login, half-closes after login
+/// (and still reads its replies), closes without a word, or stays silent.
+/// The silent one is returned for the caller to hold.
+pub fn churn_once(addr: SocketAddr, name: &str, kind: u64) -> Option<Client> {
+    let mut c = Client::connect(addr);
+    match kind % 5 {
+        0 => {
+            c.send(&format!("LOGIN {name}\nMSG hello\nQUIT"));
+            c.drain_to_close();
+        }
+        1 => {
+            c.send(&format!("LOGIN {name}"));
+            c.expect("OK");
+            c.reset();
+        }
+        2 => {
+            c.send(&format!("LOGIN {name}\nWHO"));
+            c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+            let lines = c.drain_to_close();
+            assert_eq!(lines.first().map(String::as_str), Some("OK"));
+        }
+        3 => drop(c),
+        _ => return Some(c),
+    }
+    None
 }
