@@ -22,7 +22,10 @@ impl Outbox for Checker {
         assert_eq!(bytes.last(), Some(&b'\n'), "unterminated output {bytes:?}");
         for line in bytes[..bytes.len() - 1].split(|&b| b == b'\n') {
             let text = std::str::from_utf8(line).expect("server wrote invalid UTF-8");
-            assert!(parse_reply(text).is_some(), "malformed server line {text:?}");
+            assert!(
+                parse_reply(text).is_some(),
+                "malformed server line {text:?}"
+            );
             assert!(
                 !text.chars().any(|c| c.is_control() && c != '\t'),
                 "control character relayed: {text:?}"
@@ -53,7 +56,10 @@ fuzz_target!(|data: &[u8]| {
                 let other = (id + 1) % CONNS;
                 if chat.name(other).is_none() {
                     let login = format!("LOGIN {name}");
-                    assert_eq!(chat.on_line(other, login.as_bytes(), &mut out), Step::LoggedIn);
+                    assert_eq!(
+                        chat.on_line(other, login.as_bytes(), &mut out),
+                        Step::LoggedIn
+                    );
                     names.insert(other, name);
                 }
             }
@@ -78,7 +84,11 @@ fuzz_target!(|data: &[u8]| {
                 }
                 ControlFlow::Continue(())
             });
-            assert!(framers[id].buffered() <= 65, "framer held {} bytes", framers[id].buffered());
+            assert!(
+                framers[id].buffered() <= 65,
+                "framer held {} bytes",
+                framers[id].buffered()
+            );
         }
         chat.check_invariants();
         assert_eq!(chat.users(), names.len());
