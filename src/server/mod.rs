@@ -69,6 +69,11 @@ const WRITE_THROUGH: usize = 4096;
 /// Heap a departed connection is taken to free besides its buffers: measured
 /// at about 4 KB per departure in a storm of 2,000, none of it in buffers.
 const DEPARTURE_FREES: usize = 4096;
+/// Lines queued to recipients per phase of a turn (events, then retried
+/// reads) before further input waits for the next turn. A join storm
+/// announces every login to everyone; without a bound one turn could queue
+/// millions of lines and hold every live message back behind them.
+const TURN_WORK: usize = 100_000;
 /// Due timers handled per turn; the rest wait a tick.
 const TIMER_BUDGET: usize = 64;
 /// Bytes read from one socket per turn before others get their turn.
@@ -98,6 +103,9 @@ struct Conns {
     sendq: usize,
     scratch: Vec<u8>,
     trimmer: Trimmer,
+    /// Lines queued to recipients in this phase of the turn: the measure of
+    /// work that `TURN_WORK` bounds.
+    appended: usize,
 }
 
 impl Conns {
@@ -151,6 +159,7 @@ impl Outbox for Conns {
             }
         }
         conn.wbuf.extend_from_slice(bytes);
+        self.appended += 1;
         if !conn.write_queued {
             conn.write_queued = true;
             self.pending_writes.push(to);
@@ -221,6 +230,7 @@ impl Server {
                 sendq: cfg.sendq,
                 scratch: Vec::new(),
                 trimmer: Trimmer::new(),
+                appended: 0,
             },
             chat: Chat::new(),
             wheel: Wheel::new(WHEEL_TICK, WHEEL_SLOTS, Instant::now()),
@@ -288,13 +298,18 @@ impl Server {
                 return Err(e);
             }
             let now = Instant::now();
+            self.conns.appended = 0;
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(now),
                     SIGNALS => self.on_signals(now),
                     Token(id) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.isolate(id, now, |server| server.read(id, now));
+                            if self.conns.appended < TURN_WORK {
+                                self.isolate(id, now, |server| server.read(id, now));
+                            } else {
+                                self.read_later(id);
+                            }
                         }
                         if event.is_writable() || event.is_write_closed() {
                             self.conns.queue_write(id);
@@ -483,12 +498,8 @@ impl Server {
                     trace!("conn {id} read {n} bytes");
                     reading = self.feed(id, &mut framer, &chunk[..n], now);
                     budget = budget.saturating_sub(n);
-                    if reading && budget == 0 {
-                        let conn = &mut self.conns.slab[id];
-                        if !conn.read_queued {
-                            conn.read_queued = true;
-                            self.read_again.push(id);
-                        }
+                    if reading && (budget == 0 || self.conns.appended >= TURN_WORK) {
+                        self.read_later(id);
                         break;
                     }
                 }
@@ -583,13 +594,32 @@ impl Server {
         conn.timer = Some(self.wheel.insert(at, id));
     }
 
+    /// Remembers a connection that has input left, for the next turn
+    /// (edge-triggered readiness will not be reported again).
+    fn read_later(&mut self, id: ConnId) {
+        let conn = &mut self.conns.slab[id];
+        if !conn.read_queued {
+            conn.read_queued = true;
+            self.read_again.push(id);
+        }
+    }
+
+    /// Serves the connections left over from earlier turns, oldest first,
+    /// with a work budget of their own so fresh events cannot starve them.
     fn retry_reads(&mut self, now: Instant) {
+        self.conns.appended = 0;
         for id in std::mem::take(&mut self.read_again) {
-            if let Some(conn) = self.conns.slab.get_mut(id) {
-                if conn.read_queued {
-                    conn.read_queued = false;
-                    self.isolate(id, now, |server| server.read(id, now));
-                }
+            let Some(conn) = self.conns.slab.get_mut(id) else {
+                continue;
+            };
+            if !conn.read_queued {
+                continue;
+            }
+            conn.read_queued = false;
+            if self.conns.appended < TURN_WORK {
+                self.isolate(id, now, |server| server.read(id, now));
+            } else {
+                self.read_later(id);
             }
         }
     }
