@@ -28,6 +28,10 @@ fn bad_values_are_refused_with_exit_code_2() {
         &["70000"],
         &["--log-level", "loud"],
         &["-v", "-q"],
+        &["--rate", "-1"],
+        &["--burst", "0"],
+        &["--flood-timeout", "0"],
+        &["--stats-interval", "x"],
     ] {
         let out = run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?} was accepted");
@@ -53,6 +57,10 @@ fn help_lists_every_flag() {
         "--quiet",
         "--log-level",
         "CHAT_PORT",
+        "--rate",
+        "--burst",
+        "--flood-timeout",
+        "--stats-interval",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
