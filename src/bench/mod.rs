@@ -87,7 +87,6 @@ struct Peer {
     sock: TcpStream,
     framer: Framer,
     out: Vec<u8>,
-    want_writable: bool,
     logged_in: bool,
     closed: bool,
 }
@@ -202,7 +201,6 @@ impl Load {
                     sock,
                     framer: Framer::new(1 << 20),
                     out,
-                    want_writable: true,
                     logged_in: false,
                     closed: false,
                 });
@@ -354,7 +352,6 @@ impl Load {
             }
         }
         peer.out.drain(..written);
-        peer.want_writable = !peer.out.is_empty();
     }
 
     fn fanout(&mut self, messages: u32, window: u32, deadline: Instant, report: &mut Report) {

@@ -12,6 +12,7 @@ use mio::net::TcpStream;
 
 use crate::flood::Bucket;
 use crate::liveness::Liveness;
+use crate::protocol::ByeReason;
 use crate::protocol::Framer;
 use crate::wheel::TimerId;
 
@@ -52,6 +53,18 @@ impl Departure {
             Departure::Sendq => "sendq",
             Departure::Shutdown => "shutdown",
             Departure::Flooding => "flooding",
+        }
+    }
+
+    /// The `BYE` line this departure ends with, if the peer gets one.
+    pub fn bye(self) -> Option<ByeReason> {
+        match self {
+            Departure::Quit => Some(ByeReason::Quit),
+            Departure::IdleTimeout => Some(ByeReason::IdleTimeout),
+            Departure::LoginTimeout => Some(ByeReason::LoginTimeout),
+            Departure::Shutdown => Some(ByeReason::ShuttingDown),
+            Departure::Flooding => Some(ByeReason::Flooding),
+            Departure::Eof | Departure::Reset | Departure::Sendq => None,
         }
     }
 

@@ -651,15 +651,7 @@ impl Server {
             self.wheel.cancel(timer);
         }
         if why.flushes() {
-            let bye = match why {
-                Departure::Quit => Some(ByeReason::Quit),
-                Departure::IdleTimeout => Some(ByeReason::IdleTimeout),
-                Departure::LoginTimeout => Some(ByeReason::LoginTimeout),
-                Departure::Shutdown => Some(ByeReason::ShuttingDown),
-                Departure::Flooding => Some(ByeReason::Flooding),
-                _ => None,
-            };
-            if let Some(reason) = bye {
+            if let Some(reason) = why.bye() {
                 Reply::Bye(reason).write_to(&mut conn.wbuf);
             }
             conn.state = ConnState::Draining;
