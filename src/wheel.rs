@@ -1,10 +1,13 @@
-//! A hashed timer wheel (Varghese & Lauck): O(1) insert and cancel, and an
-//! advance that only visits the slots whose ticks have passed.
+//! A hashed timer wheel (Varghese & Lauck): O(1) insert, cancel in the size
+//! of one slot, and expiry that only visits the slots whose ticks have passed.
 //!
 //! Invariant: a timer never fires before its deadline, and fires at most one
-//! tick after it (plus however late `advance` is called). Each entry lives in
+//! tick after it (plus however late `poll` is called). Each entry lives in
 //! slot `due_tick % slots`; entries more than one revolution away stay in
-//! their slot until their tick comes round.
+//! their slot until their tick comes round. Each slot also remembers the
+//! earliest tick due in it, so [`Wheel::next_timeout`] names the exact tick
+//! of the next expiry: a loop whose only timers are many revolutions away
+//! sleeps until then instead of waking once per revolution.
 
 use std::time::{Duration, Instant};
 
@@ -25,14 +28,21 @@ struct Entry<T> {
     value: T,
 }
 
+/// An empty slot's earliest due tick.
+const NONE_DUE: u64 = u64::MAX;
+
 /// Timers carrying a `T`, bucketed by tick.
 #[derive(Debug)]
 pub struct Wheel<T> {
     origin: Instant,
     tick: Duration,
-    /// The last tick whose slot has been processed.
+    /// The last tick whose slot has been emptied of everything due.
     current: u64,
+    /// Position reached in slot `current + 1` by an unfinished `poll` run.
+    scan: usize,
     slots: Vec<Vec<usize>>,
+    /// Per slot, the earliest `due` among its entries (`NONE_DUE` if empty).
+    earliest: Vec<u64>,
     entries: Slab<Entry<T>>,
     generation: u32,
 }
@@ -48,7 +58,9 @@ impl<T> Wheel<T> {
             origin: now,
             tick,
             current: 0,
+            scan: 0,
             slots: (0..slots).map(|_| Vec::new()).collect(),
+            earliest: vec![NONE_DUE; slots],
             entries: Slab::new(),
             generation: 0,
         }
@@ -73,10 +85,14 @@ impl<T> Wheel<T> {
         nanos.div_ceil(self.tick.as_nanos()) as u64
     }
 
+    fn slot_of(&self, due: u64) -> usize {
+        (due % self.slots.len() as u64) as usize
+    }
+
     /// Schedules `value` to fire at `deadline` (or the next tick, if that is past).
     pub fn insert(&mut self, deadline: Instant, value: T) -> TimerId {
         let due = self.ticks_ceil(deadline).max(self.current + 1);
-        let slot = (due % self.slots.len() as u64) as usize;
+        let slot = self.slot_of(due);
         self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
         let key = self.entries.insert(Entry {
@@ -86,6 +102,7 @@ impl<T> Wheel<T> {
             value,
         });
         self.slots[slot].push(key);
+        self.earliest[slot] = self.earliest[slot].min(due);
         TimerId { key, generation }
     }
 
@@ -96,8 +113,11 @@ impl<T> Wheel<T> {
             _ => return None,
         }
         let entry = self.entries.remove(id.key);
-        let slot = (entry.due % self.slots.len() as u64) as usize;
+        let slot = self.slot_of(entry.due);
         self.unlink(slot, entry.pos);
+        if entry.due == self.earliest[slot] {
+            self.recompute_earliest(slot);
+        }
         Some(entry.value)
     }
 
@@ -107,46 +127,68 @@ impl<T> Wheel<T> {
         if let Some(&moved) = bucket.get(pos) {
             self.entries[moved].pos = pos;
         }
+        // An unfinished scan of this slot must not skip the entry moved into `pos`.
+        if slot == self.slot_of(self.current + 1) && pos < self.scan {
+            self.scan = pos;
+        }
     }
 
-    /// Fires every timer due at or before `now`, pushing their values to `fired`.
-    pub fn advance(&mut self, now: Instant, fired: &mut Vec<T>) {
+    fn recompute_earliest(&mut self, slot: usize) {
+        let entries = &self.entries;
+        self.earliest[slot] = self.slots[slot]
+            .iter()
+            .map(|&key| entries[key].due)
+            .min()
+            .unwrap_or(NONE_DUE);
+    }
+
+    /// Takes one timer due at or before `now`, or `None` when none is left.
+    /// Callers bound the work of one loop turn by how often they call it;
+    /// what they leave stays due and is returned by the next calls.
+    pub fn poll(&mut self, now: Instant) -> Option<T> {
         let target = self.ticks_floor(now);
-        if target <= self.current {
-            return;
-        }
+        let n = self.slots.len() as u64;
         // Past one revolution every slot is visited once; the `due` check does the rest.
-        let steps = (target - self.current).min(self.slots.len() as u64);
-        for step in 1..=steps {
-            let slot = ((self.current + step) % self.slots.len() as u64) as usize;
-            let mut pos = 0;
-            while pos < self.slots[slot].len() {
-                let key = self.slots[slot][pos];
-                if self.entries[key].due <= target {
-                    self.unlink(slot, pos);
-                    fired.push(self.entries.remove(key).value);
-                } else {
-                    pos += 1;
-                }
-            }
+        if target > self.current + n {
+            self.current = target - n;
+            self.scan = 0;
         }
-        self.current = target;
+        while self.current < target {
+            let slot = self.slot_of(self.current + 1);
+            if self.earliest[slot] <= target {
+                while let Some(&key) = self.slots[slot].get(self.scan) {
+                    if self.entries[key].due <= target {
+                        let pos = self.scan;
+                        self.unlink(slot, pos);
+                        return Some(self.entries.remove(key).value);
+                    }
+                    self.scan += 1;
+                }
+                self.recompute_earliest(slot);
+            }
+            self.current += 1;
+            self.scan = 0;
+        }
+        None
     }
 
-    /// How long a poll may sleep before the next slot holding a timer comes
-    /// due; `None` when nothing is scheduled.
-    pub fn next_timeout(&self, now: Instant) -> Option<Duration> {
-        if self.entries.is_empty() {
+    /// The instant at which the next timer becomes due (the start of its
+    /// tick), or `None` when nothing is scheduled. Already past when a
+    /// timer is due and not yet polled.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let due = self.earliest.iter().copied().min()?;
+        if due == NONE_DUE {
             return None;
         }
-        let n = self.slots.len() as u64;
-        let ahead = (1..=n)
-            .find(|k| !self.slots[((self.current + k) % n) as usize].is_empty())
-            .unwrap_or(1);
-        let tick_nanos = self.tick.as_nanos() as u64;
-        let at =
-            self.origin + Duration::from_nanos(tick_nanos.saturating_mul(self.current + ahead));
-        Some(at.saturating_duration_since(now))
+        let nanos = (self.tick.as_nanos() as u64).saturating_mul(due);
+        Some(self.origin + Duration::from_nanos(nanos))
+    }
+
+    /// How long a poll may sleep before the next timer is due; `None` when
+    /// nothing is scheduled.
+    pub fn next_timeout(&self, now: Instant) -> Option<Duration> {
+        self.next_deadline()
+            .map(|at| at.saturating_duration_since(now))
     }
 }
 
@@ -161,8 +203,7 @@ mod tests {
     }
 
     fn advance(w: &mut Wheel<u32>, now: Instant) -> Vec<u32> {
-        let mut fired = Vec::new();
-        w.advance(now, &mut fired);
+        let mut fired: Vec<u32> = std::iter::from_fn(|| w.poll(now)).collect();
         fired.sort();
         fired
     }
@@ -207,6 +248,31 @@ mod tests {
     }
 
     #[test]
+    fn poll_hands_out_one_due_timer_per_call_and_resumes() {
+        let t0 = Instant::now();
+        let mut w = wheel(t0);
+        for i in 0..10 {
+            w.insert(t0 + 20 * MS, i);
+        }
+        w.insert(t0 + 500 * MS, 99);
+        let now = t0 + 30 * MS;
+        let first: Vec<u32> = (0..4).filter_map(|_| w.poll(now)).collect();
+        assert_eq!(first.len(), 4);
+        assert_eq!(
+            w.next_timeout(now),
+            Some(Duration::ZERO),
+            "six are still due"
+        );
+        let cancelled = w.insert(t0 + 20 * MS, 50);
+        assert_eq!(w.cancel(cancelled), Some(50));
+        let mut rest = advance(&mut w, now);
+        rest.extend(first);
+        rest.sort();
+        assert_eq!(rest, (0..10).collect::<Vec<_>>());
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
     fn cancel_is_exact_and_stale_handles_do_nothing() {
         let t0 = Instant::now();
         let mut w = wheel(t0);
@@ -237,12 +303,24 @@ mod tests {
     }
 
     #[test]
-    fn next_timeout_points_at_the_next_busy_slot() {
+    fn next_timeout_is_the_tick_of_the_earliest_timer() {
         let t0 = Instant::now();
         let mut w = wheel(t0);
         assert_eq!(w.next_timeout(t0), None);
         w.insert(t0 + 45 * MS, 1);
         assert_eq!(w.next_timeout(t0), Some(50 * MS));
         assert_eq!(w.next_timeout(t0 + 60 * MS), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_timer_many_revolutions_away_does_not_wake_the_loop_each_revolution() {
+        let t0 = Instant::now();
+        let mut w = wheel(t0);
+        w.insert(t0 + 60_000 * MS, 1);
+        assert_eq!(w.next_timeout(t0), Some(60_000 * MS));
+        let near = w.insert(t0 + 15 * MS, 2);
+        assert_eq!(w.next_timeout(t0), Some(20 * MS));
+        w.cancel(near);
+        assert_eq!(w.next_timeout(t0), Some(60_000 * MS), "cancel restores it");
     }
 }

@@ -113,7 +113,6 @@ proptest! {
         let mut fired_once: HashMap<u32, usize> = HashMap::new();
         let mut now = t0;
         let mut next_id = 0u32;
-        let mut fired = Vec::new();
         for (op, millis, pick) in ops {
             match op {
                 // Schedule, some deadlines many revolutions away.
@@ -137,8 +136,7 @@ proptest! {
                 // Let time pass, up to a few revolutions at once.
                 _ => {
                     now += Duration::from_millis(millis / 4);
-                    wheel.advance(now, &mut fired);
-                    for id in fired.drain(..) {
+                    while let Some(id) = wheel.poll(now) {
                         let (deadline, _) = pending.remove(&id).expect("fired a timer that was not pending");
                         prop_assert!(deadline <= now, "fired early");
                         *fired_once.entry(id).or_default() += 1;
@@ -146,11 +144,16 @@ proptest! {
                     for (deadline, _) in pending.values() {
                         prop_assert!(*deadline + TICK > now, "a due timer did not fire");
                     }
+                    // The loop sleeps exactly until the earliest deadline's tick.
+                    if let Some(earliest) = pending.values().map(|(d, _)| *d).min() {
+                        let wake = now + wheel.next_timeout(now).expect("timers pending");
+                        prop_assert!(wake >= earliest, "woke before anything was due");
+                        prop_assert!(wake < earliest + TICK, "slept past a deadline");
+                    }
                 }
             }
         }
-        wheel.advance(now + Duration::from_secs(3600), &mut fired);
-        for id in fired.drain(..) {
+        while let Some(id) = wheel.poll(now + Duration::from_secs(3600)) {
             prop_assert!(pending.remove(&id).is_some());
             *fired_once.entry(id).or_default() += 1;
         }

@@ -190,7 +190,6 @@ pub struct Server {
     cfg: Config,
     read_again: Vec<ConnId>,
     reap: Vec<ConnId>,
-    fired: Vec<ConnId>,
     read_chunk: Vec<u8>,
     /// Held open so that, out of descriptors, we can still accept and refuse.
     spare_fd: Option<File>,
@@ -237,7 +236,6 @@ impl Server {
             cfg,
             read_again: Vec::new(),
             reap: Vec::new(),
-            fired: Vec::new(),
             read_chunk: vec![0; READ_CHUNK],
             spare_fd: spare_fd(),
             accept_paused_until: None,
@@ -677,18 +675,14 @@ impl Server {
     /// Handles at most `TIMER_BUDGET` due timers a turn. A purge of
     /// thousands of ghosts at once announces each departure to everyone;
     /// done in one turn, it would hold every live message back for its whole
-    /// length. Timers past the budget move to the next tick instead.
+    /// length. Timers past the budget stay due for the next turn.
     fn expire_timers(&mut self, now: Instant) {
-        let mut fired = std::mem::take(&mut self.fired);
-        self.wheel.advance(now, &mut fired);
-        for (n, id) in fired.drain(..).enumerate() {
-            if n < TIMER_BUDGET {
-                self.isolate(id, now, |server| server.on_timer(id, now));
-            } else if let Some(conn) = self.conns.slab.get_mut(id) {
-                conn.timer = Some(self.wheel.insert(now, id));
-            }
+        for _ in 0..TIMER_BUDGET {
+            let Some(id) = self.wheel.poll(now) else {
+                return;
+            };
+            self.isolate(id, now, |server| server.on_timer(id, now));
         }
-        self.fired = fired;
     }
 
     fn on_timer(&mut self, id: ConnId, now: Instant) {
