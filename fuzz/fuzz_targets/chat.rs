@@ -27,7 +27,7 @@ impl Outbox for Checker {
                 "malformed server line {text:?}"
             );
             assert!(
-                !text.chars().any(|c| c.is_control() && c != '\t'),
+                !selectchat::protocol::text::has_forbidden(text),
                 "control character relayed: {text:?}"
             );
         }
@@ -36,6 +36,7 @@ impl Outbox for Checker {
 
 fuzz_target!(|data: &[u8]| {
     let mut chat = Chat::new();
+    let now = std::time::Instant::now();
     let mut framers: Vec<Framer> = (0..CONNS).map(|_| Framer::new(64)).collect();
     let mut out = Checker;
     let mut names: HashMap<ConnId, String> = HashMap::new();
@@ -57,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
                 if chat.name(other).is_none() {
                     let login = format!("LOGIN {name}");
                     assert_eq!(
-                        chat.on_line(other, login.as_bytes(), &mut out),
+                        chat.on_line(other, login.as_bytes(), now, &mut out),
                         Step::LoggedIn
                     );
                     names.insert(other, name);
@@ -66,7 +67,7 @@ fuzz_target!(|data: &[u8]| {
         } else {
             let _ = framers[id].feed(chunk, |frame| {
                 let step = match frame {
-                    Frame::Line(line) => chat.on_line(id, line, &mut out),
+                    Frame::Line(line) => chat.on_line(id, line, now, &mut out),
                     Frame::TooLong => {
                         chat.on_line_too_long(id, &mut out);
                         Step::Continue

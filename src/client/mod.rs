@@ -22,10 +22,11 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
+use crate::protocol::text::sanitize;
 use crate::protocol::{parse_reply, ByeReason, Command, Frame, Framer, ProtocolError, Reply};
 use editor::{Editor, Key};
 use term::RawMode;
-use view::{describe_bye, describe_error, name_problem, parse_input, render, sanitize, Action};
+use view::{describe_bye, describe_error, name_problem, parse_input, render, Action};
 
 /// Exit code after the user quit.
 pub const EXIT_OK: u8 = 0;

@@ -3,6 +3,7 @@
 //! The checks run in wire order: UTF-8, then control characters, then the
 //! command word. Arguments borrow from the line; nothing is allocated.
 
+use super::text::{has_forbidden, is_blank, split_word};
 use super::ProtocolError;
 
 /// A client request, borrowing its arguments from the received line.
@@ -45,33 +46,6 @@ impl Command<'_> {
     }
 }
 
-/// Longest name accepted by `LOGIN`, in characters (names are ASCII).
-pub const MAX_NAME: usize = 32;
-
-fn is_blank(c: char) -> bool {
-    c == ' ' || c == '\t'
-}
-
-/// True for characters a user may not send to other users' terminals:
-/// C0 controls but TAB, DEL and the C1 controls.
-fn has_control(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    bytes.iter().enumerate().any(|(i, &b)| {
-        (b < 0x20 && b != b'\t')
-            || b == 0x7f
-            // C1 controls U+0080..U+009F are encoded as C2 80..C2 9F.
-            || (b == 0xc2 && matches!(bytes.get(i + 1), Some(0x80..=0x9f)))
-    })
-}
-
-/// Splits off the first blank-separated word; the rest has its leading blanks removed.
-fn split_word(s: &str) -> (&str, &str) {
-    match s.find(is_blank) {
-        Some(i) => (&s[..i], s[i..].trim_start_matches(is_blank)),
-        None => (s, ""),
-    }
-}
-
 fn optional(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
@@ -79,7 +53,7 @@ fn optional(s: &str) -> Option<&str> {
 /// Parses a line (without its line end). `Ok(None)` is a blank line, which gets no reply.
 pub fn parse(line: &[u8]) -> Result<Option<Command<'_>>, ProtocolError> {
     let text = std::str::from_utf8(line).map_err(|_| ProtocolError::InvalidUtf8)?;
-    if has_control(text) {
+    if has_forbidden(text) {
         return Err(ProtocolError::InvalidText);
     }
     let text = text.trim_matches(is_blank);
@@ -107,14 +81,6 @@ pub fn parse(line: &[u8]) -> Result<Option<Command<'_>>, ProtocolError> {
         return Err(ProtocolError::UnknownCommand);
     };
     Ok(Some(command))
-}
-
-/// True when `name` is 1 to 32 characters of `A-Z a-z 0-9 _ -`.
-pub fn valid_name(name: &str) -> bool {
-    (1..=MAX_NAME).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]
@@ -217,17 +183,5 @@ mod tests {
             assert_eq!(line.pop(), Some(b'\n'));
             assert_eq!(parse(&line), Ok(Some(command)));
         }
-    }
-
-    #[test]
-    fn names() {
-        assert!(valid_name("a"));
-        assert!(valid_name("Alice_the-2nd"));
-        assert!(valid_name(&"x".repeat(32)));
-        assert!(!valid_name(&"x".repeat(33)));
-        assert!(!valid_name(""));
-        assert!(!valid_name("al ice"));
-        assert!(!valid_name("élise"));
-        assert!(!valid_name("a.b"));
     }
 }

@@ -543,7 +543,7 @@ impl Server {
                 if self.conns.slab[id].live.on_activity(now) {
                     self.rearm(id);
                 }
-                self.chat.on_line(id, line, &mut self.conns)
+                self.chat.on_line(id, line, now, &mut self.conns)
             }
         };
         self.drop_overflowed(now);
@@ -853,10 +853,10 @@ mod tests {
         let (other, mut other_stream) = connect(&mut server);
         server
             .chat
-            .on_line(victim, b"LOGIN victim", &mut server.conns);
+            .on_line(victim, b"LOGIN victim", now, &mut server.conns);
         server
             .chat
-            .on_line(other, b"LOGIN other", &mut server.conns);
+            .on_line(other, b"LOGIN other", now, &mut server.conns);
         server.flush_pending(now);
 
         server.isolate(victim, now, |_| panic!("injected bug"));

@@ -1,0 +1,130 @@
+//! The registry of logged-in users: names, and the dense roster broadcasts
+//! walk.
+//!
+//! Invariant: a name is in `by_name` exactly when its connection is logged
+//! in, and the roster holds each logged-in connection exactly once, at the
+//! position its member records.
+
+use std::collections::HashMap;
+
+use super::name::{Folded, NameKey};
+use super::ConnId;
+
+#[derive(Debug)]
+struct Member {
+    name: Box<str>,
+    roster_pos: usize,
+}
+
+/// Who is logged in, under which name, in O(1) per login and departure.
+#[derive(Debug, Default)]
+pub struct Users {
+    /// Indexed by connection id; `Some` while that connection is logged in.
+    members: Vec<Option<Member>>,
+    /// Logged-in connections, dense, for broadcasts.
+    roster: Vec<ConnId>,
+    by_name: HashMap<NameKey, ConnId>,
+}
+
+impl Users {
+    /// Number of logged-in users.
+    pub fn len(&self) -> usize {
+        self.roster.len()
+    }
+
+    /// True when nobody is logged in.
+    pub fn is_empty(&self) -> bool {
+        self.roster.is_empty()
+    }
+
+    /// The name `id` logged in with, if it has.
+    pub fn name(&self, id: ConnId) -> Option<&str> {
+        self.members.get(id)?.as_ref().map(|m| &*m.name)
+    }
+
+    /// The connection logged in as `name`, in any case.
+    pub fn find(&self, name: &str) -> Option<ConnId> {
+        self.by_name.get(Folded::new(name)).copied()
+    }
+
+    /// Every logged-in connection, in no particular order.
+    pub fn roster(&self) -> &[ConnId] {
+        &self.roster
+    }
+
+    /// Registers `id` as `name`. The caller has checked that `id` is not
+    /// logged in and that the name is valid; returns false if it is taken.
+    pub fn insert(&mut self, id: ConnId, name: &str) -> bool {
+        debug_assert!(self.name(id).is_none(), "conn {id} logged in twice");
+        if self.by_name.contains_key(Folded::new(name)) {
+            return false;
+        }
+        self.by_name.insert(NameKey::new(name), id);
+        if self.members.len() <= id {
+            self.members.resize_with(id + 1, || None);
+        }
+        self.members[id] = Some(Member {
+            name: name.into(),
+            roster_pos: self.roster.len(),
+        });
+        self.roster.push(id);
+        true
+    }
+
+    /// Unregisters `id`, returning its name if it was logged in.
+    pub fn remove(&mut self, id: ConnId) -> Option<Box<str>> {
+        let member = self.members.get_mut(id)?.take()?;
+        self.by_name.remove(Folded::new(&member.name));
+        self.roster.swap_remove(member.roster_pos);
+        if let Some(&moved) = self.roster.get(member.roster_pos) {
+            if let Some(m) = self.members[moved].as_mut() {
+                m.roster_pos = member.roster_pos;
+            }
+        }
+        Some(member.name)
+    }
+
+    /// Every name, sorted case-insensitively.
+    pub fn sorted_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.roster.iter().filter_map(|&id| self.name(id)).collect();
+        names.sort_unstable_by(|a, b| Folded::new(a).cmp(Folded::new(b)));
+        names
+    }
+
+    /// Checks the registry's invariants; for tests and fuzzing.
+    pub fn check_invariants(&self) {
+        assert_eq!(self.roster.len(), self.by_name.len());
+        for (pos, &id) in self.roster.iter().enumerate() {
+            let m = self.members[id]
+                .as_ref()
+                .expect("roster entry without member");
+            assert_eq!(m.roster_pos, pos);
+            assert_eq!(self.find(&m.name), Some(id));
+        }
+        let members = self.members.iter().filter(|m| m.is_some()).count();
+        assert_eq!(members, self.roster.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_find_remove_keep_the_roster_dense() {
+        let mut users = Users::default();
+        assert!(users.insert(3, "Alice"));
+        assert!(users.insert(0, "bob"));
+        assert!(users.insert(7, "carol"));
+        assert!(!users.insert(9, "ALICE"), "names are unique in any case");
+        assert_eq!(users.find("alice"), Some(3));
+        assert_eq!(users.remove(3).as_deref(), Some("Alice"));
+        assert_eq!(users.remove(3), None);
+        users.check_invariants();
+        assert_eq!(users.find("ALICE"), None);
+        assert_eq!(users.sorted_names(), ["bob", "carol"]);
+        assert!(users.insert(9, "alice"));
+        users.check_invariants();
+        assert_eq!(users.len(), 3);
+    }
+}
