@@ -7,20 +7,19 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::{info, warn};
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::server::{accept_again, listen, LISTENER, SIGNALS};
+use crate::server::{is_listener, signals, Accepted, Listeners, SIGNALS};
+use crate::transport::TransportKind;
 
 /// Most bytes held for one connection.
 const BUFFER: usize = 64 * 1024;
-/// Pause before accepting again after accept failed (descriptors ran out).
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// One echo client: bytes read but not yet written back.
 struct Peer {
@@ -91,28 +90,29 @@ impl Peer {
 /// A bound echo server, ready to [`run`](EchoServer::run).
 pub struct EchoServer {
     poll: Poll,
-    listener: TcpListener,
+    listeners: Listeners,
     signals: Signals,
     peers: Slab<Peer>,
-    paused_until: Option<Instant>,
 }
 
 impl EchoServer {
     /// Binds `addr` and installs the SIGINT/SIGTERM handlers.
     pub fn bind(addr: SocketAddr) -> io::Result<EchoServer> {
-        let (poll, listener, signals) = listen(addr)?;
+        let poll = Poll::new()?;
+        // A refused echo peer is simply closed: RFC 862 has no words for it.
+        let listeners = Listeners::bind(&poll, &[(addr, TransportKind::Plain)], Vec::new())?;
+        let signals = signals(&poll)?;
         Ok(EchoServer {
             poll,
-            listener,
+            listeners,
             signals,
             peers: Slab::new(),
-            paused_until: None,
         })
     }
 
-    /// The address actually listened on.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+    /// The transport and address of each listener (useful with port 0).
+    pub fn local_addrs(&self) -> io::Result<Vec<(TransportKind, SocketAddr)>> {
+        self.listeners.local_addrs()
     }
 
     /// Echoes until SIGINT or SIGTERM.
@@ -120,7 +120,8 @@ impl EchoServer {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self
-                .paused_until
+                .listeners
+                .paused_until()
                 .map(|t| t.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -130,7 +131,7 @@ impl EchoServer {
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept_all(),
+                    token if is_listener(token) => self.accept_all(token),
                     SIGNALS => {
                         if self.signals.pending().next().is_some() {
                             info!(
@@ -143,46 +144,38 @@ impl EchoServer {
                     Token(id) => self.serve(id),
                 }
             }
-            if self.paused_until.is_some_and(|t| Instant::now() >= t) {
-                self.paused_until = None;
-                self.accept_all();
+            if self.listeners.resume(Instant::now()) {
+                let tokens: Vec<Token> = self.listeners.tokens().collect();
+                for token in tokens {
+                    self.accept_all(token);
+                }
             }
         }
     }
 
-    fn accept_all(&mut self) {
-        loop {
-            match self.listener.accept() {
-                Ok((mut sock, addr)) => {
-                    let entry = self.peers.vacant_entry();
-                    let interest = Interest::READABLE | Interest::WRITABLE;
-                    if let Err(e) =
-                        self.poll
-                            .registry()
-                            .register(&mut sock, Token(entry.key()), interest)
-                    {
-                        warn!("cannot register {addr}: {e}");
-                        continue;
-                    }
-                    info!("echo {} {addr} connected", entry.key());
-                    entry.insert(Peer {
-                        sock,
-                        addr,
-                        buf: Box::default(),
-                        start: 0,
-                        end: 0,
-                        read_done: false,
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if accept_again(&e) => {}
-                Err(e) => {
-                    // Out of descriptors, most likely: let closes free some first.
-                    warn!("accept failed: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
-                    self.paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
-                    return;
-                }
+    fn accept_all(&mut self, token: Token) {
+        while let Some(Accepted { mut sock, peer, .. }) =
+            self.listeners.accept(token, Instant::now())
+        {
+            let entry = self.peers.vacant_entry();
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut sock, Token(entry.key()), interest)
+            {
+                warn!("cannot register {peer}: {e}");
+                continue;
             }
+            info!("echo {} {peer} connected", entry.key());
+            entry.insert(Peer {
+                sock,
+                addr: peer,
+                buf: Box::default(),
+                start: 0,
+                end: 0,
+                read_done: false,
+            });
         }
     }
 

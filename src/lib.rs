@@ -1,8 +1,10 @@
 //! selectchat: a chat server built as one `mio` event loop.
 //!
-//! The protocol and the chat are plain state machines ([`protocol`], [`chat`],
-//! [`liveness`], [`wheel`]) that take bytes and instants and hand back what to
-//! send; [`server`] is the thin shell that owns the sockets and drives them.
+//! The protocol, each connection's rules and the chat are plain state
+//! machines ([`protocol`], [`session`], [`chat`], with [`liveness`],
+//! [`flood`] and [`wheel`]) that take bytes and instants and hand back what
+//! to send; [`transport`] turns socket bytes into protocol bytes and back;
+//! [`server`] is the thin shell that owns the sockets and drives them all.
 //! docs/PROTOCOL.md is the wire contract.
 
 pub mod bench;
@@ -14,4 +16,6 @@ pub mod flood;
 pub mod liveness;
 pub mod protocol;
 pub mod server;
+pub mod session;
+pub mod transport;
 pub mod wheel;

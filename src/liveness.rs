@@ -46,14 +46,14 @@ impl Liveness {
     }
 
     /// A complete line arrived. Cheap on purpose: activity only pushes
-    /// deadlines later, so a timer armed earlier just fires, finds nothing due
-    /// and is re-armed. The exception is the first line after a heartbeat,
-    /// which brings the next `PING` back before the armed idle deadline:
-    /// then this returns true and the caller must re-arm from `next_deadline`.
-    #[must_use]
-    pub fn on_activity(&mut self, now: Instant) -> bool {
+    /// deadlines later, so a timer armed earlier just fires, finds nothing
+    /// due and is re-armed. The exception is the first line after a
+    /// heartbeat, which brings the next `PING` back before the idle deadline
+    /// the timer was armed for; callers compare `next_deadline` with the
+    /// instant they armed and re-arm when it moved earlier.
+    pub fn on_activity(&mut self, now: Instant) {
         self.last_activity = now;
-        std::mem::replace(&mut self.pinged, false)
+        self.pinged = false;
     }
 
     /// The earliest instant at which `check` could have something to do.
@@ -116,11 +116,13 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Liveness::new(t0);
         assert!(matches!(l.check(t0 + 20 * S, true, &t()), Verdict::Ping(_)));
-        assert!(
-            l.on_activity(t0 + 50 * S),
-            "a pinged peer's answer needs a re-arm"
+        assert_eq!(l.next_deadline(true, &t()), t0 + 60 * S);
+        l.on_activity(t0 + 50 * S);
+        assert_eq!(
+            l.next_deadline(true, &t()),
+            t0 + 70 * S,
+            "a pinged peer's answer brings the next ping before the idle deadline"
         );
-        assert!(!l.on_activity(t0 + 50 * S));
         assert_eq!(l.check(t0 + 60 * S, true, &t()), Verdict::Wait(t0 + 70 * S));
         assert!(matches!(l.check(t0 + 70 * S, true, &t()), Verdict::Ping(_)));
         assert_eq!(
@@ -134,7 +136,7 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Liveness::new(t0);
         for s in 1..30 {
-            let _ = l.on_activity(t0 + s * S);
+            l.on_activity(t0 + s * S);
             assert!(matches!(l.check(t0 + s * S, false, &t()), Verdict::Wait(_)));
         }
         assert_eq!(l.next_deadline(false, &t()), t0 + 30 * S);

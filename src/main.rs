@@ -1,6 +1,7 @@
 //! The `selectchat` command line: serve (the default), `connect` or `echo`.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use selectchat::echo::EchoServer;
 use selectchat::flood::FloodPolicy;
 use selectchat::liveness::Timeouts;
 use selectchat::server::Server;
+use selectchat::transport::TransportKind;
 use selectchat::{bench, client};
 
 /// A single-threaded chat server: `selectchat 7007`, then `nc localhost 7007`.
@@ -52,6 +54,9 @@ enum Sub {
         /// Address to listen on.
         #[arg(long, default_value = "0.0.0.0")]
         host: IpAddr,
+        /// Once listening, write `plain ADDRESS` to this file.
+        #[arg(long, value_name = "PATH")]
+        port_file: Option<PathBuf>,
         #[command(flatten)]
         logging: LogArgs,
     },
@@ -213,6 +218,9 @@ struct ServeArgs {
     /// Seconds between stats lines (connections, users, timers, buffered bytes), logged at debug level.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
     stats_interval: Duration,
+    /// Once listening, write one `TRANSPORT ADDRESS` line per listener to this file (for scripts and tests; with port 0 it says which port was picked).
+    #[arg(long, value_name = "PATH")]
+    port_file: Option<PathBuf>,
 }
 
 /// Logging flags, shared by the servers.
@@ -292,9 +300,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         None => {
-            let addr = SocketAddr::new(cli.serve.host, cli.serve.port);
             // The config is built inside, after logging starts: it may warn.
-            run_service(&cli.logging, addr, || Server::bind(cli.serve.config()))
+            let port_file = cli.serve.port_file.as_deref();
+            run_service(&cli.logging, port_file, || Server::bind(cli.serve.config()))
         }
         Some(Sub::Bench(args)) => bench_command(&args),
         Some(Sub::Connect { addr, name }) => {
@@ -303,10 +311,11 @@ fn main() -> ExitCode {
         Some(Sub::Echo {
             port,
             host,
+            port_file,
             logging,
         }) => {
             let addr = SocketAddr::new(host, port);
-            run_service(&logging, addr, || EchoServer::bind(addr))
+            run_service(&logging, port_file.as_deref(), || EchoServer::bind(addr))
         }
     }
 }
@@ -323,13 +332,13 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 
 /// A bound server that can say where it listens and then run to the end.
 trait Service: Sized {
-    fn local_addr(&self) -> std::io::Result<SocketAddr>;
+    fn local_addrs(&self) -> std::io::Result<Vec<(TransportKind, SocketAddr)>>;
     fn run(self) -> std::io::Result<()>;
 }
 
 impl Service for Server {
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Server::local_addr(self)
+    fn local_addrs(&self) -> std::io::Result<Vec<(TransportKind, SocketAddr)>> {
+        Server::local_addrs(self)
     }
     fn run(self) -> std::io::Result<()> {
         Server::run(self)
@@ -337,18 +346,32 @@ impl Service for Server {
 }
 
 impl Service for EchoServer {
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        EchoServer::local_addr(self)
+    fn local_addrs(&self) -> std::io::Result<Vec<(TransportKind, SocketAddr)>> {
+        EchoServer::local_addrs(self)
     }
     fn run(self) -> std::io::Result<()> {
         EchoServer::run(self)
     }
 }
 
-/// Starts logging, binds, logs the address (tests read it from there) and runs.
+/// Writes one `TRANSPORT ADDRESS` line per listener to `path`, whole or not
+/// at all (a reader polling for the file never sees half of it).
+fn write_port_file(path: &Path, addrs: &[(TransportKind, SocketAddr)]) -> std::io::Result<()> {
+    let text: String = addrs
+        .iter()
+        .map(|(kind, addr)| format!("{} {addr}\n", kind.as_str()))
+        .collect();
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    std::fs::write(&partial, text)?;
+    std::fs::rename(&partial, path)
+}
+
+/// Starts logging, binds, says where it listens (in the log, and in the
+/// port file when asked) and runs.
 fn run_service<S: Service>(
     logging: &LogArgs,
-    addr: SocketAddr,
+    port_file: Option<&Path>,
     bind: impl FnOnce() -> std::io::Result<S>,
 ) -> ExitCode {
     if let Err(code) = logging.init() {
@@ -357,13 +380,25 @@ fn run_service<S: Service>(
     let service = match bind() {
         Ok(service) => service,
         Err(e) => {
-            error!("cannot listen on {addr}: {e}");
+            error!("cannot start: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match service.local_addr() {
-        Ok(addr) => info!("listening on {addr}"),
-        Err(e) => warn!("listening, address unknown: {e}"),
+    let addrs = match service.local_addrs() {
+        Ok(addrs) => addrs,
+        Err(e) => {
+            error!("listening, but the address is unknown: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (kind, addr) in &addrs {
+        info!("listening on {addr} ({})", kind.as_str());
+    }
+    if let Some(path) = port_file {
+        if let Err(e) = write_port_file(path, &addrs) {
+            error!("cannot write the port file {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
     }
     match service.run() {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,8 +2,8 @@
 
 mod common;
 
-use common::{wait_until, BIN, WAIT};
-use std::io::{BufRead, BufReader, Read, Write};
+use common::{wait_until, PortFile, BIN, WAIT};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -16,23 +16,16 @@ struct Echo {
 
 impl Echo {
     fn start() -> Echo {
-        let mut child = Command::new(BIN)
-            .args(["echo", "--host", "127.0.0.1", "0"])
+        let port_file = PortFile::new();
+        let child = Command::new(BIN)
+            .args(["echo", "--host", "127.0.0.1", "--port-file"])
+            .arg(&port_file.0)
+            .arg("0")
             .stdin(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        let addr = loop {
-            line.clear();
-            assert!(stderr.read_line(&mut line).unwrap() > 0, "echo server died");
-            if let Some(addr) = line.split("listening on ").nth(1) {
-                break addr.trim().parse().unwrap();
-            }
-        };
-        // Keep draining the log so the server never blocks on it.
-        thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        let addr = port_file.wait("plain", || "the echo server did not start".into());
         Echo { child, addr }
     }
 

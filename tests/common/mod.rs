@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -23,6 +24,46 @@ pub struct Server {
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
     last_stats: Arc<Mutex<String>>,
+    _port_file: PortFile,
+}
+
+static PORT_FILES: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh path for a server's `--port-file`, removed when dropped.
+pub struct PortFile(pub PathBuf);
+
+impl PortFile {
+    pub fn new() -> PortFile {
+        let n = PORT_FILES.fetch_add(1, Ordering::Relaxed);
+        let name = format!("selectchat-test-{}-{n}.ports", std::process::id());
+        let path = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_file(&path);
+        PortFile(path)
+    }
+
+    /// Waits (bounded) for the server to write the file, and returns the
+    /// address of its listener of `transport`; panics with `why_not()` if
+    /// the file never appears.
+    pub fn wait(&self, transport: &str, why_not: impl FnOnce() -> String) -> SocketAddr {
+        let mut found = None;
+        wait_until(WAIT, || {
+            let Ok(text) = std::fs::read_to_string(&self.0) else {
+                return false;
+            };
+            found = text.lines().find_map(|line| {
+                let (kind, addr) = line.split_once(' ')?;
+                (kind == transport).then(|| addr.parse().expect("address in the port file"))
+            });
+            true
+        });
+        found.unwrap_or_else(|| panic!("no {transport} listener announced; {}", why_not()))
+    }
+}
+
+impl Drop for PortFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 impl Server {
@@ -49,7 +90,10 @@ impl Server {
     }
 
     fn spawn(mut cmd: Command, args: &[&str]) -> Server {
+        let port_file = PortFile::new();
         cmd.args(args)
+            .arg("--port-file")
+            .arg(&port_file.0)
             .arg("0")
             .env_remove("CHAT_PORT")
             .stdin(Stdio::null())
@@ -59,15 +103,11 @@ impl Server {
         let stderr = child.stderr.take().expect("stderr piped");
         let log = Arc::new(Mutex::new(String::new()));
         let last_stats = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
         let sink = Arc::clone(&log);
         let stats_sink = Arc::clone(&last_stats);
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(rest.trim().to_string());
-                }
                 if line.contains("stats: ") {
                     *stats_sink.lock().unwrap() = line.clone();
                 }
@@ -76,18 +116,16 @@ impl Server {
                 log.push('\n');
             }
         });
-        let addr = match rx.recv_timeout(WAIT) {
-            Ok(addr) => addr.parse().expect("listening address"),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("server did not start; log:\n{}", log.lock().unwrap());
-            }
-        };
+        let addr = port_file.wait("plain", || {
+            let _ = child.kill();
+            format!("server did not start; log:\n{}", log.lock().unwrap())
+        });
         Server {
             child,
             addr,
             log,
             last_stats,
+            _port_file: port_file,
         }
     }
 

@@ -1,0 +1,138 @@
+//! The input path of the loop: socket bytes through the transport into the
+//! connection's session, each line through the chat, and what the chat
+//! queued settled before the next line.
+
+use std::time::Instant;
+
+use log::{debug, info, trace};
+
+use crate::chat::{ConnId, Step};
+use crate::protocol::Frame;
+use crate::session::{Departure, Dispatched, Session};
+use crate::transport::Received;
+
+use super::{Server, READ_BUDGET, TURN_WORK};
+
+impl Server {
+    pub(super) fn read(&mut self, id: ConnId, now: Instant) {
+        let Some(conn) = self.conns.slab.get_mut(id) else {
+            return;
+        };
+        if !conn.session.wants_read() {
+            return;
+        }
+        // Lent out so the chat can borrow the rest of `self` while lines
+        // still point into the session's framer; it goes back below.
+        let mut session = std::mem::replace(&mut conn.session, Session::closed(now));
+        let mut chunk = std::mem::take(&mut self.read_chunk);
+        let rules = self.rules;
+        // Bytes held back by a flood-control pause come before new ones.
+        let mut reading = session.handle_held(now, &rules, |f| self.dispatch(id, f, now));
+        let mut budget = READ_BUDGET;
+        while reading {
+            let conn = &mut self.conns.slab[id];
+            if !conn.transport.wants_read() {
+                break;
+            }
+            match conn.transport.read(&mut conn.sock, &mut chunk) {
+                Ok(Received::Bytes(n)) => {
+                    trace!("conn {id} read {n} bytes");
+                    let bytes = &chunk[..n];
+                    reading =
+                        session.handle_bytes(bytes, now, &rules, |f| self.dispatch(id, f, now));
+                    budget = budget.saturating_sub(n);
+                    if reading && (budget == 0 || self.conns.appended >= TURN_WORK) {
+                        self.read_later(id);
+                        break;
+                    }
+                }
+                Ok(Received::WouldBlock) => {
+                    session.caught_up();
+                    break;
+                }
+                Ok(Received::Closed) => {
+                    session.depart(Departure::Eof, now, &rules);
+                    break;
+                }
+                Err(e) => {
+                    debug!("conn {id} read error: {e}");
+                    session.depart(Departure::Reset, now, &rules);
+                    break;
+                }
+            }
+        }
+        self.conns.slab[id].session = session;
+        self.read_chunk = chunk;
+        self.after_session(id);
+    }
+
+    /// Hands one line to the chat and settles what it queued.
+    pub(super) fn dispatch(&mut self, id: ConnId, frame: Frame<'_>, now: Instant) -> Dispatched {
+        let step = match frame {
+            Frame::TooLong => {
+                self.chat.on_line_too_long(id, &mut self.conns);
+                Step::Continue
+            }
+            Frame::Line(line) => self.chat.on_line(id, line, now, &mut self.conns),
+        };
+        if step == Step::LoggedIn {
+            let peer = self.conns.slab[id].peer;
+            let name = self.chat.name(id).unwrap_or("?");
+            info!("conn {id} {peer} logged in as {name}");
+        }
+        match self.settle(Some(id), now) {
+            Some(why) => Err(why),
+            None => Ok(step),
+        }
+    }
+
+    /// Carries out what the chat queued: writes out the connections past
+    /// the write-through mark and departs those that failed, whose own
+    /// announcements may fail others in turn. The failure of `current`
+    /// (whose session is lent out) is returned instead of carried out.
+    pub(super) fn settle(&mut self, current: Option<ConnId>, now: Instant) -> Option<Departure> {
+        let mut mine = None;
+        loop {
+            self.conns.write_through(&mut self.failed);
+            let Some((id, why)) = self.failed.pop() else {
+                return mine;
+            };
+            if Some(id) == current {
+                mine.get_or_insert(why);
+            } else if let Some(conn) = self.conns.slab.get_mut(id) {
+                conn.session.depart(why, now, &self.rules);
+                self.after_session(id);
+            }
+        }
+    }
+
+    /// Remembers a connection that has input left, for the next turn
+    /// (edge-triggered readiness will not be reported again).
+    pub(super) fn read_later(&mut self, id: ConnId) {
+        let conn = &mut self.conns.slab[id];
+        if !conn.read_queued {
+            conn.read_queued = true;
+            self.read_again.push(id);
+        }
+    }
+
+    /// Serves the connections left over from earlier turns, oldest first,
+    /// with a work budget of their own so fresh events cannot starve them.
+    pub(super) fn retry_reads(&mut self, now: Instant) {
+        self.conns.appended = 0;
+        for id in std::mem::take(&mut self.read_again) {
+            let Some(conn) = self.conns.slab.get_mut(id) else {
+                continue;
+            };
+            if !conn.read_queued {
+                continue;
+            }
+            conn.read_queued = false;
+            if self.conns.appended < TURN_WORK {
+                self.isolate(id, now, |server| server.read(id, now));
+            } else {
+                self.read_later(id);
+            }
+        }
+    }
+}

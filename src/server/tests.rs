@@ -1,0 +1,57 @@
+//! The loop's own unit test: a panic in one handler, on real sockets.
+
+use super::*;
+use crate::chat::Step;
+use crate::protocol::Frame;
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, TcpStream as StdStream};
+use std::time::{Duration, Instant};
+
+fn server() -> Server {
+    Server::bind(Config::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))).unwrap()
+}
+
+fn connect(server: &mut Server) -> (ConnId, BufReader<StdStream>) {
+    let (_, addr) = server.local_addrs().unwrap()[0];
+    let stream = StdStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let before = server.conns.slab.len();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let token = server.listeners.tokens().next().unwrap();
+    while server.conns.slab.len() == before {
+        assert!(Instant::now() < deadline, "never accepted");
+        server.accept_all(token, Instant::now());
+    }
+    let id = server.conns.slab.iter().map(|(id, _)| id).max().unwrap();
+    (id, BufReader::new(stream))
+}
+
+#[test]
+fn a_panicking_handler_costs_only_its_connection() {
+    let mut server = server();
+    let now = Instant::now();
+    let (victim, _victim_stream) = connect(&mut server);
+    let (other, mut other_stream) = connect(&mut server);
+    for (id, line) in [(victim, "LOGIN victim"), (other, "LOGIN other")] {
+        let step = server.dispatch(id, Frame::Line(line.as_bytes()), now);
+        assert_eq!(step, Ok(Step::LoggedIn));
+    }
+    server.flush_pending(now);
+
+    server.isolate(victim, now, |_| panic!("injected bug"));
+    server.flush_pending(now);
+    server.reap_closed();
+
+    assert!(server.conns.slab.get(victim).is_none());
+    assert_eq!(server.chat.users(), 1);
+    server.chat.check_invariants();
+    let mut lines = Vec::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        other_stream.read_line(&mut line).unwrap();
+        lines.push(line);
+    }
+    assert_eq!(lines, ["OK\n", "INFO victim disconnected\n"]);
+}
