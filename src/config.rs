@@ -1,12 +1,72 @@
-//! Validated server settings: every duration and limit the loop obeys.
+//! Server settings: every duration and limit the loop obeys, their
+//! defaults, and the rules a value must keep.
+//!
+//! The defaults are written once, in [`defaults`]: [`Config::new`] and the
+//! command line's `--help` both read them. The command line only parses;
+//! [`Config::validate`] decides what is acceptable, so a `Config` built in
+//! code is held to the same rules as one typed by an operator.
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
 use crate::flood::FloodPolicy;
 use crate::liveness::Timeouts;
 
-/// Everything `Server` needs to know, already checked.
+/// A duration given in seconds on the command line (`0.5`, `20`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Secs(pub Duration);
+
+impl Secs {
+    /// A whole number of seconds.
+    pub const fn whole(secs: u64) -> Secs {
+        Secs(Duration::from_secs(secs))
+    }
+}
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
+}
+
+impl FromStr for Secs {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Secs, String> {
+        parse_secs(s).map(Secs)
+    }
+}
+
+/// The server's defaults: protocol v1's timings and this design's limits.
+pub mod defaults {
+    use super::Secs;
+
+    /// The port the README's commands use.
+    pub const PORT: u16 = 7007;
+    pub const PING_INTERVAL: Secs = Secs::whole(20);
+    pub const IDLE_TIMEOUT: Secs = Secs::whole(60);
+    pub const LOGIN_TIMEOUT: Secs = Secs::whole(30);
+    pub const MAX_LINE: usize = 4096;
+    pub const MAX_CLIENTS: usize = 10_000;
+    pub const SENDQ: usize = 1 << 20;
+    /// Lines per second, sustained.
+    pub const RATE: f64 = 10.0;
+    /// Lines at once after a quiet spell.
+    pub const BURST: u32 = 20;
+    pub const FLOOD_TIMEOUT: Secs = Secs::whole(10);
+    pub const STATS_INTERVAL: Secs = Secs::whole(60);
+}
+
+/// The bounds `validate` enforces.
+const MIN_MAX_LINE: usize = 64;
+const MAX_MAX_LINE: usize = 1 << 20;
+const MIN_SENDQ: usize = 1024;
+const MAX_RATE: f64 = 1e6;
+/// Longest duration accepted; keeps `Instant + Duration` far from overflow.
+const MAX_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// Everything `Server` needs to know.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Address to listen on; port 0 picks an ephemeral port.
@@ -25,42 +85,131 @@ pub struct Config {
     pub stats_interval: Option<Duration>,
 }
 
+/// A setting outside what the server accepts, named by its flag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub flag: &'static str,
+    pub value: String,
+    pub rule: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid value '{}' for '{}': {}",
+            self.value, self.flag, self.rule
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn check(
+    ok: bool,
+    flag: &'static str,
+    value: impl fmt::Display,
+    rule: String,
+) -> Result<(), ConfigError> {
+    if ok {
+        return Ok(());
+    }
+    Err(ConfigError {
+        flag,
+        value: value.to_string(),
+        rule,
+    })
+}
+
+fn positive(flag: &'static str, d: Duration) -> Result<(), ConfigError> {
+    check(
+        !d.is_zero(),
+        flag,
+        Secs(d),
+        "must be more than 0 seconds".into(),
+    )
+}
+
 impl Config {
-    /// Defaults of protocol v1 on `addr`.
+    /// The defaults on `addr`.
     pub fn new(addr: SocketAddr) -> Self {
         Config {
             addr,
             timeouts: Timeouts {
-                ping_interval: Duration::from_secs(20),
-                idle_timeout: Duration::from_secs(60),
-                login_timeout: Duration::from_secs(30),
+                ping_interval: defaults::PING_INTERVAL.0,
+                idle_timeout: defaults::IDLE_TIMEOUT.0,
+                login_timeout: defaults::LOGIN_TIMEOUT.0,
             },
-            max_line: 4096,
-            max_clients: 10_000,
-            sendq: 1 << 20,
-            flood: FloodPolicy {
-                rate: 10.0,
-                burst: 20.0,
-                kick_after: Duration::from_secs(10),
-            },
-            stats_interval: Some(Duration::from_secs(60)),
+            max_line: defaults::MAX_LINE,
+            max_clients: defaults::MAX_CLIENTS,
+            sendq: defaults::SENDQ,
+            flood: FloodPolicy::new(defaults::RATE, defaults::BURST, defaults::FLOOD_TIMEOUT.0),
+            stats_interval: Some(defaults::STATS_INTERVAL.0),
         }
+    }
+
+    /// Checks every setting against the bounds the server works within.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        positive("--ping-interval", self.timeouts.ping_interval)?;
+        positive("--idle-timeout", self.timeouts.idle_timeout)?;
+        positive("--login-timeout", self.timeouts.login_timeout)?;
+        check(
+            (MIN_MAX_LINE..=MAX_MAX_LINE).contains(&self.max_line),
+            "--max-line",
+            self.max_line,
+            format!("must be {MIN_MAX_LINE} to {MAX_MAX_LINE} bytes"),
+        )?;
+        check(
+            self.max_clients >= 1,
+            "--max-clients",
+            self.max_clients,
+            "must be at least 1".into(),
+        )?;
+        check(
+            self.sendq >= MIN_SENDQ,
+            "--sendq",
+            self.sendq,
+            format!("must be at least {MIN_SENDQ} bytes"),
+        )?;
+        let flood = &self.flood;
+        check(
+            (0.0..=MAX_RATE).contains(&flood.rate),
+            "--rate",
+            flood.rate,
+            format!("must be 0 (off) to {MAX_RATE} lines per second"),
+        )?;
+        if flood.enabled() {
+            check(
+                flood.burst >= 1.0,
+                "--burst",
+                flood.burst,
+                "must be at least 1 line".into(),
+            )?;
+            positive("--flood-timeout", flood.kick_after)?;
+        }
+        if let Some(interval) = self.stats_interval {
+            positive("--stats-interval", interval)?;
+        }
+        Ok(())
+    }
+
+    /// Lowers `max_clients` to `open_files` when it is higher (every
+    /// connection needs a descriptor). Returns the value it replaced.
+    pub fn fit_open_file_limit(&mut self, open_files: u64) -> Option<usize> {
+        let limit = usize::try_from(open_files).unwrap_or(usize::MAX);
+        (self.max_clients > limit).then(|| std::mem::replace(&mut self.max_clients, limit))
     }
 }
 
-/// Longest duration a flag accepts; keeps `Instant + Duration` far from overflow.
-const MAX_SECS: f64 = 365.0 * 24.0 * 3600.0;
-
-/// Parses seconds with an optional fraction (`0.5`, `20`) into a positive duration.
+/// Parses seconds with an optional fraction (`0.5`, `20`) into a duration
+/// of at most a year.
 pub fn parse_secs(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .trim()
         .parse()
         .map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    if !(secs > 0.0 && secs <= MAX_SECS) {
-        return Err(format!(
-            "`{s}` must be more than 0 and at most {MAX_SECS} seconds"
-        ));
+    if !(0.0..=MAX_SECS).contains(&secs) {
+        return Err(format!("`{s}` must be 0 to {MAX_SECS} seconds"));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -79,14 +228,88 @@ pub fn open_file_limit() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
+
+    fn cfg() -> Config {
+        Config::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+    }
+
+    fn refused_flag(change: impl FnOnce(&mut Config)) -> &'static str {
+        let mut c = cfg();
+        change(&mut c);
+        c.validate().expect_err("accepted").flag
+    }
 
     #[test]
     fn seconds_accept_fractions_and_refuse_nonsense() {
         assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_secs("20"), Ok(Duration::from_secs(20)));
-        for bad in ["0", "-1", "abc", "", "NaN", "inf", "1e12"] {
+        assert_eq!(parse_secs("0"), Ok(Duration::ZERO), "zero is a duration");
+        for bad in ["-1", "abc", "", "NaN", "inf", "1e12"] {
             assert!(parse_secs(bad).is_err(), "{bad} accepted");
         }
+        assert_eq!(Secs(Duration::from_millis(500)).to_string(), "0.5");
+        assert_eq!(defaults::PING_INTERVAL.to_string(), "20");
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(cfg().validate(), Ok(()));
+        assert!(cfg().flood.enabled());
+    }
+
+    #[test]
+    fn each_bad_setting_is_named_by_its_flag() {
+        assert_eq!(
+            refused_flag(|c| c.timeouts.idle_timeout = Duration::ZERO),
+            "--idle-timeout"
+        );
+        assert_eq!(
+            refused_flag(|c| c.timeouts.ping_interval = Duration::ZERO),
+            "--ping-interval"
+        );
+        assert_eq!(
+            refused_flag(|c| c.timeouts.login_timeout = Duration::ZERO),
+            "--login-timeout"
+        );
+        assert_eq!(refused_flag(|c| c.max_line = 63), "--max-line");
+        assert_eq!(refused_flag(|c| c.max_line = (1 << 20) + 1), "--max-line");
+        assert_eq!(refused_flag(|c| c.max_clients = 0), "--max-clients");
+        assert_eq!(refused_flag(|c| c.sendq = 1023), "--sendq");
+        assert_eq!(refused_flag(|c| c.flood.rate = -1.0), "--rate");
+        assert_eq!(refused_flag(|c| c.flood.rate = f64::NAN), "--rate");
+        assert_eq!(refused_flag(|c| c.flood.burst = 0.0), "--burst");
+        assert_eq!(
+            refused_flag(|c| c.flood.kick_after = Duration::ZERO),
+            "--flood-timeout"
+        );
+        assert_eq!(
+            refused_flag(|c| c.stats_interval = Some(Duration::ZERO)),
+            "--stats-interval"
+        );
+        let mut c = cfg();
+        c.max_line = 10;
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "invalid value '10' for '--max-line': must be 64 to 1048576 bytes"
+        );
+    }
+
+    #[test]
+    fn flood_control_off_needs_no_burst() {
+        let mut c = cfg();
+        c.flood = FloodPolicy::new(0.0, 0, Duration::ZERO);
+        assert!(!c.flood.enabled());
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn max_clients_is_fitted_to_the_open_file_limit() {
+        let mut c = cfg();
+        assert_eq!(c.fit_open_file_limit(20_000), None);
+        assert_eq!(c.max_clients, 10_000);
+        assert_eq!(c.fit_open_file_limit(1_024), Some(10_000));
+        assert_eq!(c.max_clients, 1_024);
     }
 
     #[test]

@@ -18,6 +18,19 @@ pub struct FloodPolicy {
 }
 
 impl FloodPolicy {
+    /// `rate` lines per second with bursts of `burst`, kicking after
+    /// `kick_after` over the rate; a rate of 0 turns flood control off.
+    pub fn new(rate: f64, burst: u32, kick_after: Duration) -> FloodPolicy {
+        if rate == 0.0 {
+            return FloodPolicy::OFF;
+        }
+        FloodPolicy {
+            rate,
+            burst: f64::from(burst),
+            kick_after,
+        }
+    }
+
     /// No limit at all (load tests and benchmarks use this).
     pub const OFF: FloodPolicy = FloodPolicy {
         rate: 0.0,
@@ -100,11 +113,7 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     fn policy() -> FloodPolicy {
-        FloodPolicy {
-            rate: 10.0,
-            burst: 20.0,
-            kick_after: Duration::from_secs(5),
-        }
+        FloodPolicy::new(10.0, 20, Duration::from_secs(5))
     }
 
     #[test]
@@ -172,6 +181,16 @@ mod tests {
         for _ in 0..15 {
             assert_ne!(b.charge(now, &p), Throttle::Kick);
         }
+    }
+
+    #[test]
+    fn a_rate_of_zero_is_off() {
+        assert_eq!(
+            FloodPolicy::new(0.0, 20, Duration::from_secs(5)),
+            FloodPolicy::OFF
+        );
+        assert!(!FloodPolicy::OFF.enabled());
+        assert!(policy().enabled());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use log::{error, info, warn, LevelFilter};
 
-use selectchat::config::{open_file_limit, parse_secs, Config};
+use selectchat::config::{defaults, open_file_limit, parse_secs, Config, ConfigError, Secs};
 use selectchat::echo::EchoServer;
 use selectchat::flood::FloodPolicy;
 use selectchat::liveness::Timeouts;
@@ -175,49 +175,46 @@ fn bench_command(args: &BenchArgs) -> ExitCode {
     }
 }
 
-/// Flags of the chat server (the default command).
+/// Flags of the chat server (the default command). They only parse:
+/// defaults and the rules a value must keep live in `Config`.
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// TCP port to listen on (0 picks a free one).
-    #[arg(env = "CHAT_PORT", default_value_t = 7007)]
+    #[arg(env = "CHAT_PORT", default_value_t = defaults::PORT)]
     port: u16,
     /// Address to listen on; IPv6 addresses such as `::` work.
     #[arg(long, default_value = "0.0.0.0")]
     host: IpAddr,
     /// Seconds without a line before the server sends PING.
-    #[arg(long, value_name = "SECS", default_value = "20", value_parser = parse_secs)]
-    ping_interval: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = defaults::PING_INTERVAL)]
+    ping_interval: Secs,
     /// Seconds without a line before the connection is closed (`BYE idle-timeout`).
-    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
-    idle_timeout: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = defaults::IDLE_TIMEOUT)]
+    idle_timeout: Secs,
     /// Seconds a connection may take to log in (`BYE login-timeout`).
-    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
-    login_timeout: Duration,
-    /// Longest line in bytes, line end not counted; longer ones get `ERR line-too-long`.
-    #[arg(long, value_name = "BYTES", default_value_t = 4096,
-          value_parser = clap::value_parser!(u32).range(64..=1 << 20))]
-    max_line: u32,
+    #[arg(long, value_name = "SECS", default_value_t = defaults::LOGIN_TIMEOUT)]
+    login_timeout: Secs,
+    /// Longest line in bytes (64 to 1 MiB), line end not counted; longer ones get `ERR line-too-long`.
+    #[arg(long, value_name = "BYTES", default_value_t = defaults::MAX_LINE)]
+    max_line: usize,
     /// Most connections at once (capped by the open-file limit); more get `BYE server-full`.
-    #[arg(long, value_name = "N", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    max_clients: u32,
-    /// Most unsent bytes queued for one client before it is dropped as a slow consumer.
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20,
-          value_parser = clap::value_parser!(u32).range(1024..))]
-    sendq: u32,
+    #[arg(long, value_name = "N", default_value_t = defaults::MAX_CLIENTS)]
+    max_clients: usize,
+    /// Most unsent bytes (at least 1024) queued for one client before it is dropped as a slow consumer.
+    #[arg(long, value_name = "BYTES", default_value_t = defaults::SENDQ)]
+    sendq: usize,
     /// Lines per second a client may send, sustained; 0 turns flood control off.
-    #[arg(long, value_name = "LINES", default_value_t = 10.0, value_parser = parse_rate)]
+    #[arg(long, value_name = "LINES", default_value_t = defaults::RATE)]
     rate: f64,
     /// Lines a client may send at once after a quiet spell.
-    #[arg(long, value_name = "LINES", default_value_t = 20,
-          value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "LINES", default_value_t = defaults::BURST)]
     burst: u32,
     /// Seconds a client may stay over the rate before `BYE flooding`.
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
-    flood_timeout: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = defaults::FLOOD_TIMEOUT)]
+    flood_timeout: Secs,
     /// Seconds between stats lines (connections, users, timers, buffered bytes), logged at debug level.
-    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
-    stats_interval: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = defaults::STATS_INTERVAL)]
+    stats_interval: Secs,
     /// Once listening, write one `TRANSPORT ADDRESS` line per listener to this file (for scripts and tests; with port 0 it says which port was picked).
     #[arg(long, value_name = "PATH")]
     port_file: Option<PathBuf>,
@@ -261,38 +258,37 @@ impl LogArgs {
 }
 
 impl ServeArgs {
-    fn config(&self) -> Config {
-        let mut cfg = Config::new(SocketAddr::new(self.host, self.port));
-        cfg.timeouts = Timeouts {
-            ping_interval: self.ping_interval,
-            idle_timeout: self.idle_timeout,
-            login_timeout: self.login_timeout,
+    /// The settings given, checked.
+    fn config(&self) -> Result<Config, ConfigError> {
+        let cfg = Config {
+            addr: SocketAddr::new(self.host, self.port),
+            timeouts: Timeouts {
+                ping_interval: self.ping_interval.0,
+                idle_timeout: self.idle_timeout.0,
+                login_timeout: self.login_timeout.0,
+            },
+            max_line: self.max_line,
+            max_clients: self.max_clients,
+            sendq: self.sendq,
+            flood: FloodPolicy::new(self.rate, self.burst, self.flood_timeout.0),
+            stats_interval: Some(self.stats_interval.0),
         };
-        cfg.max_line = self.max_line as usize;
-        cfg.max_clients = self.max_clients as usize;
-        cfg.sendq = self.sendq as usize;
-        cfg.stats_interval = Some(self.stats_interval);
-        cfg.flood = if self.rate > 0.0 {
-            FloodPolicy {
-                rate: self.rate,
-                burst: f64::from(self.burst),
-                kick_after: self.flood_timeout,
-            }
-        } else {
-            FloodPolicy::OFF
-        };
-        if let Some(limit) = open_file_limit() {
-            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-            if cfg.max_clients > limit {
-                warn!(
-                    "--max-clients {} exceeds the open-file limit; using {limit} \
-                     (connections past the last free descriptor get BYE server-full)",
-                    cfg.max_clients
-                );
-                cfg.max_clients = limit;
-            }
-        }
-        cfg
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Lowers `--max-clients` to what the open-file limit allows, saying so.
+fn fit_open_file_limit(cfg: &mut Config) {
+    let Some(limit) = open_file_limit() else {
+        return;
+    };
+    if let Some(asked) = cfg.fit_open_file_limit(limit) {
+        warn!(
+            "--max-clients {asked} exceeds the open-file limit; using {} \
+             (connections past the last free descriptor get BYE server-full)",
+            cfg.max_clients
+        );
     }
 }
 
@@ -300,9 +296,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         None => {
-            // The config is built inside, after logging starts: it may warn.
+            let mut cfg = match cli.serve.config() {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let port_file = cli.serve.port_file.as_deref();
-            run_service(&cli.logging, port_file, || Server::bind(cli.serve.config()))
+            // Fitted once logging runs: lowering the limit warns.
+            run_service(&cli.logging, port_file, || {
+                fit_open_file_limit(&mut cfg);
+                Server::bind(cfg)
+            })
         }
         Some(Sub::Bench(args)) => bench_command(&args),
         Some(Sub::Connect { addr, name }) => {
@@ -317,16 +323,6 @@ fn main() -> ExitCode {
             let addr = SocketAddr::new(host, port);
             run_service(&logging, port_file.as_deref(), || EchoServer::bind(addr))
         }
-    }
-}
-
-/// Parses a line rate: a number of lines per second, 0 for no limit.
-fn parse_rate(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(rate) if (0.0..=1e6).contains(&rate) => Ok(rate),
-        _ => Err(format!(
-            "`{s}` is not a rate between 0 and 1000000 lines per second"
-        )),
     }
 }
 

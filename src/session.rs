@@ -390,11 +390,7 @@ mod tests {
                 idle_timeout: 60 * S,
                 login_timeout: 30 * S,
             },
-            flood: FloodPolicy {
-                rate: 10.0,
-                burst: 20.0,
-                kick_after: 10 * S,
-            },
+            flood: FloodPolicy::new(10.0, 20, 10 * S),
             max_line: 16,
             linger: 2 * S,
         }
