@@ -5,12 +5,15 @@
 //! are printed above the half-typed one and never garble it. With piped stdin
 //! and stdout it prints one plain line per event and no escape codes, so
 //! scripts and tests can drive it. It answers the server's `PING` by itself.
+//!
+//! This module only moves bytes between the socket, stdin and stdout; what
+//! to send and show is decided by [`session::Session`], which has no I/O.
 
 pub mod editor;
+pub mod session;
 pub mod term;
 pub mod view;
 
-use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::ControlFlow;
@@ -22,11 +25,11 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::protocol::text::sanitize;
-use crate::protocol::{parse_reply, ByeReason, Command, Frame, Framer, ProtocolError, Reply};
+use crate::protocol::{Frame, Framer};
 use editor::{Editor, Key};
+use session::{Effect, Session};
 use term::RawMode;
-use view::{describe_bye, describe_error, name_problem, parse_input, render, Action};
+use view::name_problem;
 
 /// Exit code after the user quit.
 pub const EXIT_OK: u8 = 0;
@@ -41,8 +44,6 @@ const SIGNALS: Token = Token(2);
 const STDIN_FD: i32 = 0;
 const DEFAULT_PORT: u16 = 7007;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long to wait for `BYE` after sending `QUIT`.
-const QUIT_GRACE: Duration = Duration::from_secs(2);
 /// Stop reading stdin while this much is still unsent to the server.
 const OUTPUT_HIGH_WATER: usize = 1 << 20;
 /// Bytes of stdin handled per loop turn, so the socket is served in between.
@@ -101,17 +102,6 @@ fn connect(addr: &str) -> io::Result<std::net::TcpStream> {
     Err(last)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Waiting for the user to type a name (terminal only).
-    AskName,
-    /// `LOGIN` sent, waiting for `OK`.
-    LoggingIn,
-    Chatting,
-    /// `QUIT` sent, waiting for `BYE` and the close.
-    Quitting,
-}
-
 /// The user's side: a raw-mode line editor on a terminal, plain lines otherwise.
 struct Ui {
     raw: Option<RawMode>,
@@ -167,20 +157,12 @@ struct Stdin {
 struct Client {
     poll: Poll,
     sock: TcpStream,
-    to_server: Vec<u8>,
     want_writable: bool,
     from_server: Framer,
     signals: Signals,
     ui: Ui,
     stdin: Stdin,
-    phase: Phase,
-    name: String,
-    seq: u64,
-    pings: VecDeque<(u64, Instant)>,
-    who: Option<(u64, Vec<String>)>,
-    bye: Option<ByeReason>,
-    quit_deadline: Option<Instant>,
-    exit: Option<u8>,
+    session: Session,
 }
 
 impl Client {
@@ -200,16 +182,16 @@ impl Client {
         } else {
             None
         };
+        let session = Session::new(opts.name, tty);
         let mut client = Client {
             poll,
             sock,
-            to_server: Vec::new(),
             want_writable: false,
             from_server: Framer::new(MAX_SERVER_LINE),
             signals,
             ui: Ui {
                 raw,
-                editor: Editor::new("name: "),
+                editor: Editor::new(session.prompt()),
                 out: io::stdout(),
             },
             stdin: Stdin {
@@ -219,19 +201,9 @@ impl Client {
                 closed: false,
                 framer: Framer::new(editor::MAX_LINE),
             },
-            phase: Phase::AskName,
-            name: String::new(),
-            seq: 0,
-            pings: VecDeque::new(),
-            who: None,
-            bye: None,
-            quit_deadline: None,
-            exit: None,
+            session,
         };
-        match opts.name {
-            Some(name) => client.login(name),
-            None => client.ui.redraw(),
-        }
+        client.ui.redraw();
         if tty {
             client.watch_stdin();
         }
@@ -242,16 +214,18 @@ impl Client {
         let mut events = Events::with_capacity(64);
         loop {
             self.flush();
-            if let Some(code) = self.exit {
+            self.apply_effects();
+            if let Some(code) = self.session.exit() {
                 self.ui.finish();
                 return code;
             }
             let now = Instant::now();
-            let read_stdin_now = self.stdin.again && self.to_server.len() < OUTPUT_HIGH_WATER;
-            let timeout = if read_stdin_now {
+            let timeout = if self.stdin_ready() {
                 Some(Duration::ZERO)
             } else {
-                self.quit_deadline.map(|t| t.saturating_duration_since(now))
+                self.session
+                    .poll_timeout()
+                    .map(|t| t.saturating_duration_since(now))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -263,37 +237,40 @@ impl Client {
                 match event.token() {
                     SOCKET => self.read_socket(),
                     STDIN => self.read_stdin(),
-                    SIGNALS if self.signals.pending().next().is_some() => self.quit(),
+                    SIGNALS if self.signals.pending().next().is_some() => {
+                        self.session.quit(Instant::now())
+                    }
                     _ => {}
                 }
             }
-            if self.stdin.again && self.to_server.len() < OUTPUT_HIGH_WATER {
+            if self.stdin_ready() {
                 self.read_stdin();
             }
-            if self.quit_deadline.is_some_and(|t| Instant::now() >= t) {
-                self.exit.get_or_insert(EXIT_OK);
+            self.session.handle_timeout(Instant::now());
+        }
+    }
+
+    /// Carries out what the session decided.
+    fn apply_effects(&mut self) {
+        while let Some(effect) = self.session.poll_effect() {
+            match effect {
+                Effect::Show(text) => self.ui.show(&text),
+                Effect::LoggedIn => {
+                    self.ui.editor.set_prompt(self.session.prompt());
+                    self.watch_stdin();
+                }
+                Effect::AskName => {
+                    self.ui.editor.set_prompt(self.session.prompt());
+                    self.ui.redraw();
+                }
+                Effect::StopInput => self.unwatch_stdin(),
             }
         }
     }
 
-    fn send(&mut self, command: Command<'_>) {
-        command.write_to(&mut self.to_server);
-    }
-
-    fn login(&mut self, name: String) {
-        self.send(Command::Login(&name));
-        self.name = name;
-        self.phase = Phase::LoggingIn;
-    }
-
-    fn quit(&mut self) {
-        if self.phase == Phase::Quitting {
-            return;
-        }
-        self.send(Command::Quit(None));
-        self.phase = Phase::Quitting;
-        self.quit_deadline = Some(Instant::now() + QUIT_GRACE);
-        self.unwatch_stdin();
+    /// Stdin has more to give and the server is keeping up.
+    fn stdin_ready(&mut self) -> bool {
+        self.stdin.again && self.session.to_server().len() < OUTPUT_HIGH_WATER
     }
 
     fn watch_stdin(&mut self) {
@@ -326,8 +303,8 @@ impl Client {
         self.stdin.again = false;
         let mut buf = [0u8; 8192];
         let mut budget = STDIN_BUDGET;
-        while !self.stdin.closed && self.exit.is_none() {
-            if self.to_server.len() >= OUTPUT_HIGH_WATER || budget == 0 {
+        while !self.stdin.closed && self.session.exit().is_none() {
+            if self.session.to_server().len() >= OUTPUT_HIGH_WATER || budget == 0 {
                 self.stdin.again = true;
                 return;
             }
@@ -337,224 +314,95 @@ impl Client {
             match term::read_fd(STDIN_FD, &mut buf) {
                 Ok(0) | Err(_) => {
                     self.unwatch_stdin();
-                    self.quit();
+                    self.session.quit(Instant::now());
                 }
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
                     self.on_stdin_bytes(&buf[..n]);
                 }
             }
+            // Effects in order with the lines that caused them; a refused
+            // name must re-prompt before the next typed line is read.
+            self.apply_effects();
         }
     }
 
     fn on_stdin_bytes(&mut self, bytes: &[u8]) {
+        let now = Instant::now();
         if self.ui.raw.is_some() {
             let mut keys = Vec::new();
             self.ui.editor.feed(bytes, &mut keys);
             for key in keys {
                 match key {
-                    Key::Line(line) => self.on_input(&line),
-                    Key::Interrupt | Key::Eof => self.quit(),
+                    Key::Line(line) => self.session.handle_input(&line, now),
+                    Key::Interrupt | Key::Eof => self.session.quit(now),
                 }
             }
+            self.apply_effects();
             self.ui.redraw();
             return;
         }
-        let mut framer = std::mem::take(&mut self.stdin.framer);
-        let _ = framer.feed(bytes, |frame| {
+        let session = &mut self.session;
+        let _ = self.stdin.framer.feed(bytes, |frame| {
             match frame {
-                Frame::Line(line) => self.on_input(&String::from_utf8_lossy(line)),
+                Frame::Line(line) => session.handle_input(&String::from_utf8_lossy(line), now),
                 Frame::TooLong => self.ui.show("! line too long, not sent"),
             }
             ControlFlow::Continue(())
         });
-        self.stdin.framer = framer;
-    }
-
-    fn on_input(&mut self, line: &str) {
-        match self.phase {
-            Phase::AskName => {
-                let name = line.trim();
-                if let Some(problem) = name_problem(name) {
-                    self.ui.show(&format!("! {problem}"));
-                } else {
-                    self.login(name.to_string());
-                }
-            }
-            Phase::LoggingIn => self.ui.show("! still logging in"),
-            Phase::Quitting => {}
-            Phase::Chatting => self.on_action(parse_input(line)),
-        }
-    }
-
-    fn on_action(&mut self, action: Action<'_>) {
-        match action {
-            Action::Nothing => {}
-            Action::Say(text) => {
-                self.send(Command::Msg(text));
-                let shown = format!("{}: {}", self.name, sanitize(text));
-                self.ui.show(&shown);
-            }
-            Action::Dm { to, text } => {
-                self.send(Command::Dm { to, text });
-                let shown = format!("[dm to {}] {}: {}", sanitize(to), self.name, sanitize(text));
-                self.ui.show(&shown);
-            }
-            Action::Who => {
-                // WHO has no end marker; a PING behind it marks where the list ends.
-                self.seq += 1;
-                self.send(Command::Who);
-                self.send(Command::Ping(Some(&format!("w{}", self.seq))));
-                self.who = Some((self.seq, Vec::new()));
-            }
-            Action::Ping => {
-                self.seq += 1;
-                self.send(Command::Ping(Some(&format!("p{}", self.seq))));
-                self.pings.push_back((self.seq, Instant::now()));
-            }
-            Action::Quit => self.quit(),
-            Action::Help => {
-                for line in view::HELP {
-                    self.ui.show(line);
-                }
-            }
-            Action::Hint(hint) => self.ui.show(&format!("! {hint}")),
-        }
     }
 
     fn read_socket(&mut self) {
         let mut buf = [0u8; 16 * 1024];
-        let mut framer = std::mem::take(&mut self.from_server);
         loop {
             match self.sock.read(&mut buf) {
                 Ok(0) => {
-                    self.on_closed();
+                    self.session.handle_closed();
                     break;
                 }
                 Ok(n) => {
-                    let _ = framer.feed(&buf[..n], |frame| {
+                    let now = Instant::now();
+                    let session = &mut self.session;
+                    let _ = self.from_server.feed(&buf[..n], |frame| {
                         if let Frame::Line(line) = frame {
-                            self.on_server_line(&String::from_utf8_lossy(line));
+                            session.handle_line(&String::from_utf8_lossy(line), now);
                         }
                         ControlFlow::Continue(())
                     });
+                    self.apply_effects();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    self.on_closed();
+                    self.session.handle_closed();
                     break;
                 }
             }
         }
-        self.from_server = framer;
-    }
-
-    fn on_server_line(&mut self, line: &str) {
-        let Some(reply) = parse_reply(line) else {
-            self.ui.show(&sanitize(line));
-            return;
-        };
-        match reply {
-            Reply::Ping => self.send(Command::Pong),
-            Reply::Pong(Some(token)) => self.on_pong(token),
-            Reply::Pong(None) => {}
-            Reply::User(name) => match &mut self.who {
-                Some((_, names)) => names.push(sanitize(name).into_owned()),
-                None => self.ui.show(&format!("* online: {}", sanitize(name))),
-            },
-            Reply::Ok if self.phase == Phase::LoggingIn => self.on_logged_in(),
-            Reply::Err(e @ (ProtocolError::UsernameTaken | ProtocolError::InvalidUsername))
-                if self.phase == Phase::LoggingIn =>
-            {
-                self.on_login_refused(e)
-            }
-            Reply::Bye(reason) => self.bye = Some(reason),
-            other => {
-                if let Some(shown) = render(&other) {
-                    self.ui.show(&shown);
-                }
-            }
-        }
-    }
-
-    fn on_logged_in(&mut self) {
-        self.phase = Phase::Chatting;
-        let hint = if self.ui.raw.is_some() {
-            " (/help lists commands)"
-        } else {
-            ""
-        };
-        let shown = format!("* logged in as {}{hint}", self.name);
-        self.ui.editor.set_prompt("> ");
-        self.ui.show(&shown);
-        self.watch_stdin();
-    }
-
-    fn on_login_refused(&mut self, e: ProtocolError) {
-        let shown = format!("! {}: {}", describe_error(e), self.name);
-        self.ui.show(&shown);
-        if self.ui.raw.is_some() {
-            self.phase = Phase::AskName;
-            self.ui.editor.set_prompt("name: ");
-            self.ui.redraw();
-        } else {
-            self.exit = Some(EXIT_CLOSED);
-        }
-    }
-
-    fn on_pong(&mut self, token: &str) {
-        let (kind, n) = token.split_at(token.len().min(1));
-        let Ok(n) = n.parse::<u64>() else { return };
-        match kind {
-            "w" if self.who.as_ref().is_some_and(|(seq, _)| *seq == n) => {
-                let (_, names) = self.who.take().unwrap_or_default();
-                let shown = format!("* online ({}): {}", names.len(), names.join(", "));
-                self.ui.show(&shown);
-            }
-            "p" => {
-                while let Some((seq, sent)) = self.pings.pop_front() {
-                    if seq == n {
-                        let ms = sent.elapsed().as_secs_f64() * 1000.0;
-                        self.ui.show(&format!("* pong from server in {ms:.2} ms"));
-                        break;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn on_closed(&mut self) {
-        if self.exit.is_some() {
-            return;
-        }
-        if self.phase == Phase::Quitting {
-            self.exit = Some(EXIT_OK);
-            return;
-        }
-        let shown = format!("* disconnected: {}", describe_bye(self.bye));
-        self.ui.show(&shown);
-        self.exit = Some(EXIT_CLOSED);
     }
 
     fn flush(&mut self) {
+        let out = self.session.to_server();
         let mut written = 0;
-        while written < self.to_server.len() {
-            match self.sock.write(&self.to_server[written..]) {
+        let mut failed = false;
+        while written < out.len() {
+            match self.sock.write(&out[written..]) {
                 Ok(0) => break,
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    self.to_server.clear();
-                    self.on_closed();
-                    return;
+                    failed = true;
+                    break;
                 }
             }
         }
-        self.to_server.drain(..written);
-        let want = !self.to_server.is_empty();
+        out.drain(..written);
+        let want = !out.is_empty();
+        if failed {
+            self.session.handle_closed();
+            return;
+        }
         if want != self.want_writable {
             self.want_writable = want;
             let interest = if want {
