@@ -133,15 +133,10 @@ impl Server {
         self.child.id()
     }
 
-    /// Everything the server logged so far.
+    /// Everything the server logged so far: for failure messages and for
+    /// panics, never as the oracle of protocol behaviour.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
-    }
-
-    /// Waits until the log contains `needle`.
-    pub fn wait_log(&self, needle: &str) {
-        wait_until(WAIT, || self.log().contains(needle))
-            .unwrap_or_else(|| panic!("log never showed {needle:?}; log:\n{}", self.log()));
     }
 
     /// A raw connection.
