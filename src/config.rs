@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::chat::Limits;
 use crate::flood::FloodPolicy;
 use crate::liveness::Timeouts;
 
@@ -56,6 +57,11 @@ pub mod defaults {
     pub const BURST: u32 = 20;
     pub const FLOOD_TIMEOUT: Secs = Secs::whole(10);
     pub const STATS_INTERVAL: Secs = Secs::whole(60);
+    /// Rooms one user may be in at once.
+    pub const MAX_ROOMS: usize = 32;
+    /// Most users in the lobby or a room for whom joins and departures are
+    /// still announced (Twitch stops at 1,000 for the same reason).
+    pub const PRESENCE_LIMIT: usize = 1000;
 }
 
 /// The bounds `validate` enforces.
@@ -83,6 +89,8 @@ pub struct Config {
     pub flood: FloodPolicy,
     /// How often to log a debug-level stats line; `None` for never.
     pub stats_interval: Option<Duration>,
+    /// Rooms per user and the presence limit.
+    pub chat: Limits,
 }
 
 /// A setting outside what the server accepts, named by its flag.
@@ -145,6 +153,7 @@ impl Config {
             sendq: defaults::SENDQ,
             flood: FloodPolicy::new(defaults::RATE, defaults::BURST, defaults::FLOOD_TIMEOUT.0),
             stats_interval: Some(defaults::STATS_INTERVAL.0),
+            chat: Limits::default(),
         }
     }
 
@@ -187,6 +196,12 @@ impl Config {
             )?;
             positive("--flood-timeout", flood.kick_after)?;
         }
+        check(
+            self.chat.max_rooms >= 1,
+            "--max-rooms",
+            self.chat.max_rooms,
+            "must be at least 1".into(),
+        )?;
         if let Some(interval) = self.stats_interval {
             positive("--stats-interval", interval)?;
         }
@@ -287,6 +302,7 @@ mod tests {
             refused_flag(|c| c.stats_interval = Some(Duration::ZERO)),
             "--stats-interval"
         );
+        assert_eq!(refused_flag(|c| c.chat.max_rooms = 0), "--max-rooms");
         let mut c = cfg();
         c.max_line = 10;
         assert_eq!(

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use log::{error, info, warn, LevelFilter};
 
+use selectchat::chat::Limits;
 use selectchat::config::{defaults, open_file_limit, parse_secs, Config, ConfigError, Secs};
 use selectchat::echo::EchoServer;
 use selectchat::flood::FloodPolicy;
@@ -68,7 +69,7 @@ struct BenchArgs {
     /// Server address (host:port).
     #[arg(default_value = "127.0.0.1:7007")]
     addr: String,
-    /// fanout: one sender, N receivers; mesh: everyone sends and receives; idle: hold N logins.
+    /// fanout: one sender, N receivers; mesh: everyone sends and receives; idle: hold N logins; storm: N log in at once.
     #[arg(long, value_enum, default_value = "fanout")]
     scenario: ScenarioArg,
     /// Connections (for fanout: receivers, plus the one sender).
@@ -108,6 +109,7 @@ enum ScenarioArg {
     Fanout,
     Mesh,
     Idle,
+    Storm,
 }
 
 impl BenchArgs {
@@ -130,6 +132,9 @@ impl BenchArgs {
             ScenarioArg::Idle => bench::Scenario::Idle {
                 clients: self.clients,
                 duration: self.duration,
+            },
+            ScenarioArg::Storm => bench::Scenario::Storm {
+                clients: self.clients,
             },
         };
         Ok(bench::Options {
@@ -215,6 +220,12 @@ struct ServeArgs {
     /// Seconds between stats lines (connections, users, timers, buffered bytes), logged at debug level.
     #[arg(long, value_name = "SECS", default_value_t = defaults::STATS_INTERVAL)]
     stats_interval: Secs,
+    /// Rooms one user may be in at once (`ERR too-many-rooms` past it).
+    #[arg(long, value_name = "N", default_value_t = defaults::MAX_ROOMS)]
+    max_rooms: usize,
+    /// Announce joins and departures only while the lobby or room holds at most N users; 0 always announces.
+    #[arg(long, value_name = "N", default_value_t = defaults::PRESENCE_LIMIT)]
+    presence_limit: usize,
     /// Once listening, write one `TRANSPORT ADDRESS` line per listener to this file (for scripts and tests; with port 0 it says which port was picked).
     #[arg(long, value_name = "PATH")]
     port_file: Option<PathBuf>,
@@ -272,6 +283,10 @@ impl ServeArgs {
             sendq: self.sendq,
             flood: FloodPolicy::new(self.rate, self.burst, self.flood_timeout.0),
             stats_interval: Some(self.stats_interval.0),
+            chat: Limits {
+                max_rooms: self.max_rooms,
+                presence_limit: self.presence_limit,
+            },
         };
         cfg.validate()?;
         Ok(cfg)

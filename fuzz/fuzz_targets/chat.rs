@@ -35,7 +35,7 @@ impl Outbox for Checker {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut chat = Chat::new();
+    let mut chat = Chat::default();
     let now = std::time::Instant::now();
     let mut framers: Vec<Framer> = (0..CONNS).map(|_| Framer::new(64)).collect();
     let mut out = Checker;

@@ -5,9 +5,11 @@
 //! Every message carries its sender's sequence number and its send time, so
 //! receivers measure delivery latency and count what was lost, duplicated or
 //! reordered. Scenarios: `fanout` (one sender, N receivers, bounded in-flight
-//! window), `mesh` (everyone sends at a fixed total rate, everyone receives)
-//! and `idle` (N logged-in connections held; the server's memory and CPU are
-//! read from /proc when its pid is known).
+//! window), `mesh` (everyone sends at a fixed total rate, everyone receives),
+//! `idle` (N logged-in connections held; the server's memory and CPU are
+//! read from /proc when its pid is known) and `storm` (N connections log in
+//! at once, as after a restart: LOGIN-to-OK latency and the server's CPU
+//! until it is quiet again).
 
 pub mod stats;
 
@@ -25,6 +27,12 @@ use stats::{Latency, Report, Sequences};
 /// Connections waiting for their `OK` at once; more would overflow the
 /// server's listen backlog and stall on SYN retries.
 const LOGIN_BATCH: usize = 256;
+/// The storm's connections waiting for `OK` at once: just under the
+/// server's listen backlog (1024), so the storm measures the server and not
+/// the kernel's one-second SYN retry.
+const STORM_BATCH: usize = 1000;
+/// A storm is over once the server has sent nothing for this long.
+const STORM_QUIET: Duration = Duration::from_secs(1);
 /// Longest the load waits for stragglers after the last message was sent
 /// (and at most a quarter of the run's timeout).
 const DRAIN: Duration = Duration::from_secs(10);
@@ -47,6 +55,8 @@ pub enum Scenario {
     },
     /// `clients` logged-in connections held for `duration`.
     Idle { clients: usize, duration: Duration },
+    /// `clients` connections logging in as fast as they can, answering PINGs.
+    Storm { clients: usize },
 }
 
 impl Scenario {
@@ -55,13 +65,16 @@ impl Scenario {
             Scenario::Fanout { .. } => "fanout",
             Scenario::Mesh { .. } => "mesh",
             Scenario::Idle { .. } => "idle",
+            Scenario::Storm { .. } => "storm",
         }
     }
 
     fn clients(&self) -> usize {
         match *self {
             Scenario::Fanout { receivers, .. } => receivers + 1,
-            Scenario::Mesh { clients, .. } | Scenario::Idle { clients, .. } => clients,
+            Scenario::Mesh { clients, .. }
+            | Scenario::Idle { clients, .. }
+            | Scenario::Storm { clients } => clients,
         }
     }
 }
@@ -89,6 +102,8 @@ struct Peer {
     out: Vec<u8>,
     logged_in: bool,
     closed: bool,
+    /// When its LOGIN was fully written.
+    login_at: Option<Instant>,
 }
 
 /// The state of one run.
@@ -101,6 +116,8 @@ struct Load {
     sequences: Sequences,
     sent: Vec<u32>,
     latencies: Vec<u32>,
+    /// LOGIN-to-OK times, microseconds.
+    logins: Vec<u32>,
     deliveries: u64,
     /// Fanout: deliveries seen per message, to know when one reached everyone.
     fanout_counts: Vec<u32>,
@@ -108,11 +125,14 @@ struct Load {
     logged_in: usize,
     failure: Option<String>,
     last_progress: Instant,
+    /// When the server last sent anything.
+    last_read: Instant,
 }
 
 /// Runs one scenario against `opts.addr` and reports what it measured.
 pub fn run(opts: Options) -> io::Result<Report> {
     let rss_before = opts.server_pid.and_then(server_rss);
+    let cpu_before = opts.server_pid.and_then(server_cpu);
     let mut load = Load::new(opts)?;
     let deadline = load.origin + load.opts.timeout;
     load.connect_all(deadline)?;
@@ -130,6 +150,7 @@ pub fn run(opts: Options) -> io::Result<Report> {
                 load.mesh(rate, duration, deadline, &mut report)
             }
             Scenario::Idle { duration, .. } => load.idle(duration, rss_before, &mut report),
+            Scenario::Storm { .. } => load.storm(cpu_before, deadline, &mut report),
         }
     }
     report.deliveries = load.deliveries;
@@ -149,7 +170,7 @@ impl Load {
         let senders = match opts.scenario {
             Scenario::Fanout { .. } => 1,
             Scenario::Mesh { clients, .. } => clients,
-            Scenario::Idle { .. } => 0,
+            Scenario::Idle { .. } | Scenario::Storm { .. } => 0,
         };
         let fanout_counts = match opts.scenario {
             Scenario::Fanout { messages, .. } => vec![0; messages as usize],
@@ -163,12 +184,14 @@ impl Load {
             sequences: Sequences::new(clients, senders.max(1)),
             sent: vec![0; senders.max(1)],
             latencies: Vec::new(),
+            logins: Vec::new(),
             deliveries: 0,
             fanout_counts,
             fanout_complete: 0,
             logged_in: 0,
             failure: None,
             last_progress: Instant::now(),
+            last_read: Instant::now(),
             opts,
         })
     }
@@ -184,9 +207,13 @@ impl Load {
     /// Opens every connection and logs it in, a batch at a time.
     fn connect_all(&mut self, deadline: Instant) -> io::Result<()> {
         let total = self.opts.scenario.clients();
+        let batch = match self.opts.scenario {
+            Scenario::Storm { .. } => STORM_BATCH,
+            _ => LOGIN_BATCH,
+        };
         let mut events = Events::with_capacity(1024);
         while self.logged_in < total && self.failure.is_none() {
-            while self.peers.len() < total && self.peers.len() - self.logged_in < LOGIN_BATCH {
+            while self.peers.len() < total && self.peers.len() - self.logged_in < batch {
                 let i = self.peers.len();
                 let mut sock = TcpStream::connect(self.opts.addr)?;
                 sock.set_nodelay(true)?;
@@ -203,6 +230,7 @@ impl Load {
                     out,
                     logged_in: false,
                     closed: false,
+                    login_at: None,
                 });
             }
             self.turn(&mut events, Some(Duration::from_millis(100)), deadline);
@@ -251,6 +279,7 @@ impl Load {
                         .get_or_insert_with(|| format!("server closed connection {i}"));
                 }
                 Ok(n) => {
+                    self.last_read = Instant::now();
                     let _ = framer.feed(&buf[..n], |frame| {
                         if let Frame::Line(line) = frame {
                             self.on_line(i, line);
@@ -277,8 +306,13 @@ impl Load {
         };
         match parse_reply(text) {
             Some(Reply::Ok) if !self.peers[i].logged_in => {
-                self.peers[i].logged_in = true;
+                let peer = &mut self.peers[i];
+                peer.logged_in = true;
                 self.logged_in += 1;
+                if let Some(at) = peer.login_at {
+                    let us = at.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                    self.logins.push(us);
+                }
             }
             Some(Reply::Ping) => Command::Pong.write_to(&mut self.peers[i].out),
             Some(Reply::Msg { from, text }) => self.on_msg(i, from, text),
@@ -352,6 +386,9 @@ impl Load {
             }
         }
         peer.out.drain(..written);
+        if peer.out.is_empty() && !peer.logged_in && peer.login_at.is_none() {
+            peer.login_at = Some(Instant::now());
+        }
     }
 
     fn fanout(&mut self, messages: u32, window: u32, deadline: Instant, report: &mut Report) {
@@ -430,6 +467,25 @@ impl Load {
         }
         if let (Some(before), Some(after)) = (rss_before, pid.and_then(server_rss)) {
             report.rss_per_conn = Some(after.saturating_sub(before) as f64 / clients);
+        }
+    }
+
+    /// The logins are done (`connect_all`); waits for the server to go
+    /// quiet, answering its PINGs, and reports the server's CPU for it all.
+    fn storm(&mut self, cpu_before: Option<Duration>, deadline: Instant, report: &mut Report) {
+        report.elapsed = self.origin.elapsed();
+        report.login_us = Latency::of(&mut self.logins);
+        report.logins = self.logins.len() as u64;
+        let mut events = Events::with_capacity(1024);
+        while self.last_read.elapsed() < STORM_QUIET && self.failure.is_none() {
+            self.turn(&mut events, Some(Duration::from_millis(100)), deadline);
+            self.progress(|_| "waiting for the server to go quiet".to_string());
+        }
+        let quiet_since = self.last_read.duration_since(self.origin);
+        report.quiet_after = Some(quiet_since);
+        if let (Some(before), Some(after)) = (cpu_before, self.opts.server_pid.and_then(server_cpu))
+        {
+            report.cpu_seconds = Some((after - before).as_secs_f64());
         }
     }
 

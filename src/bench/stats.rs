@@ -107,6 +107,13 @@ pub struct Report {
     pub rss_per_conn: Option<f64>,
     /// Server CPU while the scenario ran, in percent of one core.
     pub cpu_percent: Option<f64>,
+    /// Logins answered with OK (storm), and their LOGIN-to-OK latency.
+    pub logins: u64,
+    pub login_us: Latency,
+    /// Storm: when the server sent its last line, from the first connect.
+    pub quiet_after: Option<Duration>,
+    /// Storm: server CPU seconds from the first connect until it was quiet.
+    pub cpu_seconds: Option<f64>,
     /// Why the run stopped early, if it did.
     pub error: Option<String>,
 }
@@ -133,7 +140,9 @@ impl Report {
                 "{{\"scenario\":\"{}\",\"clients\":{},\"messages\":{},\"deliveries\":{},",
                 "\"seconds\":{:.3},\"deliveries_per_sec\":{:.1},\"latency_us\":{{\"p50\":{},",
                 "\"p99\":{},\"p999\":{},\"max\":{}}},\"lost\":{},\"duplicated\":{},",
-                "\"reordered\":{},\"rss_bytes_per_conn\":{},\"cpu_percent\":{},\"error\":{}}}"
+                "\"reordered\":{},\"rss_bytes_per_conn\":{},\"cpu_percent\":{},",
+                "\"logins\":{},\"login_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},",
+                "\"quiet_after_seconds\":{},\"cpu_seconds\":{},\"error\":{}}}"
             ),
             self.scenario,
             self.clients,
@@ -150,6 +159,12 @@ impl Report {
             self.reordered,
             opt(self.rss_per_conn),
             opt(self.cpu_percent),
+            self.logins,
+            self.login_us.p50,
+            self.login_us.p99,
+            self.login_us.max,
+            opt(self.quiet_after.map(|d| d.as_secs_f64())),
+            opt(self.cpu_seconds),
             error,
         )
     }
@@ -182,6 +197,24 @@ impl Report {
                 "lost/dup/reord  {} / {} / {}",
                 self.lost, self.duplicated, self.reordered
             );
+        }
+        if self.logins > 0 {
+            let l = self.login_us;
+            let _ = writeln!(
+                t,
+                "logins          {} in {:.2} s; LOGIN to OK p50 {} us, p99 {} us, max {} us",
+                self.logins,
+                self.elapsed.as_secs_f64(),
+                l.p50,
+                l.p99,
+                l.max
+            );
+        }
+        if let Some(quiet) = self.quiet_after {
+            let _ = writeln!(t, "server quiet    after {:.2} s", quiet.as_secs_f64());
+        }
+        if let Some(cpu) = self.cpu_seconds {
+            let _ = writeln!(t, "server cpu      {cpu:.2} s in all");
         }
         if let Some(rss) = self.rss_per_conn {
             let _ = writeln!(t, "server memory   {rss:.0} bytes per connection");

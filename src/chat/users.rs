@@ -86,7 +86,12 @@ impl Users {
 
     /// Every name, sorted case-insensitively.
     pub fn sorted_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.roster.iter().filter_map(|&id| self.name(id)).collect();
+        self.sorted_names_of(&self.roster)
+    }
+
+    /// The names of those of `ids` who are logged in, sorted case-insensitively.
+    pub fn sorted_names_of(&self, ids: &[ConnId]) -> Vec<&str> {
+        let mut names: Vec<&str> = ids.iter().filter_map(|&id| self.name(id)).collect();
         names.sort_unstable_by(|a, b| Folded::new(a).cmp(Folded::new(b)));
         names
     }

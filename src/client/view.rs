@@ -86,6 +86,11 @@ pub fn describe_error(e: ProtocolError) -> &'static str {
         ProtocolError::NotLoggedIn => "not logged in yet",
         ProtocolError::EmptyMessage => "empty message not sent",
         ProtocolError::NoSuchUser => "no such user",
+        ProtocolError::InvalidRoom => "a room is # and 1 to 32 letters, digits, _ or -",
+        ProtocolError::AlreadyJoined => "already in that room",
+        ProtocolError::TooManyRooms => "in too many rooms already",
+        ProtocolError::NotInRoom => "not in that room",
+        ProtocolError::NoSuchRoom => "nobody is in that room",
     }
 }
 
@@ -103,9 +108,20 @@ pub fn describe_bye(reason: Option<ByeReason>) -> &'static str {
 }
 
 /// The display line for a chat event, or `None` for lines the client
-/// handles itself (OK, PING, PONG, USER, BYE).
+/// handles itself (OK, PING, PONG, USER, BYE) or that confirm what it
+/// already showed (SENT).
 pub fn render(reply: &Reply<'_>) -> Option<String> {
     let line = match *reply {
+        Reply::Said {
+            room, from, text, ..
+        } => format!("[{room}] {from}: {text}"),
+        Reply::EnteredRoom { room, name } => format!("* [{room}] {name} joined"),
+        Reply::LeftRoom { room, name } => format!("* [{room}] {name} left"),
+        Reply::JoinedRoom { room, members } => format!("* joined {room} ({members} here)"),
+        Reply::PartedRoom(room) => format!("* left {room}"),
+        Reply::RoomInfo { room, members } => format!("* {room} ({members})"),
+        Reply::EndWho(room) => format!("* end of {room}"),
+        Reply::Sent { .. } | Reply::EndRooms => return None,
         Reply::Msg { from, text } => format!("{from}: {text}"),
         Reply::Dm { from, text } => format!("[dm] {from}: {text}"),
         Reply::Joined(name) => format!("* {name} joined"),

@@ -15,8 +15,18 @@ pub enum Command<'a> {
     Msg(&'a str),
     /// `DM <name> <text>`.
     Dm { to: &'a str, text: &'a str },
-    /// `WHO`; any arguments are ignored.
+    /// `WHO`; any arguments but a room are ignored.
     Who,
+    /// `JOIN <room>` (v2); the room is checked by the chat.
+    Join(&'a str),
+    /// `PART <room>` (v2).
+    Part(&'a str),
+    /// `SAY <room> <text>` (v2).
+    Say { room: &'a str, text: &'a str },
+    /// `ROOMS` (v2); any arguments are ignored.
+    Rooms,
+    /// `WHO <room>` (v2): an argument that starts with `#`.
+    WhoIn(&'a str),
     /// `PING [token]`.
     Ping(Option<&'a str>),
     /// `PONG [token]`: an answer to the server's heartbeat.
@@ -33,6 +43,11 @@ impl Command<'_> {
             Command::Msg(text) => ("MSG", [text, ""]),
             Command::Dm { to, text } => ("DM", [to, text]),
             Command::Who => ("WHO", ["", ""]),
+            Command::Join(room) => ("JOIN", [room, ""]),
+            Command::Part(room) => ("PART", [room, ""]),
+            Command::Say { room, text } => ("SAY", [room, text]),
+            Command::Rooms => ("ROOMS", ["", ""]),
+            Command::WhoIn(room) => ("WHO", [room, ""]),
             Command::Ping(token) => ("PING", [token.unwrap_or(""), ""]),
             Command::Pong => ("PONG", ["", ""]),
             Command::Quit(reason) => ("QUIT", [reason.unwrap_or(""), ""]),
@@ -70,7 +85,21 @@ pub fn parse(line: &[u8]) -> Result<Option<Command<'_>>, ProtocolError> {
         let (to, text) = split_word(rest);
         Command::Dm { to, text }
     } else if is("WHO") {
-        Command::Who
+        // v1 ignores WHO's arguments; only a `#` makes it a room's list.
+        if rest.starts_with('#') {
+            Command::WhoIn(rest)
+        } else {
+            Command::Who
+        }
+    } else if is("JOIN") {
+        Command::Join(rest)
+    } else if is("PART") {
+        Command::Part(rest)
+    } else if is("SAY") {
+        let (room, text) = split_word(rest);
+        Command::Say { room, text }
+    } else if is("ROOMS") {
+        Command::Rooms
     } else if is("PING") {
         Command::Ping(optional(rest))
     } else if is("PONG") {
@@ -109,6 +138,20 @@ mod tests {
         );
         assert_eq!(p("WHO"), Ok(Some(Command::Who)));
         assert_eq!(p("who extra"), Ok(Some(Command::Who)));
+        assert_eq!(p("who #Rust"), Ok(Some(Command::WhoIn("#Rust"))));
+        assert_eq!(p("WHO # x"), Ok(Some(Command::WhoIn("# x"))));
+        assert_eq!(p("join #a"), Ok(Some(Command::Join("#a"))));
+        assert_eq!(p("JOIN #a b"), Ok(Some(Command::Join("#a b"))));
+        assert_eq!(p("Part  #a "), Ok(Some(Command::Part("#a"))));
+        assert_eq!(
+            p("say #a  hi  there "),
+            Ok(Some(Command::Say {
+                room: "#a",
+                text: "hi  there"
+            }))
+        );
+        assert_eq!(p("SAY"), Ok(Some(Command::Say { room: "", text: "" })));
+        assert_eq!(p("rooms please"), Ok(Some(Command::Rooms)));
         assert_eq!(p("PING"), Ok(Some(Command::Ping(None))));
         assert_eq!(p("ping abc 1"), Ok(Some(Command::Ping(Some("abc 1")))));
         assert_eq!(p("PONG 7"), Ok(Some(Command::Pong)));
@@ -171,6 +214,14 @@ mod tests {
                 text: "x\ty",
             },
             Command::Who,
+            Command::Join("#a"),
+            Command::Part("#a"),
+            Command::Say {
+                room: "#a",
+                text: "x  y",
+            },
+            Command::Rooms,
+            Command::WhoIn("#a"),
             Command::Ping(None),
             Command::Ping(Some("p1")),
             Command::Pong,

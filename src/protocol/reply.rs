@@ -18,11 +18,19 @@ pub enum ProtocolError {
     NotLoggedIn,
     EmptyMessage,
     NoSuchUser,
+    /// v2: not `#` and 1 to 32 name characters.
+    InvalidRoom,
+    AlreadyJoined,
+    /// v2: already in `--max-rooms` rooms.
+    TooManyRooms,
+    NotInRoom,
+    /// v2: `WHO` of a room nobody is in.
+    NoSuchRoom,
 }
 
 impl ProtocolError {
     /// Every error, for lookups by wire code.
-    pub const ALL: [ProtocolError; 10] = [
+    pub const ALL: [ProtocolError; 15] = [
         ProtocolError::LineTooLong,
         ProtocolError::InvalidUtf8,
         ProtocolError::InvalidText,
@@ -33,6 +41,11 @@ impl ProtocolError {
         ProtocolError::NotLoggedIn,
         ProtocolError::EmptyMessage,
         ProtocolError::NoSuchUser,
+        ProtocolError::InvalidRoom,
+        ProtocolError::AlreadyJoined,
+        ProtocolError::TooManyRooms,
+        ProtocolError::NotInRoom,
+        ProtocolError::NoSuchRoom,
     ];
 
     /// The error whose wire code is `code`.
@@ -53,6 +66,11 @@ impl ProtocolError {
             ProtocolError::NotLoggedIn => "not-logged-in",
             ProtocolError::EmptyMessage => "empty-message",
             ProtocolError::NoSuchUser => "no-such-user",
+            ProtocolError::InvalidRoom => "invalid-room",
+            ProtocolError::AlreadyJoined => "already-joined",
+            ProtocolError::TooManyRooms => "too-many-rooms",
+            ProtocolError::NotInRoom => "not-in-room",
+            ProtocolError::NoSuchRoom => "no-such-room",
         }
     }
 }
@@ -107,24 +125,75 @@ impl ByeReason {
     }
 }
 
+/// A message id: unique across the server, increasing in the order
+/// messages are accepted.
+pub type MessageId = u64;
+
 /// One server-to-client line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply<'a> {
     Ok,
     Err(ProtocolError),
+    /// `INFO <name> joined`: a login, told to the lobby.
     Joined(&'a str),
+    /// `INFO <name> disconnected`: a departure, told to the lobby.
     Disconnected(&'a str),
-    Msg { from: &'a str, text: &'a str },
-    Dm { from: &'a str, text: &'a str },
+    Msg {
+        from: &'a str,
+        text: &'a str,
+    },
+    Dm {
+        from: &'a str,
+        text: &'a str,
+    },
     User(&'a str),
     Ping,
     Pong(Option<&'a str>),
     Bye(ByeReason),
+    /// v2 `JOINED <room> <members>`, to the one who joined.
+    JoinedRoom {
+        room: &'a str,
+        members: usize,
+    },
+    /// v2 `PARTED <room>`, to the one who left.
+    PartedRoom(&'a str),
+    /// v2 `SENT <room> <id>`: the sender's message was accepted as `id`.
+    Sent {
+        room: &'a str,
+        id: MessageId,
+    },
+    /// v2 `SAY <room> <id> <name> <text>`, to the room's other members.
+    Said {
+        room: &'a str,
+        id: MessageId,
+        from: &'a str,
+        text: &'a str,
+    },
+    /// v2 `ROOM <room> <members>`, one line of a `ROOMS` list.
+    RoomInfo {
+        room: &'a str,
+        members: usize,
+    },
+    /// v2 `END ROOMS`: the `ROOMS` list is over.
+    EndRooms,
+    /// v2 `END WHO <room>`: the room's `WHO` list is over.
+    EndWho(&'a str),
+    /// v2 `INFO <room> <name> joined`, to the room's members.
+    EnteredRoom {
+        room: &'a str,
+        name: &'a str,
+    },
+    /// v2 `INFO <room> <name> left`, to the room's members.
+    LeftRoom {
+        room: &'a str,
+        name: &'a str,
+    },
 }
 
 impl Reply<'_> {
     /// Appends the line, `\n` included, to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
+        let number;
         let parts: [&str; 3] = match *self {
             Reply::Ok => ["OK", "", ""],
             Reply::Err(e) => ["ERR ", e.as_wire(), ""],
@@ -140,6 +209,39 @@ impl Reply<'_> {
                 None => ["BYE", "", ""],
                 Some(word) => ["BYE ", word, ""],
             },
+            Reply::JoinedRoom { room, members } => {
+                number = Digits::new(members as u64);
+                return join(out, &["JOINED ", room, " ", number.as_str()]);
+            }
+            Reply::PartedRoom(room) => ["PARTED ", room, ""],
+            Reply::Sent { room, id } => {
+                number = Digits::new(id);
+                return join(out, &["SENT ", room, " ", number.as_str()]);
+            }
+            Reply::Said {
+                room,
+                id,
+                from,
+                text,
+            } => {
+                number = Digits::new(id);
+                return join(
+                    out,
+                    &["SAY ", room, " ", number.as_str(), " ", from, " ", text],
+                );
+            }
+            Reply::RoomInfo { room, members } => {
+                number = Digits::new(members as u64);
+                return join(out, &["ROOM ", room, " ", number.as_str()]);
+            }
+            Reply::EndRooms => ["END ROOMS", "", ""],
+            Reply::EndWho(room) => ["END WHO ", room, ""],
+            Reply::EnteredRoom { room, name } => {
+                return join(out, &["INFO ", room, " ", name, " joined"])
+            }
+            Reply::LeftRoom { room, name } => {
+                return join(out, &["INFO ", room, " ", name, " left"])
+            }
         };
         join(out, &parts)
     }
@@ -153,7 +255,7 @@ impl Reply<'_> {
 }
 
 /// Parses one server line (without its `\n`), as a client sees it. `None`
-/// for anything protocol v1 does not define.
+/// for anything the protocol does not define.
 pub fn parse_reply(line: &str) -> Option<Reply<'_>> {
     let (word, rest) = match line.split_once(' ') {
         Some((word, rest)) => (word, Some(rest)),
@@ -162,11 +264,54 @@ pub fn parse_reply(line: &str) -> Option<Reply<'_>> {
     Some(match (word, rest) {
         ("OK", None) => Reply::Ok,
         ("ERR", Some(code)) => Reply::Err(ProtocolError::from_wire(code)?),
+        ("INFO", Some(rest)) if rest.starts_with('#') => {
+            let (room, rest) = rest.split_once(' ')?;
+            match rest.split_once(' ')? {
+                (name, "joined") => Reply::EnteredRoom { room, name },
+                (name, "left") => Reply::LeftRoom { room, name },
+                _ => return None,
+            }
+        }
         ("INFO", rest) => match two(rest)? {
             (name, "joined") => Reply::Joined(name),
             (name, "disconnected") => Reply::Disconnected(name),
             _ => return None,
         },
+        ("JOINED", rest) => {
+            let (room, members) = two(rest)?;
+            Reply::JoinedRoom {
+                room,
+                members: members.parse().ok()?,
+            }
+        }
+        ("PARTED", Some(room)) => Reply::PartedRoom(room),
+        ("SENT", rest) => {
+            let (room, id) = two(rest)?;
+            Reply::Sent {
+                room,
+                id: id.parse().ok()?,
+            }
+        }
+        ("SAY", rest) => {
+            let (room, rest) = two(rest)?;
+            let (id, rest) = rest.split_once(' ')?;
+            let (from, text) = rest.split_once(' ')?;
+            Reply::Said {
+                room,
+                id: id.parse().ok()?,
+                from,
+                text,
+            }
+        }
+        ("ROOM", rest) => {
+            let (room, members) = two(rest)?;
+            Reply::RoomInfo {
+                room,
+                members: members.parse().ok()?,
+            }
+        }
+        ("END", Some("ROOMS")) => Reply::EndRooms,
+        ("END", Some(rest)) => Reply::EndWho(rest.strip_prefix("WHO ")?),
         ("MSG", rest) => two(rest).map(|(from, text)| Reply::Msg { from, text })?,
         ("DM", rest) => two(rest).map(|(from, text)| Reply::Dm { from, text })?,
         ("USER", Some(name)) => Reply::User(name),
@@ -179,6 +324,34 @@ pub fn parse_reply(line: &str) -> Option<Reply<'_>> {
 
 fn two(rest: Option<&str>) -> Option<(&str, &str)> {
     rest?.split_once(' ')
+}
+
+/// A number's decimal digits, formatted without allocating.
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn new(mut n: u64) -> Digits {
+        let mut d = Digits {
+            buf: [b'0'; 20],
+            start: 20,
+        };
+        loop {
+            d.start -= 1;
+            d.buf[d.start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                return d;
+            }
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits were written.
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
+    }
 }
 
 fn join(out: &mut Vec<u8>, parts: &[&str]) {
@@ -238,6 +411,41 @@ mod tests {
     }
 
     #[test]
+    fn formats_every_v2_line_kind() {
+        let room = "#Rust";
+        assert_eq!(
+            s(Reply::JoinedRoom { room, members: 12 }),
+            "JOINED #Rust 12\n"
+        );
+        assert_eq!(s(Reply::PartedRoom(room)), "PARTED #Rust\n");
+        assert_eq!(s(Reply::Sent { room, id: 0 }), "SENT #Rust 0\n");
+        assert_eq!(
+            s(Reply::Said {
+                room,
+                id: u64::MAX,
+                from: "bob",
+                text: "hi  there"
+            }),
+            "SAY #Rust 18446744073709551615 bob hi  there\n"
+        );
+        assert_eq!(s(Reply::RoomInfo { room, members: 3 }), "ROOM #Rust 3\n");
+        assert_eq!(s(Reply::EndRooms), "END ROOMS\n");
+        assert_eq!(s(Reply::EndWho(room)), "END WHO #Rust\n");
+        assert_eq!(
+            s(Reply::EnteredRoom { room, name: "bob" }),
+            "INFO #Rust bob joined\n"
+        );
+        assert_eq!(
+            s(Reply::LeftRoom { room, name: "bob" }),
+            "INFO #Rust bob left\n"
+        );
+        assert_eq!(
+            s(Reply::Err(ProtocolError::TooManyRooms)),
+            "ERR too-many-rooms\n"
+        );
+    }
+
+    #[test]
     fn wire_codes_are_distinct_and_found_again() {
         for e in ProtocolError::ALL {
             assert_eq!(ProtocolError::from_wire(e.as_wire()), Some(e));
@@ -266,6 +474,32 @@ mod tests {
             Reply::Ping,
             Reply::Pong(None),
             Reply::Pong(Some("tok en")),
+            Reply::JoinedRoom {
+                room: "#a",
+                members: 7,
+            },
+            Reply::PartedRoom("#a"),
+            Reply::Sent { room: "#a", id: 42 },
+            Reply::Said {
+                room: "#a",
+                id: 42,
+                from: "bob",
+                text: "x  y\tz",
+            },
+            Reply::RoomInfo {
+                room: "#a",
+                members: 1,
+            },
+            Reply::EndRooms,
+            Reply::EndWho("#a"),
+            Reply::EnteredRoom {
+                room: "#a",
+                name: "bob",
+            },
+            Reply::LeftRoom {
+                room: "#a",
+                name: "bob",
+            },
         ];
         samples.extend(ProtocolError::ALL.map(Reply::Err));
         samples.extend(ByeReason::ALL.map(Reply::Bye));
@@ -282,6 +516,10 @@ mod tests {
             "MSG bob",
             "BYE now",
             "HELLO",
+            "JOINED #a many",
+            "SAY #a x bob hi",
+            "INFO #a bob waved",
+            "END WHAT",
         ] {
             assert_eq!(parse_reply(junk), None, "{junk:?}");
         }

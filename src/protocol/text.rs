@@ -56,6 +56,12 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// True when `room` is `#` followed by 1 to 32 characters of
+/// `A-Z a-z 0-9 _ -`: a name with a `#` in front.
+pub fn valid_room(room: &str) -> bool {
+    room.strip_prefix('#').is_some_and(valid_name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +76,17 @@ mod tests {
         assert!(!valid_name("al ice"));
         assert!(!valid_name("élise"));
         assert!(!valid_name("a.b"));
+    }
+
+    #[test]
+    fn rooms_are_names_behind_a_hash() {
+        assert!(valid_room("#a"));
+        assert!(valid_room("#Rust-lang_2"));
+        assert!(valid_room(&format!("#{}", "x".repeat(32))));
+        assert!(!valid_room(&format!("#{}", "x".repeat(33))));
+        for bad in ["#", "a", "", "##a", "#a b", "#é", "rust#"] {
+            assert!(!valid_room(bad), "{bad:?}");
+        }
     }
 
     #[test]

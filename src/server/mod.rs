@@ -110,7 +110,7 @@ impl Server {
             listeners,
             signals,
             conns: Conns::new(cfg.sendq),
-            chat: Chat::new(),
+            chat: Chat::new(cfg.chat),
             wheel: Wheel::new(WHEEL_TICK, WHEEL_SLOTS, Instant::now()),
             cfg,
             rules,

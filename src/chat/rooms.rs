@@ -1,0 +1,198 @@
+//! The room registry: which connections are in which rooms.
+//!
+//! A join is O(1); a part and a departure are O(rooms the user is in),
+//! which `--max-rooms` bounds. A room exists while it has members and keeps
+//! the spelling it was created with.
+//!
+//! Invariant: connection `c` has a seat `(r, p)` exactly when
+//! `rooms[r].members[p] == c`, and every room has at least one member.
+
+use std::collections::HashMap;
+
+use slab::Slab;
+
+use super::name::{Folded, NameKey};
+use super::ConnId;
+
+/// Identifies a room while it exists.
+pub type RoomId = usize;
+
+#[derive(Debug)]
+struct Room {
+    name: Box<str>,
+    /// Dense, for fan-out.
+    members: Vec<ConnId>,
+}
+
+/// Where one connection sits: the room, and its index in that room's members.
+#[derive(Debug, Clone, Copy)]
+struct Seat {
+    room: RoomId,
+    pos: usize,
+}
+
+/// Every room with members, found by case-insensitive name.
+#[derive(Debug, Default)]
+pub struct Rooms {
+    rooms: Slab<Room>,
+    by_name: HashMap<NameKey, RoomId>,
+    /// Indexed by connection id: the rooms it is in, in no particular order.
+    seats: Vec<Vec<Seat>>,
+}
+
+impl Rooms {
+    /// Number of rooms with members.
+    pub fn len(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// True when no room has members.
+    pub fn is_empty(&self) -> bool {
+        self.rooms.is_empty()
+    }
+
+    /// The room called `name`, in any case.
+    pub fn find(&self, name: &str) -> Option<RoomId> {
+        self.by_name.get(Folded::new(name)).copied()
+    }
+
+    /// The room's name as it was first spelled.
+    pub fn name(&self, room: RoomId) -> &str {
+        &self.rooms[room].name
+    }
+
+    /// The room's members, in no particular order.
+    pub fn members(&self, room: RoomId) -> &[ConnId] {
+        &self.rooms[room].members
+    }
+
+    /// How many rooms `id` is in.
+    pub fn count_of(&self, id: ConnId) -> usize {
+        self.seats.get(id).map_or(0, Vec::len)
+    }
+
+    /// One room `id` is in, if any (the one it would leave first).
+    pub fn any_of(&self, id: ConnId) -> Option<RoomId> {
+        self.seats.get(id)?.last().map(|seat| seat.room)
+    }
+
+    /// True when `id` is in `room`.
+    pub fn is_member(&self, id: ConnId, room: RoomId) -> bool {
+        self.seat_index(id, room).is_some()
+    }
+
+    fn seat_index(&self, id: ConnId, room: RoomId) -> Option<usize> {
+        self.seats.get(id)?.iter().position(|s| s.room == room)
+    }
+
+    /// Puts `id` in the room called `name`, creating it with that spelling
+    /// if nobody is in it. The caller has checked that `id` is not in it.
+    pub fn join(&mut self, id: ConnId, name: &str) -> RoomId {
+        let room = match self.find(name) {
+            Some(room) => room,
+            None => {
+                let room = self.rooms.insert(Room {
+                    name: name.into(),
+                    members: Vec::new(),
+                });
+                self.by_name.insert(NameKey::new(name), room);
+                room
+            }
+        };
+        debug_assert!(!self.is_member(id, room), "conn {id} joined twice");
+        let members = &mut self.rooms[room].members;
+        if self.seats.len() <= id {
+            self.seats.resize_with(id + 1, Vec::new);
+        }
+        self.seats[id].push(Seat {
+            room,
+            pos: members.len(),
+        });
+        members.push(id);
+        room
+    }
+
+    /// Takes `id` out of `room`, removing the room once it is empty.
+    /// Returns false if `id` was not in it.
+    pub fn part(&mut self, id: ConnId, room: RoomId) -> bool {
+        let Some(index) = self.seat_index(id, room) else {
+            return false;
+        };
+        let seat = self.seats[id].swap_remove(index);
+        if self.seats[id].is_empty() {
+            // Most connections never join a room again; give the memory back.
+            self.seats[id] = Vec::new();
+        }
+        let members = &mut self.rooms[room].members;
+        members.swap_remove(seat.pos);
+        if let Some(&moved) = members.get(seat.pos) {
+            if let Some(s) = self.seats[moved].iter_mut().find(|s| s.room == room) {
+                s.pos = seat.pos;
+            }
+        }
+        if members.is_empty() {
+            let gone = self.rooms.remove(room);
+            self.by_name.remove(Folded::new(&gone.name));
+        }
+        true
+    }
+
+    /// Every room and its member count, sorted by lower-cased name.
+    pub fn sorted(&self) -> Vec<(&str, usize)> {
+        let mut rooms: Vec<(&str, usize)> = self
+            .rooms
+            .iter()
+            .map(|(_, r)| (&*r.name, r.members.len()))
+            .collect();
+        rooms.sort_unstable_by(|a, b| Folded::new(a.0).cmp(Folded::new(b.0)));
+        rooms
+    }
+
+    /// Checks the registry's invariants; for tests and fuzzing.
+    pub fn check_invariants(&self) {
+        assert_eq!(self.rooms.len(), self.by_name.len());
+        let mut seats = 0;
+        for (room, r) in &self.rooms {
+            assert!(!r.members.is_empty(), "room {} is empty", r.name);
+            assert_eq!(self.find(&r.name), Some(room));
+            for (pos, &id) in r.members.iter().enumerate() {
+                let index = self.seat_index(id, room).expect("member without a seat");
+                assert_eq!(self.seats[id][index].pos, pos);
+            }
+            seats += r.members.len();
+        }
+        assert_eq!(seats, self.seats.iter().map(Vec::len).sum::<usize>());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_and_parts_keep_seats_and_members_in_step() {
+        let mut rooms = Rooms::default();
+        let rust = rooms.join(3, "#Rust");
+        assert_eq!(rooms.join(0, "#rust"), rust, "names are one in any case");
+        assert_eq!(rooms.join(7, "#RUST"), rust);
+        let go = rooms.join(3, "#go");
+        assert_eq!(rooms.name(rust), "#Rust", "the first spelling stays");
+        assert_eq!(rooms.count_of(3), 2);
+        assert!(rooms.is_member(0, rust) && !rooms.is_member(0, go));
+        rooms.check_invariants();
+        assert!(rooms.part(3, rust));
+        assert!(!rooms.part(3, rust));
+        rooms.check_invariants();
+        assert_eq!(rooms.sorted(), [("#go", 1), ("#Rust", 2)]);
+        assert!(rooms.part(3, go));
+        assert_eq!(rooms.find("#go"), None, "an empty room is gone");
+        assert_eq!(rooms.count_of(3), 0);
+        assert_eq!(rooms.any_of(3), None);
+        rooms.check_invariants();
+        assert!(rooms.part(0, rust) && rooms.part(7, rust));
+        assert!(rooms.is_empty());
+        let again = rooms.join(1, "#rUst");
+        assert_eq!(rooms.name(again), "#rUst", "a new room, a new spelling");
+        rooms.check_invariants();
+    }
+}
