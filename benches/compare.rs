@@ -41,6 +41,8 @@ struct Row {
     label: String,
     scenario: Scenario,
     idle: bool,
+    /// Needs protocol v2 (rooms), which the baseline does not speak.
+    v2: bool,
 }
 
 fn rows(max_clients: usize) -> (Vec<Row>, Vec<String>) {
@@ -66,8 +68,24 @@ fn rows(max_clients: usize) -> (Vec<Row>, Vec<String>) {
                 window: 32,
             },
             idle: false,
+            v2: false,
         });
     }
+    // The same 100 receivers per message as fanout 100, but 2,000 of them
+    // over 100 rooms, 5 rooms each; a window of 320 keeps about as many
+    // lines in flight per receiver as fanout's 32 does.
+    rows.push(Row {
+        label: "rooms 100x100".to_string(),
+        scenario: Scenario::Rooms {
+            rooms: 100,
+            members: 100,
+            per_user: 5,
+            messages: 5000,
+            window: 320,
+        },
+        idle: false,
+        v2: true,
+    });
     for clients in [1000, 5000, 10_000] {
         let clients = scaled(clients);
         rows.push(Row {
@@ -77,6 +95,7 @@ fn rows(max_clients: usize) -> (Vec<Row>, Vec<String>) {
                 duration: Duration::from_secs(12),
             },
             idle: true,
+            v2: false,
         });
     }
     (rows, notes)
@@ -110,6 +129,8 @@ impl Server {
                     "20000",
                     "--rate",
                     "0",
+                    "--max-rooms",
+                    "1000",
                 ]);
                 if idle {
                     // Twice the default heartbeat rate, so that within the
@@ -255,6 +276,9 @@ fn main() {
         let mut reports = [Vec::new(), Vec::new()];
         for rep in 1..=reps {
             for (i, kind) in [Kind::Selectchat, Kind::Baseline].into_iter().enumerate() {
+                if kind == Kind::Baseline && row.v2 {
+                    continue;
+                }
                 let report = run_once(kind, row);
                 eprintln!(
                     "{:<12} {:<10} run {rep}/{reps}: {}/s deliveries, p99 {:.1} ms, lost {}, rss/conn {}, cpu {}{}",
@@ -280,6 +304,10 @@ fn main() {
     println!("|---|---|---|---|---|---|---|");
     for (row, sc, base) in &table {
         for (name, f) in [("selectchat", sc), ("baseline", base)] {
+            if row.v2 && name == "baseline" {
+                println!("| {} | baseline | no rooms (v1 only) | | | | |", row.label);
+                continue;
+            }
             let failed = if f.failures.is_empty() {
                 String::new()
             } else {
@@ -302,6 +330,9 @@ fn main() {
                     f.faults
                 );
             }
+        }
+        if row.v2 {
+            continue;
         }
         if row.idle {
             println!(

@@ -69,16 +69,25 @@ struct BenchArgs {
     /// Server address (host:port).
     #[arg(default_value = "127.0.0.1:7007")]
     addr: String,
-    /// fanout: one sender, N receivers; mesh: everyone sends and receives; idle: hold N logins; storm: N log in at once.
+    /// fanout: one sender, N receivers; mesh: everyone sends and receives; idle: hold N logins; storm: N log in at once; rooms: fanout through rooms.
     #[arg(long, value_enum, default_value = "fanout")]
     scenario: ScenarioArg,
     /// Connections (for fanout: receivers, plus the one sender).
     #[arg(long, short = 'n', default_value_t = 100)]
     clients: usize,
-    /// fanout: messages the sender sends.
+    /// rooms: how many rooms (the server needs `--max-rooms` at least this).
+    #[arg(long, default_value_t = 100)]
+    rooms: usize,
+    /// rooms: receivers in each room.
+    #[arg(long, default_value_t = 100)]
+    members: usize,
+    /// rooms: rooms each receiver is in.
+    #[arg(long, default_value_t = 5)]
+    per_user: usize,
+    /// fanout and rooms: messages the sender sends.
     #[arg(long, default_value_t = 1000)]
     messages: u32,
-    /// fanout: most messages not yet delivered to every receiver.
+    /// fanout and rooms: most messages not yet delivered to every receiver.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     window: u32,
     /// mesh: messages per second, all senders together.
@@ -110,6 +119,7 @@ enum ScenarioArg {
     Mesh,
     Idle,
     Storm,
+    Rooms,
 }
 
 impl BenchArgs {
@@ -135,6 +145,13 @@ impl BenchArgs {
             },
             ScenarioArg::Storm => bench::Scenario::Storm {
                 clients: self.clients,
+            },
+            ScenarioArg::Rooms => bench::Scenario::Rooms {
+                rooms: self.rooms.max(1),
+                members: self.members.max(1),
+                per_user: self.per_user,
+                messages: self.messages,
+                window: self.window,
             },
         };
         Ok(bench::Options {

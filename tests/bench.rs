@@ -50,6 +50,57 @@ fn fanout_counts_every_delivery() {
 }
 
 #[test]
+fn rooms_count_each_rooms_members_exactly() {
+    let s = Server::start(&["--rate", "0", "--max-rooms", "10"]);
+    // 10 rooms of 6 receivers, 20 receivers in 3 rooms each: 6 per message.
+    let (code, json) = bench(
+        &s.addr.to_string(),
+        &[
+            "--scenario",
+            "rooms",
+            "--rooms",
+            "10",
+            "--members",
+            "6",
+            "--per-user",
+            "3",
+            "--messages",
+            "100",
+            "--timeout",
+            "30",
+        ],
+    );
+    assert_eq!(code, Some(0), "{json}");
+    assert_eq!(field(&json, "clients"), "21");
+    assert_eq!(field(&json, "deliveries"), "600");
+    assert_eq!(field(&json, "lost"), "0");
+    assert_eq!(field(&json, "reordered"), "0");
+}
+
+#[test]
+fn a_storm_times_every_login_and_the_servers_cpu() {
+    let s = Server::start(&[]);
+    let pid = s.pid().to_string();
+    let (code, json) = bench(
+        &s.addr.to_string(),
+        &[
+            "--scenario",
+            "storm",
+            "--clients",
+            "300",
+            "--server-pid",
+            &pid,
+            "--timeout",
+            "30",
+        ],
+    );
+    assert_eq!(code, Some(0), "{json}");
+    assert_eq!(field(&json, "logins"), "300");
+    assert_ne!(field(&json, "cpu_seconds"), "null");
+    assert_eq!(field(&json, "error"), "null");
+}
+
+#[test]
 fn mesh_delivers_everyone_to_everyone() {
     let s = Server::start(&["--rate", "0"]);
     let (code, json) = bench(

@@ -9,7 +9,8 @@
 //! `idle` (N logged-in connections held; the server's memory and CPU are
 //! read from /proc when its pid is known) and `storm` (N connections log in
 //! at once, as after a restart: LOGIN-to-OK latency and the server's CPU
-//! until it is quiet again).
+//! until it is quiet again) and `rooms` (the fanout, through v2 rooms: one
+//! sender in every room, receivers each in several).
 
 pub mod stats;
 
@@ -57,6 +58,16 @@ pub enum Scenario {
     Idle { clients: usize, duration: Duration },
     /// `clients` connections logging in as fast as they can, answering PINGs.
     Storm { clients: usize },
+    /// `rooms` rooms of `members` receivers each, every receiver in
+    /// `per_user` of them, and one sender in all, sending `messages` to the
+    /// rooms in turn with at most `window` not yet delivered everywhere.
+    Rooms {
+        rooms: usize,
+        members: usize,
+        per_user: usize,
+        messages: u32,
+        window: u32,
+    },
 }
 
 impl Scenario {
@@ -66,7 +77,13 @@ impl Scenario {
             Scenario::Mesh { .. } => "mesh",
             Scenario::Idle { .. } => "idle",
             Scenario::Storm { .. } => "storm",
+            Scenario::Rooms { .. } => "rooms",
         }
+    }
+
+    /// Rooms scenario: how many receivers (besides the sender).
+    fn room_receivers(rooms: usize, members: usize, per_user: usize) -> usize {
+        (rooms * members).div_ceil(per_user.clamp(1, rooms.max(1)))
     }
 
     fn clients(&self) -> usize {
@@ -75,6 +92,12 @@ impl Scenario {
             Scenario::Mesh { clients, .. }
             | Scenario::Idle { clients, .. }
             | Scenario::Storm { clients } => clients,
+            Scenario::Rooms {
+                rooms,
+                members,
+                per_user,
+                ..
+            } => Scenario::room_receivers(rooms, members, per_user) + 1,
         }
     }
 }
@@ -122,6 +145,11 @@ struct Load {
     /// Fanout: deliveries seen per message, to know when one reached everyone.
     fanout_counts: Vec<u32>,
     fanout_complete: u32,
+    /// Rooms: receivers per room, and the rooms each peer joins.
+    room_members: Vec<u32>,
+    joins_due: usize,
+    /// Rooms: the last sequence number each receiver saw, for order.
+    last_seq: Vec<Option<u32>>,
     logged_in: usize,
     failure: Option<String>,
     last_progress: Instant,
@@ -151,13 +179,28 @@ pub fn run(opts: Options) -> io::Result<Report> {
             }
             Scenario::Idle { duration, .. } => load.idle(duration, rss_before, &mut report),
             Scenario::Storm { .. } => load.storm(cpu_before, deadline, &mut report),
+            Scenario::Rooms {
+                rooms,
+                per_user,
+                messages,
+                window,
+                ..
+            } => {
+                load.join_rooms(rooms, per_user, deadline);
+                if load.failure.is_none() {
+                    load.fanout(messages, window, deadline, &mut report);
+                }
+            }
         }
     }
     report.deliveries = load.deliveries;
     report.messages = load.sent.iter().map(|&n| n as u64).sum();
     report.latency_us = Latency::of(&mut load.latencies);
-    report.lost = load.sequences.lost(&load.sent);
-    report.duplicated = load.sequences.duplicated;
+    (report.lost, report.duplicated) = if load.room_members.is_empty() {
+        (load.sequences.lost(&load.sent), load.sequences.duplicated)
+    } else {
+        load.room_faults()
+    };
     report.reordered = load.sequences.reordered;
     report.error = load.failure.take();
     load.clear_progress();
@@ -168,12 +211,18 @@ impl Load {
     fn new(opts: Options) -> io::Result<Load> {
         let clients = opts.scenario.clients();
         let senders = match opts.scenario {
-            Scenario::Fanout { .. } => 1,
+            Scenario::Fanout { .. } | Scenario::Rooms { .. } => 1,
             Scenario::Mesh { clients, .. } => clients,
             Scenario::Idle { .. } | Scenario::Storm { .. } => 0,
         };
         let fanout_counts = match opts.scenario {
-            Scenario::Fanout { messages, .. } => vec![0; messages as usize],
+            Scenario::Fanout { messages, .. } | Scenario::Rooms { messages, .. } => {
+                vec![0; messages as usize]
+            }
+            _ => Vec::new(),
+        };
+        let room_members = match opts.scenario {
+            Scenario::Rooms { rooms, .. } => vec![0; rooms],
             _ => Vec::new(),
         };
         Ok(Load {
@@ -188,6 +237,9 @@ impl Load {
             deliveries: 0,
             fanout_counts,
             fanout_complete: 0,
+            room_members,
+            joins_due: 0,
+            last_seq: vec![None; clients],
             logged_in: 0,
             failure: None,
             last_progress: Instant::now(),
@@ -316,6 +368,8 @@ impl Load {
             }
             Some(Reply::Ping) => Command::Pong.write_to(&mut self.peers[i].out),
             Some(Reply::Msg { from, text }) => self.on_msg(i, from, text),
+            Some(Reply::Said { from, text, .. }) => self.on_msg(i, from, text),
+            Some(Reply::JoinedRoom { .. }) => self.joins_due = self.joins_due.saturating_sub(1),
             Some(Reply::Err(e)) => {
                 self.failure
                     .get_or_insert_with(|| format!("connection {i}: ERR {e}"));
@@ -347,17 +401,76 @@ impl Load {
         self.latencies
             .push(now_us.saturating_sub(sent_us).min(u32::MAX as u64) as u32);
         self.deliveries += 1;
-        self.sequences.record(receiver, sender, seq);
+        if self.room_members.is_empty() {
+            self.sequences.record(receiver, sender, seq);
+        } else {
+            // A receiver hears only its rooms: the sequence it sees has
+            // gaps by design, but must still only grow.
+            let last = &mut self.last_seq[receiver];
+            if last.is_some_and(|l| seq <= l) {
+                self.sequences.reordered += 1;
+            }
+            *last = Some(seq);
+        }
         if let Some(count) = self.fanout_counts.get_mut(seq as usize) {
             *count += 1;
-            let receivers = self.peers.len() as u32 - 1;
-            while self
-                .fanout_counts
-                .get(self.fanout_complete as usize)
-                .is_some_and(|&c| c >= receivers)
-            {
+            while let Some(&c) = self.fanout_counts.get(self.fanout_complete as usize) {
+                if c < self.expected_for(self.fanout_complete) {
+                    break;
+                }
                 self.fanout_complete += 1;
             }
+        }
+    }
+
+    /// Receivers of message `seq` (fanout and rooms).
+    fn expected_for(&self, seq: u32) -> u32 {
+        if self.room_members.is_empty() {
+            self.peers.len() as u32 - 1
+        } else {
+            self.room_members[seq as usize % self.room_members.len()]
+        }
+    }
+
+    /// Rooms: lost and duplicated deliveries, from the per-message counts.
+    fn room_faults(&self) -> (u64, u64) {
+        let sent = self.sent[0] as usize;
+        let (mut lost, mut duplicated) = (0, 0);
+        for (seq, &got) in self.fanout_counts.iter().take(sent).enumerate() {
+            let want = self.expected_for(seq as u32);
+            lost += want.saturating_sub(got) as u64;
+            duplicated += got.saturating_sub(want) as u64;
+        }
+        (lost, duplicated)
+    }
+
+    fn room_name(room: usize) -> String {
+        format!("#r{room}")
+    }
+
+    /// Rooms: every receiver joins its rooms and the sender all of them;
+    /// returns once every JOINED has come back.
+    fn join_rooms(&mut self, rooms: usize, per_user: usize, deadline: Instant) {
+        let per_user = per_user.clamp(1, rooms);
+        for room in 0..rooms {
+            Command::Join(&Load::room_name(room)).write_to(&mut self.peers[0].out);
+        }
+        self.joins_due = rooms;
+        for receiver in 1..self.peers.len() {
+            for j in 0..per_user {
+                let room = ((receiver - 1) * per_user + j) % rooms;
+                self.room_members[room] += 1;
+                Command::Join(&Load::room_name(room)).write_to(&mut self.peers[receiver].out);
+                self.joins_due += 1;
+            }
+        }
+        for i in 0..self.peers.len() {
+            self.flush(i);
+        }
+        let mut events = Events::with_capacity(1024);
+        while self.joins_due > 0 && self.failure.is_none() {
+            self.turn(&mut events, Some(Duration::from_millis(100)), deadline);
+            self.progress(|l| format!("joins pending {}", l.joins_due));
         }
     }
 
@@ -369,7 +482,16 @@ impl Load {
         while text.len() < self.opts.size {
             text.push('x');
         }
-        Command::Msg(&text).write_to(&mut self.peers[sender].out);
+        if self.room_members.is_empty() {
+            Command::Msg(&text).write_to(&mut self.peers[sender].out);
+        } else {
+            let room = Load::room_name(seq as usize % self.room_members.len());
+            Command::Say {
+                room: &room,
+                text: &text,
+            }
+            .write_to(&mut self.peers[sender].out);
+        }
         self.flush(sender);
     }
 
@@ -392,8 +514,7 @@ impl Load {
     }
 
     fn fanout(&mut self, messages: u32, window: u32, deadline: Instant, report: &mut Report) {
-        let receivers = self.peers.len() as u64 - 1;
-        let expected = receivers * messages as u64;
+        let expected: u64 = (0..messages).map(|seq| self.expected_for(seq) as u64).sum();
         let mut events = Events::with_capacity(1024);
         let start = Instant::now();
         self.latencies.reserve(expected.min(50_000_000) as usize);
