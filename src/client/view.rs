@@ -203,6 +203,39 @@ mod tests {
     }
 
     #[test]
+    fn renders_room_events_and_hides_confirmations() {
+        let said = Reply::Said {
+            room: "#rust",
+            id: 7,
+            from: "bob",
+            text: "hi \u{1b}[2J",
+        };
+        assert_eq!(render(&said).unwrap(), "[#rust] bob: hi \u{fffd}[2J");
+        let entered = Reply::EnteredRoom {
+            room: "#rust",
+            name: "bob",
+        };
+        assert_eq!(render(&entered).unwrap(), "* [#rust] bob joined");
+        let joined = Reply::JoinedRoom {
+            room: "#rust",
+            members: 3,
+        };
+        assert_eq!(render(&joined).unwrap(), "* joined #rust (3 here)");
+        assert_eq!(
+            render(&Reply::Sent {
+                room: "#rust",
+                id: 7
+            }),
+            None
+        );
+        assert_eq!(render(&Reply::EndRooms), None);
+        assert_eq!(
+            render(&Reply::Err(ProtocolError::TooManyRooms)).unwrap(),
+            "! in too many rooms already"
+        );
+    }
+
+    #[test]
     fn escape_sequences_never_reach_the_terminal() {
         let shown = render(&Reply::Msg {
             from: "evil",
