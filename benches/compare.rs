@@ -131,6 +131,8 @@ impl Server {
                     "0",
                     "--max-rooms",
                     "1000",
+                    "--db",
+                    ":memory:",
                 ]);
                 if idle {
                     // Twice the default heartbeat rate, so that within the

@@ -62,6 +62,15 @@ pub mod defaults {
     /// Most users in the lobby or a room for whom joins and departures are
     /// still announced (Twitch stops at 1,000 for the same reason).
     pub const PRESENCE_LIMIT: usize = 1000;
+    /// The message database, in the working directory, so the README's
+    /// run command keeps history with no setup.
+    pub const DB: &str = "selectchat.db";
+    /// Messages kept per room, at least.
+    pub const HISTORY: u64 = 10_000;
+    /// How long a dropped session can be taken back with `RESUME`.
+    pub const RESUME_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
+    /// Bytes of recent room messages kept in memory for `HISTORY`.
+    pub const HISTORY_MEMORY: usize = 16 << 20;
 }
 
 /// The bounds `validate` enforces.
@@ -89,8 +98,12 @@ pub struct Config {
     pub flood: FloodPolicy,
     /// How often to log a debug-level stats line; `None` for never.
     pub stats_interval: Option<Duration>,
-    /// Rooms per user and the presence limit.
+    /// Rooms per user, the presence limit, the resume window.
     pub chat: Limits,
+    /// The message database's path, or `:memory:`.
+    pub db: String,
+    /// Messages kept per room in the database, at least.
+    pub history: u64,
 }
 
 /// A setting outside what the server accepts, named by its flag.
@@ -154,6 +167,8 @@ impl Config {
             flood: FloodPolicy::new(defaults::RATE, defaults::BURST, defaults::FLOOD_TIMEOUT.0),
             stats_interval: Some(defaults::STATS_INTERVAL.0),
             chat: Limits::default(),
+            db: defaults::DB.into(),
+            history: defaults::HISTORY,
         }
     }
 
@@ -201,6 +216,18 @@ impl Config {
             "--max-rooms",
             self.chat.max_rooms,
             "must be at least 1".into(),
+        )?;
+        check(
+            self.history >= 1,
+            "--history",
+            self.history,
+            "must be at least 1 message".into(),
+        )?;
+        check(
+            !self.db.is_empty(),
+            "--db",
+            &self.db,
+            "must be a path or :memory:".into(),
         )?;
         if let Some(interval) = self.stats_interval {
             positive("--stats-interval", interval)?;
@@ -303,6 +330,8 @@ mod tests {
             "--stats-interval"
         );
         assert_eq!(refused_flag(|c| c.chat.max_rooms = 0), "--max-rooms");
+        assert_eq!(refused_flag(|c| c.history = 0), "--history");
+        assert_eq!(refused_flag(|c| c.db.clear()), "--db");
         let mut c = cfg();
         c.max_line = 10;
         assert_eq!(

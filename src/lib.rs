@@ -4,7 +4,8 @@
 //! machines ([`protocol`], [`session`], [`chat`], with [`liveness`],
 //! [`flood`] and [`wheel`]) that take bytes and instants and hand back what
 //! to send; [`transport`] turns socket bytes into protocol bytes and back;
-//! [`server`] is the thin shell that owns the sockets and drives them all.
+//! [`server`] is the thin shell that owns the sockets and drives them all,
+//! and [`store`] the one other thread, which owns the message database.
 //! docs/PROTOCOL.md is the wire contract.
 
 pub mod bench;
@@ -17,5 +18,6 @@ pub mod liveness;
 pub mod protocol;
 pub mod server;
 pub mod session;
+pub mod store;
 pub mod transport;
 pub mod wheel;

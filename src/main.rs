@@ -243,6 +243,15 @@ struct ServeArgs {
     /// Announce joins and departures only while the lobby or room holds at most N users; 0 always announces.
     #[arg(long, value_name = "N", default_value_t = defaults::PRESENCE_LIMIT)]
     presence_limit: usize,
+    /// The SQLite database that keeps room history (created if missing); `:memory:` keeps it only while the server runs.
+    #[arg(long, value_name = "PATH", default_value = defaults::DB)]
+    db: String,
+    /// Messages kept per room in the database, at least; older ones are pruned in the background.
+    #[arg(long, value_name = "N", default_value_t = defaults::HISTORY)]
+    history: u64,
+    /// Seconds after a session ends during which `RESUME` with its token takes it back; 0 turns that off.
+    #[arg(long, value_name = "SECS", default_value_t = Secs(defaults::RESUME_WINDOW))]
+    resume_window: Secs,
     /// Once listening, write one `TRANSPORT ADDRESS` line per listener to this file (for scripts and tests; with port 0 it says which port was picked).
     #[arg(long, value_name = "PATH")]
     port_file: Option<PathBuf>,
@@ -303,7 +312,12 @@ impl ServeArgs {
             chat: Limits {
                 max_rooms: self.max_rooms,
                 presence_limit: self.presence_limit,
+                resume_window: self.resume_window.0,
+                max_ended: self.max_clients,
+                ..Limits::default()
             },
+            db: self.db.clone(),
+            history: self.history,
         };
         cfg.validate()?;
         Ok(cfg)

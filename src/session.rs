@@ -45,6 +45,8 @@ pub enum Departure {
     Sendq,
     Shutdown,
     Flooding,
+    /// Another connection resumed this one's session.
+    Replaced,
 }
 
 impl Departure {
@@ -59,6 +61,7 @@ impl Departure {
             Departure::Sendq => "sendq",
             Departure::Shutdown => "shutdown",
             Departure::Flooding => "flooding",
+            Departure::Replaced => "replaced",
         }
     }
 
@@ -70,6 +73,7 @@ impl Departure {
             Departure::LoginTimeout => Some(ByeReason::LoginTimeout),
             Departure::Shutdown => Some(ByeReason::ShuttingDown),
             Departure::Flooding => Some(ByeReason::Flooding),
+            Departure::Replaced => Some(ByeReason::Replaced),
             Departure::Eof | Departure::Reset | Departure::Sendq => None,
         }
     }
@@ -80,9 +84,10 @@ impl Departure {
         !matches!(self, Departure::Reset | Departure::Sendq)
     }
 
-    /// Whether the others are told: not at shutdown, when nobody stays to hear it.
+    /// Whether the others are told: not at shutdown, when nobody stays to
+    /// hear it, nor when the session lives on in another connection.
     pub fn announced(self) -> bool {
-        self != Departure::Shutdown
+        !matches!(self, Departure::Shutdown | Departure::Replaced)
     }
 }
 
@@ -122,6 +127,8 @@ pub struct Session {
     logged_in: bool,
     /// Reading is paused until then (out of flood-control tokens).
     paused_until: Option<Instant>,
+    /// Reading waits for the chat's store to answer this connection.
+    waiting: bool,
     /// Bytes received but not yet framed when reading was paused.
     held: Vec<u8>,
     phase: Phase,
@@ -138,6 +145,7 @@ impl Session {
             bucket: Bucket::new(now, &rules.flood),
             logged_in: false,
             paused_until: None,
+            waiting: false,
             held: Vec::new(),
             phase: Phase::Open,
             departure: None,
@@ -181,7 +189,12 @@ impl Session {
 
     /// True when the loop should read from the connection now.
     pub fn wants_read(&self) -> bool {
-        self.is_open() && self.paused_until.is_none()
+        self.is_open() && self.paused_until.is_none() && !self.waiting
+    }
+
+    /// The store answered: reading may go on (the loop reads again).
+    pub fn release(&mut self) {
+        self.waiting = false;
     }
 
     /// Frames `bytes` and hands each line to `dispatch`, applying the
@@ -261,7 +274,8 @@ impl Session {
     ) -> ControlFlow<()> {
         match dispatched {
             Ok(Step::Continue) => {}
-            Ok(Step::LoggedIn) => self.logged_in = true,
+            Ok(Step::LoggedIn | Step::Replaced(_)) => self.logged_in = true,
+            Ok(Step::Wait) => self.waiting = true,
             Ok(Step::Quit) => self.depart(Departure::Quit, now, rules),
             Err(why) => self.depart(why, now, rules),
         }
@@ -269,6 +283,7 @@ impl Session {
             return ControlFlow::Break(());
         }
         match self.bucket.charge(now, &rules.flood) {
+            Throttle::Go if self.waiting => ControlFlow::Break(()),
             Throttle::Go => ControlFlow::Continue(()),
             Throttle::PauseUntil(at) => {
                 self.paused_until = Some(at);
@@ -456,6 +471,7 @@ mod tests {
             Some("LOGIN") => Ok(Step::LoggedIn),
             Some("QUIT") => Ok(Step::Quit),
             Some("BIG") => Err(Departure::Sendq),
+            Some("HISTORY") => Ok(Step::Wait),
             _ => Ok(Step::Continue),
         };
         lines.push(Some(text));
@@ -599,6 +615,18 @@ mod tests {
         assert_eq!(p.at(600 * MS), Timed::Resume);
         assert!(p.resume(), "nothing is held: the socket may be read again");
         assert!(p.lines().is_empty());
+        assert!(p.session.wants_read());
+    }
+
+    #[test]
+    fn a_wait_for_the_store_holds_later_lines_until_released() {
+        let mut p = Pair::new(rules());
+        assert!(!p.send(b"HISTORY #a\nMSG 1\nMSG 2\n"), "waiting");
+        assert_eq!(p.lines(), text(&["HISTORY #a"]));
+        assert!(!p.session.wants_read());
+        p.session.release();
+        assert!(p.resume(), "all held lines, in order");
+        assert_eq!(p.lines(), text(&["MSG 1", "MSG 2"]));
         assert!(p.session.wants_read());
     }
 

@@ -75,7 +75,7 @@ fn chat_port_environment_variable_sets_the_port() {
         .unwrap()
         .port();
     let mut child = Command::new(BIN)
-        .args(["--host", "127.0.0.1", "-q"])
+        .args(["--host", "127.0.0.1", "-q", "--db", ":memory:"])
         .env("CHAT_PORT", port.to_string())
         .stdin(Stdio::null())
         .stderr(Stdio::null())

@@ -3,21 +3,33 @@
 //! and the instant they arrived, and its only effects are lines queued into
 //! an [`Outbox`], which the caller flushes after the call returns.
 //!
-//! [`users`] keeps who is logged in and [`rooms`] who is in which room;
-//! this module routes each command. Message ids are assigned in one place
-//! ([`Chat::next_message_id`]), where a message store will take each room
-//! message before its `SENT` goes out.
+//! [`users`] keeps who is logged in, [`rooms`] who is in which room,
+//! [`history`] what rooms said and [`resume`] the sessions that may be
+//! taken back; this module routes each command.
+//!
+//! The message store is outside: a room message is delivered to the room
+//! at once and handed to the store as a [`Request`] (the caller takes them
+//! with [`Chat::take_requests`]); its `SENT` goes to the sender when the
+//! store reports the commit through [`Chat::on_store`]. A `HISTORY` the
+//! in-memory ring cannot answer goes to the store the same way, and the
+//! asking connection reads nothing more until the answer is in
+//! ([`Step::Wait`]), so its replies stay in order.
 
+pub mod history;
 pub mod name;
+pub mod resume;
 pub mod rooms;
 pub mod users;
 
-use std::time::Instant;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::defaults;
 use crate::protocol::reply::MessageId;
 use crate::protocol::text::{valid_name, valid_room};
-use crate::protocol::{parse, Command, ProtocolError, Reply};
+use crate::protocol::{parse, Command, HistoryQuery, ProtocolError, Reply};
+use history::{History, LogId, Message, Outcome, Request, Stored};
+use resume::{EndedSessions, Token};
 use rooms::{RoomId, Rooms};
 use users::Users;
 
@@ -41,6 +53,12 @@ pub enum Step {
     LoggedIn,
     /// The client sent `QUIT`: say `BYE` and close the connection.
     Quit,
+    /// Read no more lines from this connection until [`Chat::on_store`]
+    /// names it: its `HISTORY` is being read from the store.
+    Wait,
+    /// The connection took over the session of the given one with
+    /// `RESUME` (it is logged in now): close that one with `BYE replaced`.
+    Replaced(ConnId),
 }
 
 /// The chat's own limits.
@@ -52,6 +70,12 @@ pub struct Limits {
     /// holds at most this many users, the one coming or going included;
     /// 0 announces always.
     pub presence_limit: usize,
+    /// How long an ended session with a token can be resumed.
+    pub resume_window: Duration,
+    /// Most ended sessions kept for resuming at once.
+    pub max_ended: usize,
+    /// Bytes of recent room messages kept in memory to answer `HISTORY`.
+    pub history_memory: usize,
 }
 
 impl Default for Limits {
@@ -59,8 +83,57 @@ impl Default for Limits {
         Limits {
             max_rooms: defaults::MAX_ROOMS,
             presence_limit: defaults::PRESENCE_LIMIT,
+            resume_window: defaults::RESUME_WINDOW,
+            max_ended: defaults::MAX_CLIENTS,
+            history_memory: defaults::HISTORY_MEMORY,
         }
     }
+}
+
+/// Turns the loop's instants into Unix milliseconds, from one reading of
+/// the system clock, so stored times never go backwards within a run.
+#[derive(Debug, Clone, Copy)]
+pub struct WallClock {
+    at: Instant,
+    unix_ms: u64,
+}
+
+impl WallClock {
+    /// A clock on which `at` is `unix_ms`.
+    pub fn new(at: Instant, unix_ms: u64) -> WallClock {
+        WallClock { at, unix_ms }
+    }
+
+    /// Reads the system clock now.
+    pub fn system() -> WallClock {
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        WallClock::new(Instant::now(), unix_ms)
+    }
+
+    /// `now` in milliseconds since the Unix epoch.
+    pub fn ms(&self, now: Instant) -> u64 {
+        self.unix_ms + now.saturating_duration_since(self.at).as_millis() as u64
+    }
+}
+
+/// A message handed to the store whose sender waits for its `SENT`.
+#[derive(Debug)]
+struct InFlight {
+    conn: ConnId,
+    /// The sender's login; a later login on the same id gets no `SENT`.
+    serial: u64,
+    log: LogId,
+    message: Message,
+}
+
+/// A `HISTORY` the store is answering.
+#[derive(Debug, Clone, Copy)]
+struct Fetching {
+    conn: ConnId,
+    serial: u64,
+    log: LogId,
 }
 
 impl Limits {
@@ -78,6 +151,19 @@ pub struct Chat {
     limits: Limits,
     /// The id the next accepted room message gets.
     next_id: MessageId,
+    /// The highest id the store has made safe to hand out.
+    reserved: MessageId,
+    history: History,
+    ended: EndedSessions,
+    /// Messages handed to the store and not yet committed, in id order.
+    in_flight: VecDeque<InFlight>,
+    /// Store work asked for since the caller last took it.
+    requests: Vec<Request>,
+    fetching: HashMap<u64, Fetching>,
+    next_ticket: u64,
+    clock: WallClock,
+    /// The latest instant the caller handed in.
+    now: Instant,
     /// A line is formatted here once, then copied to each recipient.
     scratch: Vec<u8>,
 }
@@ -89,15 +175,61 @@ impl Default for Chat {
 }
 
 impl Chat {
-    /// An empty chat.
+    /// An empty chat whose store holds nothing and commits nothing until
+    /// told (for tests of the chat alone).
     pub fn new(limits: Limits) -> Self {
+        Chat::start(limits, Stored::unlimited(), WallClock::system())
+    }
+
+    /// A chat that goes on from what the store holds.
+    pub fn start(limits: Limits, stored: Stored, clock: WallClock) -> Self {
+        let mut history = History::new(limits.history_memory);
+        for (room, last) in &stored.rooms {
+            history.load(room, *last);
+        }
         Chat {
             users: Users::default(),
             rooms: Rooms::default(),
             limits,
-            next_id: 1,
+            next_id: stored.next_id,
+            reserved: stored.reserved,
+            history,
+            ended: EndedSessions::new(limits.resume_window, limits.max_ended),
+            in_flight: VecDeque::new(),
+            requests: Vec::new(),
+            fetching: HashMap::new(),
+            next_ticket: 0,
+            clock,
+            now: clock.at,
             scratch: Vec::new(),
         }
+    }
+
+    /// Store work asked for since the last call, in order.
+    pub fn take_requests(&mut self) -> Vec<Request> {
+        std::mem::take(&mut self.requests)
+    }
+
+    /// Messages handed to the store and not yet committed.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Ended sessions that can still be resumed.
+    pub fn resumable(&self) -> usize {
+        self.ended.len()
+    }
+
+    /// Advances the chat's clock to `now` and lets ended sessions whose
+    /// resume window has passed go.
+    pub fn tick(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        self.ended.expire(now);
+    }
+
+    /// When [`Chat::tick`] next has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.ended.next_deadline()
     }
 
     /// Number of logged-in users.
@@ -123,6 +255,7 @@ impl Chat {
         now: Instant,
         out: &mut impl Outbox,
     ) -> Step {
+        self.now = self.now.max(now);
         match parse(line) {
             Ok(None) => Step::Continue,
             Ok(Some(command)) => self.on_command(id, command, now, out),
@@ -144,9 +277,10 @@ impl Chat {
         &mut self,
         id: ConnId,
         command: Command<'_>,
-        _now: Instant,
+        now: Instant,
         out: &mut impl Outbox,
     ) -> Step {
+        self.now = self.now.max(now);
         let result = match command {
             Command::Ping(token) => {
                 self.reply(id, Reply::Pong(token), out);
@@ -163,6 +297,9 @@ impl Chat {
             Command::Say { room, text } => self.say(id, room, text, out),
             Command::Rooms => self.list_rooms(id, out),
             Command::WhoIn(room) => self.who_in(id, room, out),
+            Command::History { room, args } => self.history(id, room, args, out),
+            Command::Token => self.token(id, out),
+            Command::Resume { name, token } => self.resume(id, name, token, out),
         };
         result.unwrap_or_else(|e| {
             self.reply(id, Reply::Err(e), out);
@@ -185,11 +322,20 @@ impl Chat {
         if !self.users.insert(id, name) {
             return Err(ProtocolError::UsernameTaken);
         }
+        // The name is someone's now: an ended session under it is over.
+        self.ended.forget(name);
         self.reply(id, Reply::Ok, out);
-        if self.limits.announces(self.users.len()) {
-            self.broadcast(Some(id), Reply::Joined(name), out);
-        }
+        self.announce_login(id, out);
         Ok(Step::LoggedIn)
+    }
+
+    fn announce_login(&mut self, id: ConnId, out: &mut impl Outbox) {
+        if self.limits.announces(self.users.len()) {
+            self.scratch.clear();
+            let name = self.users.name(id).unwrap_or_default();
+            Reply::Joined(name).write_to(&mut self.scratch);
+            send_to_all(self.users.roster(), Some(id), &self.scratch, out);
+        }
     }
 
     fn msg(
@@ -274,7 +420,16 @@ impl Chat {
         if self.rooms.count_of(id) >= self.limits.max_rooms {
             return Err(ProtocolError::TooManyRooms);
         }
-        let r = self.rooms.join(id, room);
+        self.enter(id, room, out);
+        Ok(Step::Continue)
+    }
+
+    /// Puts `id` in `room` (a room that stored history keeps its stored
+    /// spelling), tells the members while the presence limit allows, and
+    /// tells `id` with `JOINED`.
+    fn enter(&mut self, id: ConnId, room: &str, out: &mut impl Outbox) {
+        let spelling = self.history.spelling(room).unwrap_or(room);
+        let r = self.rooms.join(id, spelling);
         let (room, members) = (self.rooms.name(r), self.rooms.members(r));
         if self.limits.announces(members.len()) {
             let name = self.users.name(id).unwrap_or_default();
@@ -286,7 +441,6 @@ impl Chat {
         let members = members.len();
         Reply::JoinedRoom { room, members }.write_to(&mut self.scratch);
         out.send(id, &self.scratch);
-        Ok(Step::Continue)
     }
 
     fn part(
@@ -317,12 +471,16 @@ impl Chat {
         self.rooms.part(id, r);
     }
 
-    /// The id for the next accepted message. Ids only grow and are never
-    /// reused; a store would persist the counter with the message.
-    fn next_message_id(&mut self) -> MessageId {
+    /// The id for the next accepted message, if the store has made it
+    /// safe to hand out: ids only grow and are never reused, even across a
+    /// crash, and a store that fell this far behind is unavailable.
+    fn next_message_id(&mut self) -> Result<MessageId, ProtocolError> {
+        if self.next_id > self.reserved {
+            return Err(ProtocolError::StorageUnavailable);
+        }
         let id = self.next_id;
         self.next_id += 1;
-        id
+        Ok(id)
     }
 
     fn say(
@@ -336,9 +494,7 @@ impl Chat {
         if text.is_empty() {
             return Err(ProtocolError::EmptyMessage);
         }
-        let message = self.next_message_id();
-        // Here a store would take (room, message, now, name, text); the
-        // SENT below would wait for its commit.
+        let message = self.next_message_id()?;
         let (room, from) = (self.rooms.name(r), self.users.name(id).unwrap_or_default());
         self.scratch.clear();
         Reply::Said {
@@ -349,10 +505,171 @@ impl Chat {
         }
         .write_to(&mut self.scratch);
         send_to_all(self.rooms.members(r), Some(id), &self.scratch, out);
-        self.scratch.clear();
-        Reply::Sent { room, id: message }.write_to(&mut self.scratch);
-        out.send(id, &self.scratch);
+        // The sender hears `SENT` once the store has committed it.
+        let message = Message {
+            id: message,
+            ms: self.clock.ms(self.now),
+            from: from.into(),
+            text: text.into(),
+        };
+        let log = self.history.log_of(room);
+        self.requests.push(Request::Append {
+            room: room.into(),
+            message: message.clone(),
+        });
+        self.in_flight.push_back(InFlight {
+            conn: id,
+            serial: self.users.serial(id).unwrap_or_default(),
+            log,
+            message,
+        });
         Ok(Step::Continue)
+    }
+
+    fn history(
+        &mut self,
+        id: ConnId,
+        room: &str,
+        args: &str,
+        out: &mut impl Outbox,
+    ) -> Result<Step, ProtocolError> {
+        let room = self.room_arg(id, room)?;
+        let query = HistoryQuery::parse(args)?;
+        let r = self.my_room(id, room)?;
+        let Some(log) = self.history.find(room) else {
+            // Nothing was ever stored in this room.
+            self.scratch.clear();
+            Reply::EndHistory(self.rooms.name(r)).write_to(&mut self.scratch);
+            out.send(id, &self.scratch);
+            return Ok(Step::Continue);
+        };
+        // Messages still on their way to the store are not in the ring
+        // yet; the store answers after committing them.
+        if !self.in_flight.iter().any(|m| m.log == log) {
+            if let Some(messages) = self.history.answer(log, query) {
+                let lines = history_lines(self.history.room(log), messages);
+                out.send(id, &lines);
+                return Ok(Step::Continue);
+            }
+        }
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.requests.push(Request::Fetch {
+            ticket,
+            room: self.history.room(log).into(),
+            query,
+        });
+        let serial = self.users.serial(id).unwrap_or_default();
+        self.fetching.insert(
+            ticket,
+            Fetching {
+                conn: id,
+                serial,
+                log,
+            },
+        );
+        Ok(Step::Wait)
+    }
+
+    /// Carries out what the store reported. Returns the connection whose
+    /// `HISTORY` was answered, which may read again.
+    pub fn on_store(&mut self, outcome: Outcome, out: &mut impl Outbox) -> Option<ConnId> {
+        match outcome {
+            Outcome::Committed { through, reserved } => {
+                self.reserved = self.reserved.max(reserved);
+                while let Some(m) = self.in_flight.front().filter(|m| m.message.id <= through) {
+                    let (conn, serial, log, id) = (m.conn, m.serial, m.log, m.message.id);
+                    if self.users.serial(conn) == Some(serial) {
+                        let room = self.history.room(log);
+                        self.scratch.clear();
+                        Reply::Sent { room, id }.write_to(&mut self.scratch);
+                        out.send(conn, &self.scratch);
+                    }
+                    if let Some(m) = self.in_flight.pop_front() {
+                        self.history.push(log, m.message);
+                    }
+                }
+                None
+            }
+            Outcome::Failed { through } => {
+                while let Some(m) = self.in_flight.front().filter(|m| m.message.id <= through) {
+                    if self.users.serial(m.conn) == Some(m.serial) {
+                        let conn = m.conn;
+                        self.reply(conn, Reply::Err(ProtocolError::StorageUnavailable), out);
+                    }
+                    self.in_flight.pop_front();
+                }
+                None
+            }
+            Outcome::Fetched { ticket, rows } => {
+                let Fetching { conn, serial, log } = self.fetching.remove(&ticket)?;
+                if self.users.serial(conn) != Some(serial) {
+                    return None;
+                }
+                match rows {
+                    Some(rows) => {
+                        let lines = history_lines(self.history.room(log), rows.iter());
+                        out.send(conn, &lines);
+                    }
+                    None => self.reply(conn, Reply::Err(ProtocolError::StorageUnavailable), out),
+                }
+                Some(conn)
+            }
+        }
+    }
+
+    fn token(&mut self, id: ConnId, out: &mut impl Outbox) -> Result<Step, ProtocolError> {
+        self.users.name(id).ok_or(ProtocolError::NotLoggedIn)?;
+        // Without randomness there is no safe token; say the server cannot.
+        let token = Token::generate().ok_or(ProtocolError::StorageUnavailable)?;
+        self.users.set_token(id, token);
+        self.reply(id, Reply::Token(&token.to_hex()), out);
+        Ok(Step::Continue)
+    }
+
+    fn resume(
+        &mut self,
+        id: ConnId,
+        name: &str,
+        token: &str,
+        out: &mut impl Outbox,
+    ) -> Result<Step, ProtocolError> {
+        if self.users.name(id).is_some() {
+            return Err(ProtocolError::AlreadyLoggedIn);
+        }
+        let token = Token::parse(token).ok_or(ProtocolError::BadToken)?;
+        if let Some(ghost) = self.users.find(name) {
+            // Still connected, maybe not for long: take over in silence.
+            if !self.users.token(ghost).is_some_and(|t| t.matches(&token)) {
+                return Err(ProtocolError::BadToken);
+            }
+            self.users.rebind(ghost, id);
+            self.rooms.rebind(ghost, id);
+            self.reply(id, Reply::Ok, out);
+            let mut lines = Vec::new();
+            for room in self.rooms.names_of(id) {
+                let r = self.rooms.find(room).unwrap_or_default();
+                let members = self.rooms.members(r).len();
+                Reply::JoinedRoom { room, members }.write_to(&mut lines);
+            }
+            out.send(id, &lines);
+            return Ok(Step::Replaced(ghost));
+        }
+        let ended = self
+            .ended
+            .take(name, &token, self.now)
+            .ok_or(ProtocolError::BadToken)?;
+        // The name is free: a login under it would have ended the session.
+        if !self.users.insert(id, &ended.name) {
+            return Err(ProtocolError::BadToken);
+        }
+        self.users.set_token(id, ended.token);
+        self.reply(id, Reply::Ok, out);
+        self.announce_login(id, out);
+        for room in &ended.rooms {
+            self.enter(id, room, out);
+        }
+        Ok(Step::LoggedIn)
     }
 
     fn list_rooms(&mut self, id: ConnId, out: &mut impl Outbox) -> Result<Step, ProtocolError> {
@@ -391,6 +708,7 @@ impl Chat {
     /// allows. Safe to call for any id, any number of times: only the first
     /// call for a logged-in connection announces.
     pub fn leave(&mut self, id: ConnId, out: &mut impl Outbox) {
+        self.end_session(id);
         while let Some(r) = self.rooms.any_of(id) {
             self.leave_room(id, r, out);
         }
@@ -400,6 +718,15 @@ impl Chat {
                 self.broadcast(None, Reply::Disconnected(&name), out);
             }
         }
+    }
+
+    /// Keeps a departing user's session for `RESUME` if it has a token.
+    fn end_session(&mut self, id: ConnId) {
+        let (Some(name), Some(token)) = (self.users.name(id), self.users.token(id)) else {
+            return;
+        };
+        let rooms = self.rooms.names_of(id).into_iter().map(Box::from).collect();
+        self.ended.record(name, token, rooms, self.now);
     }
 
     /// Removes `id` without telling anyone (a shutdown leaves nobody to tell).
@@ -438,6 +765,23 @@ impl Chat {
             }
         }
     }
+}
+
+/// The `HIST` lines of `messages`, then `END HISTORY`.
+fn history_lines<'a>(room: &str, messages: impl Iterator<Item = &'a Message>) -> Vec<u8> {
+    let mut lines = Vec::new();
+    for m in messages {
+        Reply::Hist {
+            room,
+            id: m.id,
+            ms: m.ms,
+            from: &m.from,
+            text: &m.text,
+        }
+        .write_to(&mut lines);
+    }
+    Reply::EndHistory(room).write_to(&mut lines);
+    lines
 }
 
 /// The hot path: one formatted line, one append per recipient. A free
@@ -602,9 +946,28 @@ mod tests {
         );
     }
 
-    fn line(chat: &mut Chat, out: &mut Recorder, id: ConnId, text: &str) {
-        chat.on_line(id, text.as_bytes(), t0(), out);
+    fn line(chat: &mut Chat, out: &mut Recorder, id: ConnId, text: &str) -> Step {
+        let step = chat.on_line(id, text.as_bytes(), t0(), out);
         chat.check_invariants();
+        step
+    }
+
+    /// Plays a store that commits everything asked of it (answering no
+    /// reads); returns the number of messages committed.
+    fn commit(chat: &mut Chat, out: &mut Recorder) -> usize {
+        let appends: Vec<MessageId> = chat
+            .take_requests()
+            .into_iter()
+            .filter_map(|r| match r {
+                Request::Append { message, .. } => Some(message.id),
+                Request::Fetch { .. } => None,
+            })
+            .collect();
+        if let Some(&through) = appends.last() {
+            let reserved = MessageId::MAX;
+            chat.on_store(Outcome::Committed { through, reserved }, out);
+        }
+        appends.len()
     }
 
     #[test]
@@ -625,6 +988,7 @@ mod tests {
         let limits = Limits {
             max_rooms: 2,
             presence_limit: 0,
+            ..Limits::default()
         };
         let (mut chat, mut out) = with_limits(limits, &["a"]);
         for bad in ["JOIN", "JOIN rust", "JOIN #", "JOIN #a b", "JOIN #é"] {
@@ -684,8 +1048,15 @@ mod tests {
         line(&mut chat, &mut out, 0, "SAY #X  hello  there ");
         line(&mut chat, &mut out, 1, "say #x back");
         line(&mut chat, &mut out, 2, "SAY #y alone");
-        assert_eq!(out.take(0), "SENT #x 1\nSAY #x 2 b back\n");
-        assert_eq!(out.take(1), "SAY #x 1 a hello  there\nSENT #x 2\n");
+        assert_eq!(
+            out.take(0),
+            "SAY #x 2 b back\n",
+            "no SENT before the commit"
+        );
+        assert_eq!(out.take(1), "SAY #x 1 a hello  there\n");
+        assert_eq!(commit(&mut chat, &mut out), 3);
+        assert_eq!(out.take(0), "SENT #x 1\n");
+        assert_eq!(out.take(1), "SENT #x 2\n");
         assert_eq!(
             out.take(2),
             "SENT #y 3\n",
@@ -703,6 +1074,7 @@ mod tests {
         assert_eq!(out.take(8), "ERR not-logged-in\n");
         assert!(out.0.is_empty(), "errors reach nobody else");
         line(&mut chat, &mut out, 2, "SAY #y again");
+        commit(&mut chat, &mut out);
         assert_eq!(out.take(2), "SENT #y 4\n", "a refused SAY takes no id");
     }
 
@@ -769,6 +1141,7 @@ mod tests {
         let limits = Limits {
             max_rooms: 4,
             presence_limit: 3,
+            ..Limits::default()
         };
         let (mut chat, mut out) = with_limits(limits, &["a", "b", "c"]);
         line(&mut chat, &mut out, 3, "LOGIN d");
@@ -804,5 +1177,246 @@ mod tests {
         line(&mut chat, &mut out, 1, "MSG to all");
         chat.leave(1, &mut out);
         assert_eq!(out.take(0), "MSG new1 to all\nINFO new1 disconnected\n");
+    }
+
+    #[test]
+    fn history_is_for_members_and_checks_its_arguments() {
+        let (mut chat, mut out) = setup(&["a", "b"]);
+        line(&mut chat, &mut out, 0, "JOIN #x");
+        out.0.clear();
+        for (text, err) in [
+            ("HISTORY x", "invalid-room"),
+            ("HISTORY #x 0", "bad-limit"),
+            ("HISTORY #x 501", "bad-limit"),
+            ("HISTORY #x AFTER", "bad-id"),
+            ("HISTORY #x BEFORE 3 nope", "bad-limit"),
+        ] {
+            line(&mut chat, &mut out, 0, text);
+            assert_eq!(out.take(0), format!("ERR {err}\n"), "{text}");
+        }
+        line(&mut chat, &mut out, 1, "HISTORY #x");
+        line(&mut chat, &mut out, 1, "HISTORY #nowhere");
+        assert_eq!(out.take(1), "ERR not-in-room\nERR not-in-room\n");
+        line(&mut chat, &mut out, 7, "HISTORY #x");
+        assert_eq!(out.take(7), "ERR not-logged-in\n");
+        line(&mut chat, &mut out, 0, "HISTORY #X");
+        assert_eq!(out.take(0), "END HISTORY #x\n", "nothing stored yet");
+    }
+
+    #[test]
+    fn committed_messages_are_read_back_from_memory() {
+        let base = t0();
+        let clock = WallClock::new(base, 1_000_000);
+        let mut chat = Chat::start(Limits::default(), Stored::unlimited(), clock);
+        let mut out = Recorder::default();
+        line(&mut chat, &mut out, 0, "LOGIN a");
+        line(&mut chat, &mut out, 0, "JOIN #Room");
+        let later = base + Duration::from_millis(7);
+        for text in ["one", " two  spaced ", "three"] {
+            chat.on_line(0, format!("SAY #room {text}").as_bytes(), later, &mut out);
+        }
+        assert_eq!(
+            line(&mut chat, &mut out, 0, "HISTORY #room"),
+            Step::Wait,
+            "in flight: the store answers after committing"
+        );
+        out.0.clear();
+        commit(&mut chat, &mut out);
+        assert_eq!(out.take(0), "SENT #Room 1\nSENT #Room 2\nSENT #Room 3\n");
+        line(&mut chat, &mut out, 0, "HISTORY #ROOM 2");
+        assert_eq!(
+            out.take(0),
+            "HIST #Room 2 1000007 a two  spaced\nHIST #Room 3 1000007 a three\nEND HISTORY #Room\n"
+        );
+        line(&mut chat, &mut out, 0, "HISTORY #room AFTER 1 1");
+        line(&mut chat, &mut out, 0, "HISTORY #room BEFORE 2");
+        let hist = out.take(0);
+        let ids: Vec<&str> = hist.lines().map(|l| l.split(' ').nth(2).unwrap()).collect();
+        assert_eq!(ids, ["2", "#Room", "1", "#Room"]);
+    }
+
+    #[test]
+    fn a_read_the_ring_cannot_answer_goes_to_the_store_and_waits() {
+        let stored = Stored {
+            rooms: vec![("#Old".into(), 41)],
+            next_id: 42,
+            reserved: 100,
+        };
+        let mut chat = Chat::start(Limits::default(), stored, WallClock::system());
+        let mut out = Recorder::default();
+        line(&mut chat, &mut out, 0, "LOGIN a");
+        line(&mut chat, &mut out, 0, "JOIN #old");
+        assert_eq!(out.take(0), "OK\nJOINED #Old 1\n", "the stored spelling");
+        assert_eq!(line(&mut chat, &mut out, 0, "HISTORY #old 2"), Step::Wait);
+        let [Request::Fetch {
+            ticket,
+            room,
+            query,
+        }] = &chat.take_requests()[..]
+        else {
+            panic!("one fetch")
+        };
+        assert_eq!((&**room, query.limit), ("#Old", 2));
+        let rows = vec![Message {
+            id: 40,
+            ms: 5,
+            from: "z".into(),
+            text: "old".into(),
+        }];
+        let fetched = Outcome::Fetched {
+            ticket: *ticket,
+            rows: Some(rows),
+        };
+        assert_eq!(chat.on_store(fetched, &mut out), Some(0), "may read again");
+        assert_eq!(out.take(0), "HIST #Old 40 5 z old\nEND HISTORY #Old\n");
+        // A failed read, and an answer for a connection that left meanwhile.
+        line(&mut chat, &mut out, 0, "HISTORY #old 5");
+        line(&mut chat, &mut out, 1, "LOGIN b");
+        line(&mut chat, &mut out, 1, "JOIN #old");
+        line(&mut chat, &mut out, 1, "HISTORY #old 5");
+        chat.leave(1, &mut out);
+        let tickets: Vec<u64> = chat
+            .take_requests()
+            .into_iter()
+            .filter_map(|r| match r {
+                Request::Fetch { ticket, .. } => Some(ticket),
+                Request::Append { .. } => None,
+            })
+            .collect();
+        out.0.clear();
+        let failed = Outcome::Fetched {
+            ticket: tickets[0],
+            rows: None,
+        };
+        assert_eq!(chat.on_store(failed, &mut out), Some(0));
+        assert_eq!(out.take(0), "ERR storage-unavailable\n");
+        let gone = Outcome::Fetched {
+            ticket: tickets[1],
+            rows: Some(Vec::new()),
+        };
+        assert_eq!(chat.on_store(gone, &mut out), None);
+        assert!(out.0.is_empty());
+        line(&mut chat, &mut out, 0, "SAY #old hi");
+        assert_eq!(out.take(0), "", "ids continue from the store's");
+        assert_eq!(commit(&mut chat, &mut out), 1);
+        assert_eq!(out.take(0), "SENT #Old 42\n");
+    }
+
+    #[test]
+    fn a_failed_commit_or_a_store_too_far_behind_refuses_say() {
+        let stored = Stored {
+            rooms: Vec::new(),
+            next_id: 1,
+            reserved: 2,
+        };
+        let mut chat = Chat::start(Limits::default(), stored, WallClock::system());
+        let mut out = Recorder::default();
+        line(&mut chat, &mut out, 0, "LOGIN a");
+        line(&mut chat, &mut out, 1, "LOGIN b");
+        line(&mut chat, &mut out, 0, "JOIN #x");
+        line(&mut chat, &mut out, 1, "JOIN #x");
+        out.0.clear();
+        line(&mut chat, &mut out, 0, "SAY #x 1");
+        line(&mut chat, &mut out, 0, "SAY #x 2");
+        line(&mut chat, &mut out, 0, "SAY #x 3");
+        assert_eq!(out.take(0), "ERR storage-unavailable\n", "past the mark");
+        assert_eq!(out.take(1), "SAY #x 1 a 1\nSAY #x 2 a 2\n");
+        chat.take_requests();
+        chat.on_store(Outcome::Failed { through: 2 }, &mut out);
+        assert_eq!(
+            out.take(0),
+            "ERR storage-unavailable\nERR storage-unavailable\n"
+        );
+        assert_eq!(chat.in_flight(), 0);
+        line(&mut chat, &mut out, 0, "HISTORY #x");
+        assert_eq!(out.take(0), "END HISTORY #x\n", "nothing was stored");
+        let committed = Outcome::Committed {
+            through: 0,
+            reserved: 10,
+        };
+        chat.on_store(committed, &mut out);
+        line(&mut chat, &mut out, 0, "SAY #x 4");
+        assert_eq!(commit(&mut chat, &mut out), 1);
+        assert_eq!(out.take(0), "SENT #x 3\n", "a new mark lets ids flow");
+    }
+
+    fn token_of(chat: &mut Chat, out: &mut Recorder, id: ConnId) -> String {
+        out.take(id);
+        line(chat, out, id, "TOKEN");
+        let reply = out.take(id);
+        let token = reply.strip_prefix("TOKEN ").unwrap().trim_end();
+        assert_eq!(token.len(), 32);
+        token.to_string()
+    }
+
+    #[test]
+    fn resume_takes_over_a_ghost_in_silence() {
+        let (mut chat, mut out) = setup(&["alice", "bob"]);
+        line(&mut chat, &mut out, 0, "JOIN #b");
+        line(&mut chat, &mut out, 0, "JOIN #A");
+        line(&mut chat, &mut out, 1, "JOIN #b");
+        line(&mut chat, &mut out, 9, "TOKEN");
+        assert_eq!(out.take(9), "ERR not-logged-in\n");
+        let first = token_of(&mut chat, &mut out, 0);
+        let token = token_of(&mut chat, &mut out, 0);
+        assert_ne!(first, token);
+        out.0.clear();
+        line(&mut chat, &mut out, 5, &format!("RESUME alice {first}"));
+        line(&mut chat, &mut out, 5, &format!("RESUME bob {token}"));
+        line(&mut chat, &mut out, 5, "RESUME alice nothex");
+        assert_eq!(
+            out.take(5),
+            "ERR bad-token\n".repeat(3),
+            "replaced, not bob's, junk"
+        );
+        assert_eq!(
+            line(&mut chat, &mut out, 5, &format!("resume ALICE {token}")),
+            Step::Replaced(0)
+        );
+        assert_eq!(out.take(5), "OK\nJOINED #A 1\nJOINED #b 2\n");
+        assert!(out.0.is_empty(), "nobody hears of it");
+        chat.remove(0);
+        chat.check_invariants();
+        assert_eq!(chat.name(5), Some("alice"));
+        line(&mut chat, &mut out, 1, "SAY #b hi");
+        assert_eq!(out.take(5), "SAY #b 1 bob hi\n");
+        line(&mut chat, &mut out, 5, &format!("RESUME alice {token}"));
+        assert_eq!(out.take(5), "ERR already-logged-in\n");
+    }
+
+    #[test]
+    fn resume_after_the_session_ended_rejoins_within_the_window() {
+        let limits = Limits {
+            resume_window: Duration::from_secs(10),
+            ..Limits::default()
+        };
+        let (mut chat, mut out) = with_limits(limits, &["alice", "bob"]);
+        line(&mut chat, &mut out, 0, "JOIN #x");
+        line(&mut chat, &mut out, 1, "JOIN #x");
+        let token = token_of(&mut chat, &mut out, 0);
+        chat.tick(t0());
+        chat.leave(0, &mut out);
+        assert_eq!(chat.resumable(), 1);
+        out.0.clear();
+        line(&mut chat, &mut out, 3, &format!("RESUME alice {token}"));
+        assert_eq!(out.take(3), "OK\nJOINED #x 2\n");
+        assert_eq!(out.take(1), "INFO alice joined\nINFO #x alice joined\n");
+        assert_eq!(chat.resumable(), 0);
+        // The token lives on with the session; a second drop, then expiry.
+        chat.leave(3, &mut out);
+        chat.tick(t0() + Duration::from_secs(11));
+        assert_eq!(chat.resumable(), 0, "the window passed");
+        line(&mut chat, &mut out, 4, &format!("RESUME alice {token}"));
+        assert_eq!(out.take(4), "ERR bad-token\n");
+        // A login under the name ends the session it could have resumed.
+        let (mut chat, mut out) = with_limits(limits, &["alice"]);
+        let token = token_of(&mut chat, &mut out, 0);
+        chat.leave(0, &mut out);
+        line(&mut chat, &mut out, 1, "LOGIN Alice");
+        chat.leave(1, &mut out);
+        line(&mut chat, &mut out, 2, &format!("RESUME alice {token}"));
+        assert_eq!(out.take(2), "ERR bad-token\n");
+        line(&mut chat, &mut out, 2, "LOGIN alice");
+        assert_eq!(out.take(2), "OK\n", "a refused RESUME leaves LOGIN open");
     }
 }

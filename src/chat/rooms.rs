@@ -137,6 +137,35 @@ impl Rooms {
         true
     }
 
+    /// The rooms `id` is in, by spelling, sorted by lower-cased name.
+    pub fn names_of(&self, id: ConnId) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .seats
+            .get(id)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .map(|seat| &*self.rooms[seat.room].name)
+            .collect();
+        names.sort_unstable_by(|a, b| Folded::new(a).cmp(Folded::new(b)));
+        names
+    }
+
+    /// Moves every seat of `old` to `new`, which is in no room.
+    pub fn rebind(&mut self, old: ConnId, new: ConnId) {
+        let seats = match self.seats.get_mut(old) {
+            Some(seats) => std::mem::take(seats),
+            None => return,
+        };
+        for seat in &seats {
+            self.rooms[seat.room].members[seat.pos] = new;
+        }
+        if self.seats.len() <= new {
+            self.seats.resize_with(new + 1, Vec::new);
+        }
+        debug_assert!(self.seats[new].is_empty(), "conn {new} already seated");
+        self.seats[new] = seats;
+    }
+
     /// Every room and its member count, sorted by lower-cased name.
     pub fn sorted(&self) -> Vec<(&str, usize)> {
         let mut rooms: Vec<(&str, usize)> = self
@@ -194,5 +223,11 @@ mod tests {
         let again = rooms.join(1, "#rUst");
         assert_eq!(rooms.name(again), "#rUst", "a new room, a new spelling");
         rooms.check_invariants();
+        rooms.join(1, "#b");
+        rooms.join(2, "#B2");
+        rooms.rebind(1, 5);
+        rooms.check_invariants();
+        assert_eq!(rooms.names_of(5), ["#b", "#rUst"]);
+        assert!(rooms.names_of(1).is_empty());
     }
 }

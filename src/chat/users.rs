@@ -8,12 +8,16 @@
 use std::collections::HashMap;
 
 use super::name::{Folded, NameKey};
+use super::resume::Token;
 use super::ConnId;
 
 #[derive(Debug)]
 struct Member {
     name: Box<str>,
     roster_pos: usize,
+    /// Tells this login from a later one on a reused connection id.
+    serial: u64,
+    token: Option<Token>,
 }
 
 /// Who is logged in, under which name, in O(1) per login and departure.
@@ -24,6 +28,7 @@ pub struct Users {
     /// Logged-in connections, dense, for broadcasts.
     roster: Vec<ConnId>,
     by_name: HashMap<NameKey, ConnId>,
+    logins: u64,
 }
 
 impl Users {
@@ -63,12 +68,49 @@ impl Users {
         if self.members.len() <= id {
             self.members.resize_with(id + 1, || None);
         }
+        self.logins += 1;
         self.members[id] = Some(Member {
             name: name.into(),
             roster_pos: self.roster.len(),
+            serial: self.logins,
+            token: None,
         });
         self.roster.push(id);
         true
+    }
+
+    /// The serial of `id`'s login: equal serials mean the same login.
+    pub fn serial(&self, id: ConnId) -> Option<u64> {
+        self.members.get(id)?.as_ref().map(|m| m.serial)
+    }
+
+    /// The resume token `id` holds, if it asked for one.
+    pub fn token(&self, id: ConnId) -> Option<Token> {
+        self.members.get(id)?.as_ref()?.token
+    }
+
+    /// Gives logged-in `id` a new resume token.
+    pub fn set_token(&mut self, id: ConnId, token: Token) {
+        if let Some(Some(m)) = self.members.get_mut(id) {
+            m.token = Some(token);
+        }
+    }
+
+    /// Moves the login of `old` (name, token, serial) to `new`, which is
+    /// not logged in: a resumed session taking over from its ghost.
+    pub fn rebind(&mut self, old: ConnId, new: ConnId) {
+        debug_assert!(self.name(new).is_none(), "conn {new} logged in twice");
+        let Some(member) = self.members.get_mut(old).and_then(Option::take) else {
+            return;
+        };
+        if self.members.len() <= new {
+            self.members.resize_with(new + 1, || None);
+        }
+        self.roster[member.roster_pos] = new;
+        if let Some(id) = self.by_name.get_mut(Folded::new(&member.name)) {
+            *id = new;
+        }
+        self.members[new] = Some(member);
     }
 
     /// Unregisters `id`, returning its name if it was logged in.
@@ -131,5 +173,11 @@ mod tests {
         assert!(users.insert(9, "alice"));
         users.check_invariants();
         assert_eq!(users.len(), 3);
+        let serial = users.serial(9);
+        assert!(serial.is_some() && serial != users.serial(0));
+        users.rebind(9, 4);
+        users.check_invariants();
+        assert_eq!(users.find("ALICE"), Some(4));
+        assert_eq!((users.name(9), users.serial(4)), (None, serial));
     }
 }

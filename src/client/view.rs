@@ -91,6 +91,10 @@ pub fn describe_error(e: ProtocolError) -> &'static str {
         ProtocolError::TooManyRooms => "in too many rooms already",
         ProtocolError::NotInRoom => "not in that room",
         ProtocolError::NoSuchRoom => "nobody is in that room",
+        ProtocolError::BadLimit => "a history limit is 1 to 500",
+        ProtocolError::BadId => "a history request needs a message id",
+        ProtocolError::BadToken => "that resume token is not valid (any more)",
+        ProtocolError::StorageUnavailable => "the server could not store that message",
     }
 }
 
@@ -104,6 +108,7 @@ pub fn describe_bye(reason: Option<ByeReason>) -> &'static str {
         Some(ByeReason::ServerFull) => "server full",
         Some(ByeReason::ShuttingDown) => "server shutting down",
         Some(ByeReason::Flooding) => "sending too fast",
+        Some(ByeReason::Replaced) => "the session was resumed elsewhere",
     }
 }
 
@@ -121,7 +126,12 @@ pub fn render(reply: &Reply<'_>) -> Option<String> {
         Reply::PartedRoom(room) => format!("* left {room}"),
         Reply::RoomInfo { room, members } => format!("* {room} ({members})"),
         Reply::EndWho(room) => format!("* end of {room}"),
-        Reply::Sent { .. } | Reply::EndRooms => return None,
+        Reply::Hist {
+            room, from, text, ..
+        } => format!("[{room}] ({from}): {text}"),
+        Reply::Sent { .. } | Reply::EndRooms | Reply::EndHistory(_) | Reply::Token(_) => {
+            return None
+        }
         Reply::Msg { from, text } => format!("{from}: {text}"),
         Reply::Dm { from, text } => format!("[dm] {from}: {text}"),
         Reply::Joined(name) => format!("* {name} joined"),

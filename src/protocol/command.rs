@@ -3,6 +3,7 @@
 //! The checks run in wire order: UTF-8, then control characters, then the
 //! command word. Arguments borrow from the line; nothing is allocated.
 
+use super::reply::MessageId;
 use super::text::{has_forbidden, is_blank, split_word};
 use super::ProtocolError;
 
@@ -27,6 +28,14 @@ pub enum Command<'a> {
     Rooms,
     /// `WHO <room>` (v2): an argument that starts with `#`.
     WhoIn(&'a str),
+    /// `HISTORY <room> [AFTER <id> | BEFORE <id>] [<limit>]` (v2). The
+    /// arguments after the room are read by [`HistoryQuery::parse`] once the
+    /// chat has checked the room, so errors come in the documented order.
+    History { room: &'a str, args: &'a str },
+    /// `TOKEN` (v2): ask for a resume token.
+    Token,
+    /// `RESUME <name> <token>` (v2): take a dropped session back.
+    Resume { name: &'a str, token: &'a str },
     /// `PING [token]`.
     Ping(Option<&'a str>),
     /// `PONG [token]`: an answer to the server's heartbeat.
@@ -48,6 +57,9 @@ impl Command<'_> {
             Command::Say { room, text } => ("SAY", [room, text]),
             Command::Rooms => ("ROOMS", ["", ""]),
             Command::WhoIn(room) => ("WHO", [room, ""]),
+            Command::History { room, args } => ("HISTORY", [room, args]),
+            Command::Token => ("TOKEN", ["", ""]),
+            Command::Resume { name, token } => ("RESUME", [name, token]),
             Command::Ping(token) => ("PING", [token.unwrap_or(""), ""]),
             Command::Pong => ("PONG", ["", ""]),
             Command::Quit(reason) => ("QUIT", [reason.unwrap_or(""), ""]),
@@ -59,6 +71,68 @@ impl Command<'_> {
         }
         out.push(b'\n');
     }
+}
+
+/// Where a `HISTORY` request reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchor {
+    /// The latest messages.
+    Latest,
+    /// The first messages with a greater id.
+    After(MessageId),
+    /// The last messages with a smaller id.
+    Before(MessageId),
+}
+
+/// The arguments of a `HISTORY` request after its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryQuery {
+    pub anchor: Anchor,
+    /// How many messages at most: 1 to [`HistoryQuery::MAX_LIMIT`].
+    pub limit: usize,
+}
+
+impl HistoryQuery {
+    /// The limit when none is given.
+    pub const DEFAULT_LIMIT: usize = 50;
+    /// The largest limit a client may ask for.
+    pub const MAX_LIMIT: usize = 500;
+
+    /// Reads `[AFTER <id> | BEFORE <id>] [<limit>]`.
+    pub fn parse(args: &str) -> Result<HistoryQuery, ProtocolError> {
+        let (first, rest) = split_word(args);
+        let (anchor, limit) = if first.eq_ignore_ascii_case("AFTER") {
+            let (at, rest) = id_then(rest)?;
+            (Anchor::After(at), rest)
+        } else if first.eq_ignore_ascii_case("BEFORE") {
+            let (at, rest) = id_then(rest)?;
+            (Anchor::Before(at), rest)
+        } else {
+            (Anchor::Latest, args)
+        };
+        let limit = match limit {
+            "" => HistoryQuery::DEFAULT_LIMIT,
+            limit => digits(limit)
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| (1..=HistoryQuery::MAX_LIMIT).contains(n))
+                .ok_or(ProtocolError::BadLimit)?,
+        };
+        Ok(HistoryQuery { anchor, limit })
+    }
+}
+
+/// A message id and what follows it.
+fn id_then(args: &str) -> Result<(MessageId, &str), ProtocolError> {
+    let (id, rest) = split_word(args);
+    Ok((digits(id).ok_or(ProtocolError::BadId)?, rest))
+}
+
+/// A decimal number of ASCII digits only (no sign, no spaces).
+fn digits(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 fn optional(s: &str) -> Option<&str> {
@@ -100,6 +174,14 @@ pub fn parse(line: &[u8]) -> Result<Option<Command<'_>>, ProtocolError> {
         Command::Say { room, text }
     } else if is("ROOMS") {
         Command::Rooms
+    } else if is("HISTORY") {
+        let (room, args) = split_word(rest);
+        Command::History { room, args }
+    } else if is("TOKEN") {
+        Command::Token
+    } else if is("RESUME") {
+        let (name, token) = split_word(rest);
+        Command::Resume { name, token }
     } else if is("PING") {
         Command::Ping(optional(rest))
     } else if is("PONG") {
@@ -227,6 +309,15 @@ mod tests {
             Command::Pong,
             Command::Quit(None),
             Command::Quit(Some("gone")),
+            Command::History {
+                room: "#a",
+                args: "AFTER 7 20",
+            },
+            Command::Token,
+            Command::Resume {
+                name: "bob",
+                token: "00ff",
+            },
         ];
         for command in samples {
             let mut line = Vec::new();
@@ -234,5 +325,45 @@ mod tests {
             assert_eq!(line.pop(), Some(b'\n'));
             assert_eq!(parse(&line), Ok(Some(command)));
         }
+    }
+
+    #[test]
+    fn history_arguments() {
+        let q = |args: &str| HistoryQuery::parse(args);
+        let ok = |anchor, limit| Ok(HistoryQuery { anchor, limit });
+        assert_eq!(q(""), ok(Anchor::Latest, 50));
+        assert_eq!(q("500"), ok(Anchor::Latest, 500));
+        assert_eq!(q("after 0"), ok(Anchor::After(0), 50));
+        assert_eq!(q("AFTER 12  3"), ok(Anchor::After(12), 3));
+        assert_eq!(q("BEFORE 9 1"), ok(Anchor::Before(9), 1));
+        for bad in [
+            "0",
+            "501",
+            "-1",
+            "+5",
+            "x",
+            "5 6",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(q(bad), Err(BadLimit), "{bad}");
+        }
+        assert_eq!(q("AFTER 3 0"), Err(BadLimit));
+        for bad in ["AFTER", "BEFORE x", "AFTER -1 5", "BEFORE 1.5"] {
+            assert_eq!(q(bad), Err(BadId), "{bad}");
+        }
+        assert_eq!(
+            p("history #a before 5"),
+            Ok(Some(Command::History {
+                room: "#a",
+                args: "before 5"
+            }))
+        );
+        assert_eq!(
+            p("RESUME bob  abc"),
+            Ok(Some(Command::Resume {
+                name: "bob",
+                token: "abc"
+            }))
+        );
     }
 }

@@ -11,6 +11,6 @@ pub mod framer;
 pub mod reply;
 pub mod text;
 
-pub use command::{parse, Command};
+pub use command::{parse, Anchor, Command, HistoryQuery};
 pub use framer::{Frame, Framer};
 pub use reply::{parse_reply, ByeReason, ProtocolError, Reply};

@@ -26,11 +26,19 @@ pub enum ProtocolError {
     NotInRoom,
     /// v2: `WHO` of a room nobody is in.
     NoSuchRoom,
+    /// v2: a `HISTORY` limit that is not 1 to 500.
+    BadLimit,
+    /// v2: a `HISTORY` `AFTER`/`BEFORE` without a message id.
+    BadId,
+    /// v2: a `RESUME` token that is wrong, replaced or expired.
+    BadToken,
+    /// v2: the message store could not take the message (or answer).
+    StorageUnavailable,
 }
 
 impl ProtocolError {
     /// Every error, for lookups by wire code.
-    pub const ALL: [ProtocolError; 15] = [
+    pub const ALL: [ProtocolError; 19] = [
         ProtocolError::LineTooLong,
         ProtocolError::InvalidUtf8,
         ProtocolError::InvalidText,
@@ -46,6 +54,10 @@ impl ProtocolError {
         ProtocolError::TooManyRooms,
         ProtocolError::NotInRoom,
         ProtocolError::NoSuchRoom,
+        ProtocolError::BadLimit,
+        ProtocolError::BadId,
+        ProtocolError::BadToken,
+        ProtocolError::StorageUnavailable,
     ];
 
     /// The error whose wire code is `code`.
@@ -71,6 +83,10 @@ impl ProtocolError {
             ProtocolError::TooManyRooms => "too-many-rooms",
             ProtocolError::NotInRoom => "not-in-room",
             ProtocolError::NoSuchRoom => "no-such-room",
+            ProtocolError::BadLimit => "bad-limit",
+            ProtocolError::BadId => "bad-id",
+            ProtocolError::BadToken => "bad-token",
+            ProtocolError::StorageUnavailable => "storage-unavailable",
         }
     }
 }
@@ -94,17 +110,20 @@ pub enum ByeReason {
     ShuttingDown,
     /// Stayed over the flood-control line rate for too long.
     Flooding,
+    /// v2: another connection took the session over with `RESUME`.
+    Replaced,
 }
 
 impl ByeReason {
     /// Every reason, for lookups by wire word.
-    pub const ALL: [ByeReason; 6] = [
+    pub const ALL: [ByeReason; 7] = [
         ByeReason::Quit,
         ByeReason::IdleTimeout,
         ByeReason::LoginTimeout,
         ByeReason::ServerFull,
         ByeReason::ShuttingDown,
         ByeReason::Flooding,
+        ByeReason::Replaced,
     ];
 
     /// The reason whose wire word is `word` (`None` for a bare `BYE`).
@@ -121,6 +140,7 @@ impl ByeReason {
             ByeReason::ServerFull => Some("server-full"),
             ByeReason::ShuttingDown => Some("shutting-down"),
             ByeReason::Flooding => Some("flooding"),
+            ByeReason::Replaced => Some("replaced"),
         }
     }
 }
@@ -188,6 +208,18 @@ pub enum Reply<'a> {
         room: &'a str,
         name: &'a str,
     },
+    /// v2 `HIST <room> <id> <unix-ms> <name> <text>`: one stored message.
+    Hist {
+        room: &'a str,
+        id: MessageId,
+        ms: u64,
+        from: &'a str,
+        text: &'a str,
+    },
+    /// v2 `END HISTORY <room>`: the `HISTORY` answer is over.
+    EndHistory(&'a str),
+    /// v2 `TOKEN <token>`: the name's resume token.
+    Token(&'a str),
 }
 
 impl Reply<'_> {
@@ -242,6 +274,32 @@ impl Reply<'_> {
             Reply::LeftRoom { room, name } => {
                 return join(out, &["INFO ", room, " ", name, " left"])
             }
+            Reply::Hist {
+                room,
+                id,
+                ms,
+                from,
+                text,
+            } => {
+                let (id, ms) = (Digits::new(id), Digits::new(ms));
+                return join(
+                    out,
+                    &[
+                        "HIST ",
+                        room,
+                        " ",
+                        id.as_str(),
+                        " ",
+                        ms.as_str(),
+                        " ",
+                        from,
+                        " ",
+                        text,
+                    ],
+                );
+            }
+            Reply::EndHistory(room) => ["END HISTORY ", room, ""],
+            Reply::Token(token) => ["TOKEN ", token, ""],
         };
         join(out, &parts)
     }
@@ -311,7 +369,25 @@ pub fn parse_reply(line: &str) -> Option<Reply<'_>> {
             }
         }
         ("END", Some("ROOMS")) => Reply::EndRooms,
-        ("END", Some(rest)) => Reply::EndWho(rest.strip_prefix("WHO ")?),
+        ("END", Some(rest)) => match rest.split_once(' ')? {
+            ("WHO", room) => Reply::EndWho(room),
+            ("HISTORY", room) => Reply::EndHistory(room),
+            _ => return None,
+        },
+        ("HIST", rest) => {
+            let (room, rest) = two(rest)?;
+            let (id, rest) = rest.split_once(' ')?;
+            let (ms, rest) = rest.split_once(' ')?;
+            let (from, text) = rest.split_once(' ')?;
+            Reply::Hist {
+                room,
+                id: id.parse().ok()?,
+                ms: ms.parse().ok()?,
+                from,
+                text,
+            }
+        }
+        ("TOKEN", Some(token)) => Reply::Token(token),
         ("MSG", rest) => two(rest).map(|(from, text)| Reply::Msg { from, text })?,
         ("DM", rest) => two(rest).map(|(from, text)| Reply::Dm { from, text })?,
         ("USER", Some(name)) => Reply::User(name),
@@ -443,6 +519,19 @@ mod tests {
             s(Reply::Err(ProtocolError::TooManyRooms)),
             "ERR too-many-rooms\n"
         );
+        assert_eq!(
+            s(Reply::Hist {
+                room,
+                id: 3,
+                ms: 1_764_000_000_123,
+                from: "bob",
+                text: " hi ",
+            }),
+            "HIST #Rust 3 1764000000123 bob  hi \n"
+        );
+        assert_eq!(s(Reply::EndHistory(room)), "END HISTORY #Rust\n");
+        assert_eq!(s(Reply::Token("ab")), "TOKEN ab\n");
+        assert_eq!(s(Reply::Bye(ByeReason::Replaced)), "BYE replaced\n");
     }
 
     #[test]
@@ -500,6 +589,15 @@ mod tests {
                 room: "#a",
                 name: "bob",
             },
+            Reply::Hist {
+                room: "#a",
+                id: 9,
+                ms: 1_764_000_000_000,
+                from: "bob",
+                text: "x  y",
+            },
+            Reply::EndHistory("#a"),
+            Reply::Token("0123456789abcdef0123456789abcdef"),
         ];
         samples.extend(ProtocolError::ALL.map(Reply::Err));
         samples.extend(ByeReason::ALL.map(Reply::Bye));

@@ -75,10 +75,20 @@ impl Server {
             }
             Frame::Line(line) => self.chat.on_line(id, line, now, &mut self.conns),
         };
-        if step == Step::LoggedIn {
-            let peer = self.conns.slab[id].peer;
-            let name = self.chat.name(id).unwrap_or("?");
-            info!("conn {id} {peer} logged in as {name}");
+        let peer = self.conns.slab[id].peer;
+        let name = self.chat.name(id).unwrap_or("?");
+        match step {
+            Step::LoggedIn => info!("conn {id} {peer} logged in as {name}"),
+            Step::Replaced(ghost) => {
+                info!("conn {id} {peer} resumed {name}, replacing conn {ghost}");
+                // Carried out without settling: this connection's session
+                // is lent out, and the settle below covers both.
+                if let Some(conn) = self.conns.slab.get_mut(ghost) {
+                    conn.session.depart(Departure::Replaced, now, &self.rules);
+                    self.after_session(ghost);
+                }
+            }
+            _ => {}
         }
         match self.settle(Some(id), now) {
             Some(why) => Err(why),

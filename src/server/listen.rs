@@ -27,6 +27,8 @@ use crate::transport::TransportKind;
 pub const SIGNALS: Token = Token(usize::MAX);
 /// Most listeners one loop serves; their tokens sit just below `SIGNALS`.
 const MAX_LISTENERS: usize = 16;
+/// The token of the store's waker, just below the listeners'.
+pub const STORE: Token = Token(SIGNALS.0 - MAX_LISTENERS - 1);
 /// Pending connections the kernel may queue before we accept them (capped by
 /// net.core.somaxconn).
 const LISTEN_BACKLOG: i32 = 1024;

@@ -9,6 +9,10 @@
 //! and only then remove closed connections, so a slab key is never reused by
 //! an accept while events for its old owner are still being handled.
 //!
+//! The message store runs on its own thread ([`Store`]): each turn's store
+//! requests from the chat go to it in one batch just before the loop
+//! polls, and its answers arrive as events on the `STORE` waker.
+//!
 //! The rules of a connection live in its session and the rules of the chat
 //! in the chat; this module only carries their effects out. After every
 //! chat call [`Server::settle`] writes out what passed the write-through
@@ -29,16 +33,18 @@ use log::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::chat::{Chat, ConnId};
+use crate::chat::{Chat, ConnId, WallClock};
 use crate::config::Config;
 use crate::protocol::{ByeReason, Reply};
 use crate::session::{Departure, Rules, Session};
+use crate::store::db::Db;
+use crate::store::Store;
 use crate::transport::{Transport, TransportKind};
 use crate::wheel::Wheel;
 
 use conn::Conn;
 use conns::{Conns, Flushed};
-pub(crate) use listen::{is_listener, signals, Accepted, Listeners, SIGNALS};
+pub(crate) use listen::{is_listener, signals, Accepted, Listeners, SIGNALS, STORE};
 
 /// Lines queued to recipients per phase of a turn (events, then retried
 /// reads) before further input waits for the next turn. A join storm
@@ -81,6 +87,7 @@ pub struct Server {
     signals: Signals,
     conns: Conns,
     chat: Chat,
+    store: Store,
     wheel: Wheel<ConnId>,
     cfg: Config,
     rules: Rules,
@@ -93,12 +100,22 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listeners and installs the SIGINT/SIGTERM handlers.
+    /// Opens the message database, binds the listeners, installs the
+    /// SIGINT/SIGTERM handlers and starts the store's writer thread.
     pub fn bind(cfg: Config) -> io::Result<Server> {
+        let (db, stored) = Db::open(&cfg.db, cfg.history)
+            .map_err(|e| io::Error::other(format!("cannot open database {}: {e}", cfg.db)))?;
+        info!(
+            "database {}: {} rooms with history, next message id {}",
+            cfg.db,
+            stored.rooms.len(),
+            stored.next_id
+        );
         let poll = Poll::new()?;
         let refusal = Reply::Bye(ByeReason::ServerFull).to_bytes();
         let listeners = Listeners::bind(&poll, &[(cfg.addr, TransportKind::Plain)], refusal)?;
         let signals = signals(&poll)?;
+        let store = Store::spawn(db, mio::Waker::new(poll.registry(), STORE)?)?;
         let rules = Rules {
             timeouts: cfg.timeouts,
             flood: cfg.flood,
@@ -110,7 +127,8 @@ impl Server {
             listeners,
             signals,
             conns: Conns::new(cfg.sendq),
-            chat: Chat::new(cfg.chat),
+            chat: Chat::start(cfg.chat, stored, WallClock::system()),
+            store,
             wheel: Wheel::new(WHEEL_TICK, WHEEL_SLOTS, Instant::now()),
             cfg,
             rules,
@@ -172,9 +190,11 @@ impl Server {
             }
             let now = Instant::now();
             self.conns.appended = 0;
+            self.chat.tick(now);
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => self.on_signals(now),
+                    STORE => self.on_store(now),
                     token if is_listener(token) => self.accept_all(token, now),
                     Token(id) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -198,6 +218,7 @@ impl Server {
                 }
             }
             self.expire_timers(now);
+            self.store.submit(self.chat.take_requests());
             self.flush_pending(now);
             self.reap_closed();
             self.conns.trimmer.maybe_trim(now);
@@ -224,6 +245,7 @@ impl Server {
             self.shutdown_deadline,
             self.conns.trim_deadline(now),
             self.next_stats,
+            self.chat.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -307,6 +329,22 @@ impl Server {
                     self.wheel.cancel(timer);
                 }
                 debug!("conn {id} {} removed", conn.peer);
+            }
+        }
+    }
+
+    /// Carries out what the store reported: `SENT`s and errors, and
+    /// `HISTORY` answers, after which the asking connection reads again.
+    fn on_store(&mut self, now: Instant) {
+        let outcomes: Vec<_> = self.store.outcomes().collect();
+        for outcome in outcomes {
+            let answered = self.chat.on_store(outcome, &mut self.conns);
+            self.settle(None, now);
+            if let Some(id) = answered {
+                if let Some(conn) = self.conns.slab.get_mut(id) {
+                    conn.session.release();
+                    self.isolate(id, now, |server| server.read(id, now));
+                }
             }
         }
     }

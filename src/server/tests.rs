@@ -8,7 +8,9 @@ use std::net::{Ipv4Addr, TcpStream as StdStream};
 use std::time::{Duration, Instant};
 
 fn server() -> Server {
-    Server::bind(Config::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))).unwrap()
+    let mut cfg = Config::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    cfg.db = ":memory:".into();
+    Server::bind(cfg).unwrap()
 }
 
 fn connect(server: &mut Server) -> (ConnId, BufReader<StdStream>) {

@@ -91,6 +91,10 @@ impl Server {
 
     fn spawn(mut cmd: Command, args: &[&str]) -> Server {
         let port_file = PortFile::new();
+        if !args.contains(&"--db") {
+            // Tests that do not test the database keep none on disk.
+            cmd.args(["--db", ":memory:"]);
+        }
         cmd.args(args)
             .arg("--port-file")
             .arg(&port_file.0)

@@ -1,0 +1,226 @@
+//! Resume tokens and the sessions that ended recently enough to be taken
+//! back with `RESUME`.
+//!
+//! A name's token lives with its user while logged in and with its ended
+//! session afterwards. Ended sessions expire after the resume window, in
+//! the order they ended, and their number is capped, so a reconnect loop
+//! cannot grow this registry without limit.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::name::{Folded, NameKey};
+
+/// A resume token: 128 bits from the operating system's CSPRNG.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Token([u8; 16]);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A secret: never in a log line.
+        f.write_str("Token(..)")
+    }
+}
+
+impl Token {
+    /// A fresh token, or `None` if the system has no randomness to give.
+    pub fn generate() -> Option<Token> {
+        let mut bytes = [0; 16];
+        getrandom::fill(&mut bytes).ok()?;
+        Some(Token(bytes))
+    }
+
+    /// Reads the 32 lower-case hex characters a client sends back.
+    pub fn parse(hex: &str) -> Option<Token> {
+        let hex = hex.as_bytes();
+        if hex.len() != 32 {
+            return None;
+        }
+        let mut bytes = [0; 16];
+        for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+            *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+        }
+        Some(Token(bytes))
+    }
+
+    /// The wire form: 32 lower-case hex characters.
+    pub fn to_hex(self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Compares in time that does not depend on where the tokens differ,
+    /// so a guesser learns nothing from how long a wrong one took.
+    pub fn matches(&self, other: &Token) -> bool {
+        let diff = self
+            .0
+            .iter()
+            .zip(other.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(diff) == 0
+    }
+}
+
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// A session that ended with a token: what `RESUME` gives back.
+#[derive(Debug)]
+pub struct Ended {
+    pub name: Box<str>,
+    pub token: Token,
+    /// The rooms it was in, by spelling.
+    pub rooms: Vec<Box<str>>,
+    until: Instant,
+}
+
+/// Sessions that ended within the resume window, by name.
+#[derive(Debug)]
+pub struct EndedSessions {
+    by_name: HashMap<NameKey, Ended>,
+    /// (expiry, name) in the order sessions ended; an entry whose expiry
+    /// no longer matches its name's session is stale and skipped.
+    order: VecDeque<(Instant, NameKey)>,
+    window: Duration,
+    cap: usize,
+}
+
+impl EndedSessions {
+    /// Keeps at most `cap` sessions, each for `window`.
+    pub fn new(window: Duration, cap: usize) -> EndedSessions {
+        EndedSessions {
+            by_name: HashMap::new(),
+            order: VecDeque::new(),
+            window,
+            cap,
+        }
+    }
+
+    /// Number of sessions that can still be resumed.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// True when no session can be resumed.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// Remembers a session that ended at `now`.
+    pub fn record(&mut self, name: &str, token: Token, rooms: Vec<Box<str>>, now: Instant) {
+        if self.window.is_zero() || self.cap == 0 {
+            return;
+        }
+        while self.by_name.len() >= self.cap || self.order.len() >= 2 * self.cap {
+            self.pop_oldest();
+        }
+        let until = now + self.window;
+        self.order.push_back((until, NameKey::new(name)));
+        let ended = Ended {
+            name: name.into(),
+            token,
+            rooms,
+            until,
+        };
+        self.by_name.insert(NameKey::new(name), ended);
+    }
+
+    /// Takes the session of `name` back if `token` is its token and it has
+    /// not expired at `now`. A wrong token leaves the session in place.
+    pub fn take(&mut self, name: &str, token: &Token, now: Instant) -> Option<Ended> {
+        let ended = self.by_name.get(Folded::new(name))?;
+        if now >= ended.until || !ended.token.matches(token) {
+            return None;
+        }
+        self.by_name.remove(Folded::new(name))
+    }
+
+    /// Drops the session of `name`: the name was taken by a new login.
+    pub fn forget(&mut self, name: &str) {
+        self.by_name.remove(Folded::new(name));
+    }
+
+    /// Drops every session whose window has passed at `now`.
+    pub fn expire(&mut self, now: Instant) {
+        while self.order.front().is_some_and(|(until, _)| *until <= now) {
+            self.pop_oldest();
+        }
+    }
+
+    /// When the next session expires.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.order.front().map(|(until, _)| *until)
+    }
+
+    fn pop_oldest(&mut self) {
+        let Some((until, name)) = self.order.pop_front() else {
+            return;
+        };
+        if self.by_name.get(&name).is_some_and(|e| e.until == until) {
+            self.by_name.remove(&name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_hex_and_parse_back() {
+        let a = Token::generate().unwrap();
+        let b = Token::generate().unwrap();
+        assert!(!a.matches(&b));
+        let hex = a.to_hex();
+        assert_eq!(hex.len(), 32);
+        assert!(hex.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')));
+        assert!(Token::parse(&hex).unwrap().matches(&a));
+        assert_eq!(Token::parse(&"A".repeat(32)), None, "lower case only");
+        assert_eq!(Token::parse(&hex[1..]), None);
+        assert_eq!(Token::parse(&format!("{hex}0")), None);
+        assert_eq!(Token::parse("zz000000000000000000000000000000"), None);
+        assert_eq!(format!("{a:?}"), "Token(..)");
+    }
+
+    #[test]
+    fn sessions_expire_in_order_and_wrong_tokens_keep_them() {
+        let t0 = Instant::now();
+        let mut s = EndedSessions::new(Duration::from_secs(10), 100);
+        let (ta, tb) = (Token::generate().unwrap(), Token::generate().unwrap());
+        s.record("Alice", ta, vec!["#x".into()], t0);
+        s.record("bob", tb, vec![], t0 + Duration::from_secs(5));
+        assert!(s.take("alice", &tb, t0).is_none(), "wrong token");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(10)));
+        s.expire(t0 + Duration::from_secs(10));
+        assert_eq!(s.len(), 1, "alice expired");
+        assert!(s.take("alice", &ta, t0).is_none());
+        let bob = s.take("BOB", &tb, t0 + Duration::from_secs(14)).unwrap();
+        assert_eq!(&*bob.name, "bob");
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn the_cap_drops_the_oldest_and_stale_entries_are_skipped() {
+        let t0 = Instant::now();
+        let mut s = EndedSessions::new(Duration::from_secs(10), 2);
+        let t = Token::generate().unwrap();
+        for (i, name) in ["a", "b", "a", "c"].into_iter().enumerate() {
+            s.record(name, t, vec![], t0 + Duration::from_secs(i as u64));
+        }
+        assert_eq!(s.len(), 2);
+        assert!(s.take("c", &t, t0).is_some());
+        assert!(s.take("a", &t, t0).is_some(), "a's later session survived");
+        assert!(s.take("b", &t, t0).is_none(), "b was the oldest");
+        s.record("d", t, vec![], t0);
+        s.forget("D");
+        assert!(s.is_empty());
+        let mut off = EndedSessions::new(Duration::ZERO, 10);
+        off.record("a", t, vec![], t0);
+        assert!(off.is_empty(), "a window of 0 keeps nothing");
+    }
+}

@@ -1,0 +1,172 @@
+//! The message store: one writer thread that owns the SQLite database, so
+//! the event loop never waits on a disk.
+//!
+//! The loop sends each turn's [`Request`]s as one batch over a channel. The
+//! writer takes every batch waiting, commits all their messages in one
+//! transaction (group commit), answers their reads, sends the
+//! [`Outcome`]s back and wakes the loop through a `mio::Waker`. Only then
+//! does it prune, so pruning never delays a `SENT`. A failed commit is
+//! logged once, when the store goes from working to failing, and again
+//! when it recovers.
+
+pub mod db;
+
+use std::sync::mpsc::{self, Receiver, Sender, TryIter};
+use std::thread::{self, JoinHandle};
+
+use log::{debug, error, info, warn};
+use mio::Waker;
+
+use crate::chat::history::{Outcome, Request};
+use crate::protocol::reply::MessageId;
+use db::{Append, Db};
+
+/// The loop's handle on the writer thread.
+pub struct Store {
+    requests: Option<Sender<Vec<Request>>>,
+    outcomes: Receiver<Outcome>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Store {
+    /// Starts the writer thread on `db`; it wakes the loop with `waker`.
+    pub fn spawn(db: Db, waker: Waker) -> std::io::Result<Store> {
+        let (requests, inbox) = mpsc::channel();
+        let (reply, outcomes) = mpsc::channel();
+        let writer = thread::Builder::new()
+            .name("store".into())
+            .spawn(move || Writer::new(db, reply, waker).run(inbox))?;
+        Ok(Store {
+            requests: Some(requests),
+            outcomes,
+            writer: Some(writer),
+        })
+    }
+
+    /// Hands one turn's requests to the writer.
+    pub fn submit(&self, batch: Vec<Request>) {
+        if batch.is_empty() {
+            return;
+        }
+        let sent = self.requests.as_ref().map(|tx| tx.send(batch));
+        if !matches!(sent, Some(Ok(()))) {
+            // The writer is gone (it panicked): nothing will be committed,
+            // and the waiting SENTs would hang. Say so loudly once per batch.
+            error!("store: the writer thread has stopped; messages are not stored");
+        }
+    }
+
+    /// What the writer has reported since the last call.
+    pub fn outcomes(&self) -> TryIter<'_, Outcome> {
+        self.outcomes.try_iter()
+    }
+
+    /// Lets the writer finish what it was given and waits for it.
+    pub fn close(&mut self) {
+        self.requests = None;
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                error!("store: the writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    db: Db,
+    reply: Sender<Outcome>,
+    waker: Waker,
+    failing: bool,
+    /// The highest id the loop handed out, stored or not.
+    last_seen: MessageId,
+}
+
+impl Writer {
+    fn new(db: Db, reply: Sender<Outcome>, waker: Waker) -> Writer {
+        Writer {
+            db,
+            reply,
+            waker,
+            failing: false,
+            last_seen: 0,
+        }
+    }
+
+    fn run(mut self, inbox: Receiver<Vec<Request>>) {
+        while let Ok(mut batch) = inbox.recv() {
+            batch.extend(inbox.try_iter().flatten());
+            if !self.serve(batch) {
+                return;
+            }
+            match self.db.prune() {
+                Ok(0) => {}
+                Ok(n) => debug!("store: pruned {n} old messages"),
+                Err(e) => warn!("store: pruning failed: {e}"),
+            }
+        }
+        if let Err(e) = self.db.release_reservation(self.last_seen) {
+            debug!("store: cannot record the last id at shutdown: {e}");
+        }
+    }
+
+    /// Commits the batch's messages, answers its reads, and wakes the
+    /// loop. Returns false once the loop is gone.
+    fn serve(&mut self, batch: Vec<Request>) -> bool {
+        let mut appends = Vec::new();
+        let mut fetches = Vec::new();
+        for request in &batch {
+            match request {
+                Request::Append { room, message } => appends.push(Append { room, message }),
+                Request::Fetch {
+                    ticket,
+                    room,
+                    query,
+                } => fetches.push((*ticket, &**room, *query)),
+            }
+        }
+        let mut outcomes = Vec::with_capacity(1 + fetches.len());
+        if let Some(through) = appends.last().map(|a| a.message.id) {
+            self.last_seen = self.last_seen.max(through);
+            outcomes.push(match self.db.commit(&appends) {
+                Ok(reserved) => {
+                    if std::mem::take(&mut self.failing) {
+                        info!("store: writes work again");
+                    }
+                    Outcome::Committed { through, reserved }
+                }
+                Err(e) => {
+                    if !std::mem::replace(&mut self.failing, true) {
+                        error!("store: cannot commit messages ({e}); SAY gets ERR storage-unavailable until writes work again");
+                    }
+                    Outcome::Failed { through }
+                }
+            });
+        }
+        // Reads come after the commit, so they see every message sent
+        // before them.
+        for (ticket, room, query) in fetches {
+            let rows = self
+                .db
+                .fetch(room, query)
+                .map_err(|e| warn!("store: cannot read the history of {room}: {e}"))
+                .ok();
+            outcomes.push(Outcome::Fetched { ticket, rows });
+        }
+        for outcome in outcomes {
+            if self.reply.send(outcome).is_err() {
+                return false;
+            }
+        }
+        if let Err(e) = self.waker.wake() {
+            error!("store: cannot wake the event loop: {e}");
+        }
+        true
+    }
+}
