@@ -137,7 +137,7 @@ fn history_from_nc_every_form_and_error() {
     );
     assert_eq!(
         hist(&mut bob, &format!("HISTORY #talk AFTER {}", ids[4])),
-        [end.clone()]
+        [end]
     );
 
     for (request, err) in [
