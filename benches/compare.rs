@@ -43,6 +43,9 @@ struct Row {
     idle: bool,
     /// Needs protocol v2 (rooms), which the baseline does not speak.
     v2: bool,
+    /// History in a database file (`SENT` waits for its fsync) instead of
+    /// `--db :memory:`.
+    disk: bool,
 }
 
 fn rows(max_clients: usize) -> (Vec<Row>, Vec<String>) {
@@ -69,23 +72,30 @@ fn rows(max_clients: usize) -> (Vec<Row>, Vec<String>) {
             },
             idle: false,
             v2: false,
+            disk: false,
         });
     }
     // The same 100 receivers per message as fanout 100, but 2,000 of them
     // over 100 rooms, 5 rooms each; a window of 320 keeps about as many
     // lines in flight per receiver as fanout's 32 does.
-    rows.push(Row {
-        label: "rooms 100x100".to_string(),
-        scenario: Scenario::Rooms {
-            rooms: 100,
-            members: 100,
-            per_user: 5,
-            messages: 5000,
-            window: 320,
-        },
-        idle: false,
-        v2: true,
-    });
+    // Twice: history in memory, then on disk, where every SENT waits for
+    // a group commit's fsync.
+    for disk in [false, true] {
+        rows.push(Row {
+            label: format!("rooms 100x100{}", if disk { " disk" } else { "" }),
+            scenario: Scenario::Rooms {
+                rooms: 100,
+                members: 100,
+                per_user: 5,
+                messages: 5000,
+                window: 320,
+                history_reader: false,
+            },
+            idle: false,
+            v2: true,
+            disk,
+        });
+    }
     for clients in [1000, 5000, 10_000] {
         let clients = scaled(clients);
         rows.push(Row {
@@ -96,6 +106,7 @@ fn rows(max_clients: usize) -> (Vec<Row>, Vec<String>) {
             },
             idle: true,
             v2: false,
+            disk: false,
         });
     }
     (rows, notes)
@@ -115,7 +126,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(kind: Kind, idle: bool) -> Server {
+    fn start(kind: Kind, idle: bool, db: &str) -> Server {
         let port = free_port();
         let mut cmd = match kind {
             Kind::Selectchat => {
@@ -132,7 +143,7 @@ impl Server {
                     "--max-rooms",
                     "1000",
                     "--db",
-                    ":memory:",
+                    db,
                 ]);
                 if idle {
                     // Twice the default heartbeat rate, so that within the
@@ -173,7 +184,21 @@ impl Drop for Server {
 }
 
 fn run_once(kind: Kind, row: &Row) -> Report {
-    let server = Server::start(kind, row.idle);
+    let db = std::env::temp_dir().join(format!("selectchat-bench-{}.db", std::process::id()));
+    let remove_db = || {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = db.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    };
+    remove_db();
+    let db_arg = if row.disk {
+        db.to_str().expect("temp path is UTF-8")
+    } else {
+        ":memory:"
+    };
+    let server = Server::start(kind, row.idle, db_arg);
     let opts = Options {
         addr: server.addr,
         scenario: row.scenario,
@@ -183,10 +208,13 @@ fn run_once(kind: Kind, row: &Row) -> Report {
         progress: true,
         name_prefix: "b".to_string(),
     };
-    bench::run(opts).unwrap_or_else(|e| Report {
+    let report = bench::run(opts).unwrap_or_else(|e| Report {
         error: Some(e.to_string()),
         ..Report::default()
-    })
+    });
+    drop(server);
+    remove_db();
+    report
 }
 
 /// Median, min and max of some figures.
@@ -283,11 +311,17 @@ fn main() {
                 }
                 let report = run_once(kind, row);
                 eprintln!(
-                    "{:<12} {:<10} run {rep}/{reps}: {}/s deliveries, p99 {:.1} ms, lost {}, rss/conn {}, cpu {}{}",
+                    "{:<12} {:<10} run {rep}/{reps}: {}/s deliveries, p99 {:.1} ms{}, lost {}, rss/conn {}, cpu {}{}",
                     row.label,
                     kind.name(),
                     human(report.rate()),
                     report.latency_us.p99 / 1000.0,
+                    if report.commits > 0 {
+                        let c = report.commit_us;
+                        format!(", SAY to SENT p50 {:.1} ms p99 {:.1} ms", c.p50 / 1000.0, c.p99 / 1000.0)
+                    } else {
+                        String::new()
+                    },
                     report.lost + report.duplicated + report.reordered,
                     report.rss_per_conn.map_or("-".into(), |b| format!("{b:.0} B")),
                     report.cpu_percent.map_or("-".into(), |c| format!("{c:.2}%")),

@@ -84,6 +84,9 @@ struct BenchArgs {
     /// rooms: rooms each receiver is in.
     #[arg(long, default_value_t = 5)]
     per_user: usize,
+    /// rooms: one receiver asks for `HISTORY #r0 500` again and again while the fanout runs.
+    #[arg(long)]
+    history_reader: bool,
     /// fanout and rooms: messages the sender sends.
     #[arg(long, default_value_t = 1000)]
     messages: u32,
@@ -152,6 +155,7 @@ impl BenchArgs {
                 per_user: self.per_user,
                 messages: self.messages,
                 window: self.window,
+                history_reader: self.history_reader,
             },
         };
         Ok(bench::Options {

@@ -10,7 +10,9 @@
 //! read from /proc when its pid is known) and `storm` (N connections log in
 //! at once, as after a restart: LOGIN-to-OK latency and the server's CPU
 //! until it is quiet again) and `rooms` (the fanout, through v2 rooms: one
-//! sender in every room, receivers each in several).
+//! sender in every room, receivers each in several; it also times each
+//! `SAY` to its `SENT`, which waits for the server's disk, and can keep one
+//! receiver asking for `HISTORY` of 500 lines the whole time).
 
 pub mod stats;
 
@@ -67,6 +69,9 @@ pub enum Scenario {
         per_user: usize,
         messages: u32,
         window: u32,
+        /// One receiver asks for `HISTORY <its first room> 500` again as
+        /// soon as each answer ends, for as long as the fanout runs.
+        history_reader: bool,
     },
 }
 
@@ -155,7 +160,20 @@ struct Load {
     last_progress: Instant,
     /// When the server last sent anything.
     last_read: Instant,
+    /// Rooms: when each of the sender's messages left, to time its `SENT`.
+    said_at_us: Vec<u64>,
+    /// Rooms: `SAY` to `SENT` times, microseconds, in the order sent.
+    commits: Vec<u32>,
+    /// Rooms: the receiver that keeps reading history, while it should.
+    reader: Option<usize>,
+    reading: bool,
+    histories: u64,
+    history_lines: u64,
 }
+
+/// The receiver that reads history, and the room it reads.
+const READER: usize = 1;
+const READ_ROOM: &str = "#r0";
 
 /// Runs one scenario against `opts.addr` and reports what it measured.
 pub fn run(opts: Options) -> io::Result<Report> {
@@ -202,6 +220,10 @@ pub fn run(opts: Options) -> io::Result<Report> {
         load.room_faults()
     };
     report.reordered = load.sequences.reordered;
+    report.commits = load.commits.len() as u64;
+    report.commit_us = Latency::of(&mut load.commits);
+    report.histories = load.histories;
+    report.history_lines = load.history_lines;
     report.error = load.failure.take();
     load.clear_progress();
     Ok(report)
@@ -244,6 +266,19 @@ impl Load {
             failure: None,
             last_progress: Instant::now(),
             last_read: Instant::now(),
+            said_at_us: Vec::new(),
+            commits: Vec::new(),
+            reader: matches!(
+                opts.scenario,
+                Scenario::Rooms {
+                    history_reader: true,
+                    ..
+                }
+            )
+            .then_some(READER),
+            reading: false,
+            histories: 0,
+            history_lines: 0,
             opts,
         })
     }
@@ -370,6 +405,18 @@ impl Load {
             Some(Reply::Msg { from, text }) => self.on_msg(i, from, text),
             Some(Reply::Said { from, text, .. }) => self.on_msg(i, from, text),
             Some(Reply::JoinedRoom { .. }) => self.joins_due = self.joins_due.saturating_sub(1),
+            Some(Reply::Sent { .. }) if i == 0 => {
+                if let Some(&at) = self.said_at_us.get(self.commits.len()) {
+                    let now_us = self.origin.elapsed().as_micros() as u64;
+                    let us = now_us.saturating_sub(at).min(u32::MAX as u64) as u32;
+                    self.commits.push(us);
+                }
+            }
+            Some(Reply::Hist { .. }) if self.reader == Some(i) => self.history_lines += 1,
+            Some(Reply::EndHistory(_)) if self.reader == Some(i) => {
+                self.histories += 1;
+                self.ask_history();
+            }
             Some(Reply::Err(e)) => {
                 self.failure
                     .get_or_insert_with(|| format!("connection {i}: ERR {e}"));
@@ -474,6 +521,19 @@ impl Load {
         }
     }
 
+    /// The reader asks for the next 500 lines, while the fanout runs.
+    fn ask_history(&mut self) {
+        let Some(reader) = self.reader.filter(|_| self.reading) else {
+            return;
+        };
+        let ask = Command::History {
+            room: READ_ROOM,
+            args: "500",
+        };
+        ask.write_to(&mut self.peers[reader].out);
+        self.flush(reader);
+    }
+
     fn send_msg(&mut self, sender: usize) {
         let seq = self.sent[sender];
         self.sent[sender] += 1;
@@ -486,6 +546,7 @@ impl Load {
             Command::Msg(&text).write_to(&mut self.peers[sender].out);
         } else {
             let room = Load::room_name(seq as usize % self.room_members.len());
+            self.said_at_us.push(now_us as u64);
             Command::Say {
                 room: &room,
                 text: &text,
@@ -519,6 +580,8 @@ impl Load {
         let start = Instant::now();
         self.latencies.reserve(expected.min(50_000_000) as usize);
         let mut all_sent_at = None;
+        self.reading = true;
+        self.ask_history();
         while self.deliveries < expected && self.failure.is_none() {
             while self.sent[0] < messages && self.sent[0] - self.fanout_complete < window {
                 self.send_msg(0);
@@ -533,6 +596,15 @@ impl Load {
             self.progress(|l| format!("fanout {}/{expected} deliveries", l.deliveries));
         }
         report.elapsed = start.elapsed();
+        self.reading = false;
+        // Rooms: the last SENTs may still be on their way from the disk.
+        let drain_until = Instant::now() + self.drain();
+        while self.commits.len() < self.said_at_us.len()
+            && self.failure.is_none()
+            && Instant::now() < drain_until
+        {
+            self.turn(&mut events, Some(Duration::from_millis(10)), deadline);
+        }
     }
 
     fn mesh(&mut self, rate: u32, duration: Duration, deadline: Instant, report: &mut Report) {

@@ -114,6 +114,12 @@ pub struct Report {
     pub quiet_after: Option<Duration>,
     /// Storm: server CPU seconds from the first connect until it was quiet.
     pub cpu_seconds: Option<f64>,
+    /// Rooms: `SENT`s received, and the `SAY` to `SENT` time (the commit).
+    pub commits: u64,
+    pub commit_us: Latency,
+    /// Rooms with a history reader: answers and lines it read.
+    pub histories: u64,
+    pub history_lines: u64,
     /// Why the run stopped early, if it did.
     pub error: Option<String>,
 }
@@ -142,7 +148,9 @@ impl Report {
                 "\"p99\":{},\"p999\":{},\"max\":{}}},\"lost\":{},\"duplicated\":{},",
                 "\"reordered\":{},\"rss_bytes_per_conn\":{},\"cpu_percent\":{},",
                 "\"logins\":{},\"login_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},",
-                "\"quiet_after_seconds\":{},\"cpu_seconds\":{},\"error\":{}}}"
+                "\"quiet_after_seconds\":{},\"cpu_seconds\":{},",
+                "\"commits\":{},\"commit_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},",
+                "\"histories\":{},\"history_lines\":{},\"error\":{}}}"
             ),
             self.scenario,
             self.clients,
@@ -165,6 +173,12 @@ impl Report {
             self.login_us.max,
             opt(self.quiet_after.map(|d| d.as_secs_f64())),
             opt(self.cpu_seconds),
+            self.commits,
+            self.commit_us.p50,
+            self.commit_us.p99,
+            self.commit_us.max,
+            self.histories,
+            self.history_lines,
             error,
         )
     }
@@ -196,6 +210,21 @@ impl Report {
                 t,
                 "lost/dup/reord  {} / {} / {}",
                 self.lost, self.duplicated, self.reordered
+            );
+        }
+        if self.commits > 0 {
+            let l = self.commit_us;
+            let _ = writeln!(
+                t,
+                "SAY to SENT     p50 {} us, p99 {} us, max {} us ({} SENT)",
+                l.p50, l.p99, l.max, self.commits
+            );
+        }
+        if self.histories > 0 {
+            let _ = writeln!(
+                t,
+                "history reads   {} answers, {} lines",
+                self.histories, self.history_lines
             );
         }
         if self.logins > 0 {
