@@ -32,6 +32,8 @@ fn bad_values_are_refused_with_exit_code_2() {
         &["--burst", "0"],
         &["--flood-timeout", "0"],
         &["--stats-interval", "x"],
+        &["--history", "0"],
+        &["--resume-window", "-1"],
     ] {
         let out = run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?} was accepted");
@@ -61,6 +63,9 @@ fn help_lists_every_flag() {
         "--burst",
         "--flood-timeout",
         "--stats-interval",
+        "--db",
+        "--history",
+        "--resume-window",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }

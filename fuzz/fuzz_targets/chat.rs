@@ -81,7 +81,11 @@ fuzz_target!(|data: &[u8]| {
                         chat.leave(id, &mut out);
                         names.remove(&id);
                     }
-                    Step::Continue => {}
+                    Step::Replaced(ghost) => {
+                        names.remove(&ghost);
+                        names.insert(id, chat.name(id).expect("resumed").to_string());
+                    }
+                    Step::Continue | Step::Wait => {}
                 }
                 ControlFlow::Continue(())
             });

@@ -44,15 +44,15 @@ impl Store {
     }
 
     /// Hands one turn's requests to the writer.
-    pub fn submit(&self, batch: Vec<Request>) {
+    pub fn submit(&mut self, batch: Vec<Request>) {
         if batch.is_empty() {
             return;
         }
         let sent = self.requests.as_ref().map(|tx| tx.send(batch));
-        if !matches!(sent, Some(Ok(()))) {
-            // The writer is gone (it panicked): nothing will be committed,
-            // and the waiting SENTs would hang. Say so loudly once per batch.
-            error!("store: the writer thread has stopped; messages are not stored");
+        if !matches!(sent, Some(Ok(()))) && self.requests.take().is_some() {
+            // The writer is gone (it panicked). Nothing more is stored; the
+            // chat refuses SAY once its reserved ids run out.
+            error!("store: the writer thread has stopped; messages are no longer stored");
         }
     }
 
