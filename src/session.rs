@@ -218,8 +218,8 @@ impl Session {
         self.frame(bytes, now, rules, dispatch)
     }
 
-    /// Frames what was held back by a flood-control pause, after the pause
-    /// ended. Returns whether the loop may read more now.
+    /// Frames what was held back by a flood-control pause or a wait for
+    /// the store, once it is over. Returns whether the loop may read more now.
     pub fn handle_held(
         &mut self,
         now: Instant,
