@@ -14,6 +14,8 @@ use std::time::Duration;
 use crate::chat::Limits;
 use crate::flood::FloodPolicy;
 use crate::liveness::Timeouts;
+use crate::transport::tls::TlsSource;
+use crate::transport::TransportKind;
 
 /// A duration given in seconds on the command line (`0.5`, `20`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -104,6 +106,14 @@ pub struct Config {
     pub db: String,
     /// Messages kept per room in the database, at least.
     pub history: u64,
+    /// Where the TLS certificate comes from; `None` serves no TLS.
+    pub tls: Option<TlsSource>,
+    /// Port of the listener for protocol lines over TLS.
+    pub tls_port: Option<u16>,
+    /// Port of the web listener: the page and WebSocket (HTTPS with `tls`).
+    pub web_port: Option<u16>,
+    /// The only `Origin` a WebSocket upgrade is accepted from, when set.
+    pub web_origin: Option<String>,
 }
 
 /// A setting outside what the server accepts, named by its flag.
@@ -169,7 +179,30 @@ impl Config {
             chat: Limits::default(),
             db: defaults::DB.into(),
             history: defaults::HISTORY,
+            tls: None,
+            tls_port: None,
+            web_port: None,
+            web_origin: None,
         }
+    }
+
+    /// Every address to listen on, with the transport it speaks: plain
+    /// lines on `addr`, TLS lines and the web page on their own ports.
+    pub fn listeners(&self) -> Vec<(SocketAddr, TransportKind)> {
+        let on = |port| SocketAddr::new(self.addr.ip(), port);
+        let mut all = vec![(self.addr, TransportKind::Plain)];
+        if let Some(port) = self.tls_port {
+            all.push((on(port), TransportKind::Tls));
+        }
+        if let Some(port) = self.web_port {
+            let kind = if self.tls.is_some() {
+                TransportKind::WebTls
+            } else {
+                TransportKind::Web
+            };
+            all.push((on(port), kind));
+        }
+        all
     }
 
     /// Checks every setting against the bounds the server works within.
@@ -231,6 +264,47 @@ impl Config {
         )?;
         if let Some(interval) = self.stats_interval {
             positive("--stats-interval", interval)?;
+        }
+        self.validate_transports()
+    }
+
+    fn validate_transports(&self) -> Result<(), ConfigError> {
+        if let Some(port) = self.tls_port {
+            check(
+                self.tls.is_some(),
+                "--tls-port",
+                port,
+                "needs --tls-cert and --tls-key, or --tls-self-signed".into(),
+            )?;
+        }
+        if self.tls.is_some() && self.tls_port.is_none() && self.web_port.is_none() {
+            return Err(ConfigError {
+                flag: "--tls-cert",
+                value: "(given)".into(),
+                rule: "needs --tls-port or --web-port to serve it on".into(),
+            });
+        }
+        let ports = [("--tls-port", self.tls_port), ("--web-port", self.web_port)];
+        for (i, &(flag, port)) in ports.iter().enumerate() {
+            let Some(port) = port.filter(|&p| p != 0) else {
+                continue;
+            };
+            let taken = port == self.addr.port()
+                || ports[..i].iter().any(|&(_, other)| other == Some(port));
+            check(
+                !taken,
+                flag,
+                port,
+                "must differ from the other ports".into(),
+            )?;
+        }
+        if let Some(origin) = &self.web_origin {
+            check(
+                self.web_port.is_some(),
+                "--web-origin",
+                origin,
+                "needs --web-port".into(),
+            )?;
         }
         Ok(())
     }

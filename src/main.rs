@@ -14,6 +14,7 @@ use selectchat::echo::EchoServer;
 use selectchat::flood::FloodPolicy;
 use selectchat::liveness::Timeouts;
 use selectchat::server::Server;
+use selectchat::transport::tls::TlsSource;
 use selectchat::transport::TransportKind;
 use selectchat::{bench, client};
 
@@ -256,6 +257,24 @@ struct ServeArgs {
     /// Seconds after a session ends during which `RESUME` with its token takes it back; 0 turns that off.
     #[arg(long, value_name = "SECS", default_value_t = Secs(defaults::RESUME_WINDOW))]
     resume_window: Secs,
+    /// Also serve protocol lines over TLS on this port (needs a certificate: --tls-cert and --tls-key, or --tls-self-signed).
+    #[arg(long, value_name = "PORT")]
+    tls_port: Option<u16>,
+    /// The TLS certificate chain, PEM, leaf first.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key, PEM (PKCS#8, RSA or EC).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Make a throwaway certificate for localhost at start-up (development only: clients will not trust it).
+    #[arg(long, conflicts_with = "tls_cert")]
+    tls_self_signed: bool,
+    /// Serve the web page (`/`) and WebSocket chat (`/chat`) on this port; HTTPS/WSS when a TLS certificate is given.
+    #[arg(long, value_name = "PORT")]
+    web_port: Option<u16>,
+    /// Accept WebSocket upgrades only from this Origin (e.g. https://chat.example.org).
+    #[arg(long, value_name = "ORIGIN")]
+    web_origin: Option<String>,
     /// Once listening, write one `TRANSPORT ADDRESS` line per listener to this file (for scripts and tests; with port 0 it says which port was picked).
     #[arg(long, value_name = "PATH")]
     port_file: Option<PathBuf>,
@@ -322,6 +341,16 @@ impl ServeArgs {
             },
             db: self.db.clone(),
             history: self.history,
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsSource::Files {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => self.tls_self_signed.then_some(TlsSource::SelfSigned),
+            },
+            tls_port: self.tls_port,
+            web_port: self.web_port,
+            web_origin: self.web_origin.clone(),
         };
         cfg.validate()?;
         Ok(cfg)

@@ -296,6 +296,22 @@ impl Session {
         }
     }
 
+    /// Takes one unit of input that is not a line (a WebSocket binary
+    /// message) as a line would be taken: `dispatch` answers it and flood
+    /// control charges it. Returns whether the loop may read more now.
+    pub fn handle_not_text(
+        &mut self,
+        now: Instant,
+        rules: &Rules,
+        dispatch: impl FnOnce() -> Dispatched,
+    ) -> bool {
+        if !self.wants_read() {
+            return false;
+        }
+        let dispatched = dispatch();
+        self.after_line(dispatched, now, rules).is_continue()
+    }
+
     /// The peer has nothing more to send right now: it is not flooding.
     pub fn caught_up(&mut self) {
         self.bucket.caught_up();

@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 
 use libfuzzer_sys::fuzz_target;
 use selectchat::chat::{Chat, ConnId, Outbox, Step};
-use selectchat::protocol::{parse_reply, Frame, Framer};
+use selectchat::protocol::{parse_reply, Frame, Framer, ProtocolError};
 
 const CONNS: usize = 4;
 
@@ -69,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
                 let step = match frame {
                     Frame::Line(line) => chat.on_line(id, line, now, &mut out),
                     Frame::TooLong => {
-                        chat.on_line_too_long(id, &mut out);
+                        chat.on_rejected(id, ProtocolError::LineTooLong, &mut out);
                         Step::Continue
                     }
                 };

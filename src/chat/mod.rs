@@ -266,9 +266,10 @@ impl Chat {
         }
     }
 
-    /// Tells `id` its line was longer than the limit.
-    pub fn on_line_too_long(&mut self, id: ConnId, out: &mut impl Outbox) {
-        self.reply(id, Reply::Err(ProtocolError::LineTooLong), out);
+    /// Tells `id` its input could not be read as a line: longer than the
+    /// limit, or not text at all (a WebSocket binary message).
+    pub fn on_rejected(&mut self, id: ConnId, error: ProtocolError, out: &mut impl Outbox) {
+        self.reply(id, Reply::Err(error), out);
     }
 
     /// Handles one parsed command from `id`. `now` is when it arrived: the
@@ -939,7 +940,7 @@ mod tests {
         chat.on_line(0, b"MSG \x1b", t0(), &mut out);
         chat.on_line(0, b"FOO", t0(), &mut out);
         chat.on_line(0, b"   ", t0(), &mut out);
-        chat.on_line_too_long(0, &mut out);
+        chat.on_rejected(0, ProtocolError::LineTooLong, &mut out);
         assert_eq!(
             out.take(0),
             "ERR invalid-utf8\nERR invalid-text\nERR unknown-command\nERR line-too-long\n"

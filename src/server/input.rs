@@ -7,7 +7,7 @@ use std::time::Instant;
 use log::{debug, info, trace};
 
 use crate::chat::{ConnId, Step};
-use crate::protocol::Frame;
+use crate::protocol::{Frame, ProtocolError};
 use crate::session::{Departure, Dispatched, Session};
 use crate::transport::Received;
 
@@ -31,10 +31,10 @@ impl Server {
         let mut budget = READ_BUDGET;
         while reading {
             let conn = &mut self.conns.slab[id];
-            if !conn.transport.wants_read() {
-                break;
-            }
-            match conn.transport.read(&mut conn.sock, &mut chunk) {
+            match conn
+                .transport
+                .read(&mut conn.sock, &mut chunk, &self.setup.web)
+            {
                 Ok(Received::Bytes(n)) => {
                     trace!("conn {id} read {n} bytes");
                     let bytes = &chunk[..n];
@@ -45,6 +45,11 @@ impl Server {
                         self.read_later(id);
                         break;
                     }
+                }
+                Ok(Received::NotText) => {
+                    reading = session.handle_not_text(now, &rules, || {
+                        self.reject(id, ProtocolError::InvalidText, now)
+                    });
                 }
                 Ok(Received::WouldBlock) => {
                     session.caught_up();
@@ -61,7 +66,12 @@ impl Server {
                 }
             }
         }
-        self.conns.slab[id].session = session;
+        let conn = &mut self.conns.slab[id];
+        conn.session = session;
+        // Bytes the transport made itself: a handshake, a response, a pong.
+        if conn.transport.wants_write() {
+            self.conns.queue_write(id);
+        }
         self.read_chunk = chunk;
         self.after_session(id);
     }
@@ -69,10 +79,7 @@ impl Server {
     /// Hands one line to the chat and settles what it queued.
     pub(super) fn dispatch(&mut self, id: ConnId, frame: Frame<'_>, now: Instant) -> Dispatched {
         let step = match frame {
-            Frame::TooLong => {
-                self.chat.on_line_too_long(id, &mut self.conns);
-                Step::Continue
-            }
+            Frame::TooLong => return self.reject(id, ProtocolError::LineTooLong, now),
             Frame::Line(line) => self.chat.on_line(id, line, now, &mut self.conns),
         };
         let peer = self.conns.slab[id].peer;
@@ -93,6 +100,15 @@ impl Server {
         match self.settle(Some(id), now) {
             Some(why) => Err(why),
             None => Ok(step),
+        }
+    }
+
+    /// Answers input that is not a line the chat can read.
+    fn reject(&mut self, id: ConnId, error: ProtocolError, now: Instant) -> Dispatched {
+        self.chat.on_rejected(id, error, &mut self.conns);
+        match self.settle(Some(id), now) {
+            Some(why) => Err(why),
+            None => Ok(Step::Continue),
         }
     }
 

@@ -74,11 +74,15 @@ impl Server {
         }
         let conn = &mut self.conns.slab[id];
         conn.mute = true;
-        if !why.flushes() {
+        let peer = conn.peer;
+        if why.flushes() {
+            // A WebSocket close frame or TLS close_notify ends the output.
+            conn.transport.end();
+            self.conns.queue_write(id);
+        } else {
             let freed = conn.transport.discard_output();
             self.conns.trimmer.freed(freed);
         }
-        let peer = conn.peer;
         match self.chat.name(id) {
             Some(name) => info!("conn {id} {peer} {name} left: {}", why.as_str()),
             None => info!("conn {id} {peer} closed: {}", why.as_str()),

@@ -58,6 +58,8 @@ pub struct Accepted {
 struct Listener {
     sock: TcpListener,
     kind: TransportKind,
+    /// What a refused peer is told before it is closed, in its transport.
+    refusal: Vec<u8>,
 }
 
 /// The listening sockets of one loop.
@@ -65,8 +67,6 @@ pub struct Listeners {
     table: Vec<Listener>,
     /// Held open so that, out of descriptors, we can still accept and refuse.
     spare_fd: Option<File>,
-    /// What a refused peer is told before it is closed.
-    refusal: Vec<u8>,
     paused_until: Option<Instant>,
 }
 
@@ -95,7 +95,7 @@ pub fn refuse(mut sock: TcpStream, refusal: &[u8]) {
 
 impl Listeners {
     /// Binds every address and registers it with `poll`. `refusal` is the
-    /// line a peer gets when it cannot be served.
+    /// line a peer gets when it cannot be served (as its transport says it).
     pub fn bind(
         poll: &Poll,
         addrs: &[(SocketAddr, TransportKind)],
@@ -117,12 +117,15 @@ impl Listeners {
             }
             poll.registry()
                 .register(&mut sock, Self::token(i), Interest::READABLE)?;
-            table.push(Listener { sock, kind });
+            table.push(Listener {
+                sock,
+                kind,
+                refusal: kind.refusal(&refusal),
+            });
         }
         Ok(Listeners {
             table,
             spare_fd: spare_fd(),
-            refusal,
             paused_until: None,
         })
     }
@@ -213,7 +216,7 @@ impl Listeners {
         let refused = match self.table[index].sock.accept() {
             Ok((sock, peer)) => {
                 warn!("out of file descriptors; refusing {peer}");
-                refuse(sock, &self.refusal);
+                refuse(sock, &self.table[index].refusal);
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),

@@ -39,7 +39,8 @@ use crate::protocol::{ByeReason, Reply};
 use crate::session::{Departure, Rules, Session};
 use crate::store::db::Db;
 use crate::store::Store;
-use crate::transport::{Transport, TransportKind};
+use crate::transport::tls::{self, TlsSource};
+use crate::transport::{Setup, Transport, TransportKind, WebPolicy};
 use crate::wheel::Wheel;
 
 use conn::Conn;
@@ -91,6 +92,8 @@ pub struct Server {
     wheel: Wheel<ConnId>,
     cfg: Config,
     rules: Rules,
+    /// What each connection's transport is built from.
+    setup: Setup,
     read_again: Vec<ConnId>,
     reap: Vec<ConnId>,
     failed: Vec<(ConnId, Departure)>,
@@ -111,9 +114,13 @@ impl Server {
             stored.rooms.len(),
             stored.next_id
         );
+        let setup = Setup {
+            tls: cfg.tls.as_ref().map(tls_config).transpose()?,
+            web: WebPolicy::new(cfg.web_origin.clone(), cfg.max_line),
+        };
         let poll = Poll::new()?;
         let refusal = Reply::Bye(ByeReason::ServerFull).to_bytes();
-        let listeners = Listeners::bind(&poll, &[(cfg.addr, TransportKind::Plain)], refusal)?;
+        let listeners = Listeners::bind(&poll, &cfg.listeners(), refusal)?;
         let signals = signals(&poll)?;
         let store = Store::spawn(db, mio::Waker::new(poll.registry(), STORE)?)?;
         let rules = Rules {
@@ -132,6 +139,7 @@ impl Server {
             wheel: Wheel::new(WHEEL_TICK, WHEEL_SLOTS, Instant::now()),
             cfg,
             rules,
+            setup,
             read_again: Vec::new(),
             reap: Vec::new(),
             failed: Vec::new(),
@@ -270,7 +278,10 @@ impl Server {
                 "refusing {peer}: server full ({} connections)",
                 self.conns.slab.len()
             );
-            listen::refuse(sock, &Reply::Bye(ByeReason::ServerFull).to_bytes());
+            listen::refuse(
+                sock,
+                &kind.refusal(&Reply::Bye(ByeReason::ServerFull).to_bytes()),
+            );
             return;
         }
         // Writes are already batched per turn; Nagle would only hold the
@@ -288,8 +299,16 @@ impl Server {
             warn!("cannot register {peer}: {e}");
             return;
         }
+        let transport = match Transport::new(kind, &self.setup) {
+            Ok(transport) => transport,
+            Err(e) => {
+                warn!("cannot serve {peer}: {e}");
+                let _ = self.poll.registry().deregister(&mut sock);
+                return;
+            }
+        };
         let session = Session::new(now, &self.rules);
-        entry.insert(Conn::new(sock, peer, Transport::new(kind), session));
+        entry.insert(Conn::new(sock, peer, transport, session));
         self.arm(id);
         info!("conn {id} {peer} connected ({})", kind.as_str());
     }
@@ -365,6 +384,19 @@ impl Server {
         }
         self.shutdown_deadline = Some(now + SHUTDOWN_GRACE);
     }
+}
+
+/// Builds the TLS configuration, saying in the log what it serves.
+fn tls_config(source: &TlsSource) -> io::Result<std::sync::Arc<rustls::ServerConfig>> {
+    let config = tls::server_config(source).map_err(io::Error::other)?;
+    match source {
+        TlsSource::SelfSigned => warn!(
+            "TLS: serving a self-signed certificate for localhost, made at start-up \
+             (for development: clients will not trust it)"
+        ),
+        TlsSource::Files { cert, .. } => info!("TLS: serving the certificate {}", cert.display()),
+    }
+    Ok(config)
 }
 
 #[cfg(test)]

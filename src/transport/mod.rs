@@ -1,27 +1,41 @@
-//! Bytes on a socket to protocol bytes and back, per connection.
+//! Bytes on a socket to protocol lines and back, per connection.
 //!
 //! The event loop reads through a [`Transport`] (socket bytes in, decoded
-//! application bytes out, which the session frames into lines) and writes
-//! through it (lines in, encoded bytes out). Whether the loop waits for
-//! writability follows [`Transport::wants_write`], as rustls's mio example
-//! derives its interest from the connection. The socket is only borrowed,
-//! as any `Read`/`Write`, so each transport is tested with bytes alone.
+//! line bytes out, which the session frames into lines) and writes through
+//! it (lines in, encoded bytes out). Whether the loop waits for writability
+//! follows [`Transport::wants_write`], as rustls's mio example derives its
+//! interest from the connection. The socket is only borrowed, as any
+//! `Read + Write`, so each transport is tested with bytes alone.
 //!
-//! Only [`Plain`] exists today; TLS (a `rustls::ServerConnection`) and
-//! WebSocket (tungstenite frames) become further variants with the same
-//! five operations, and the chat never learns which one a line came over.
+//! A transport is two layers: a link (the socket as it is, or TLS) and a
+//! codec (newline-framed lines as they are, or HTTP then WebSocket text
+//! messages). Every combination serves the same protocol; the chat never
+//! learns which one a line came over.
 
-mod plain;
+mod link;
+mod outbuf;
+pub mod tls;
+mod web;
 
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 
-pub use plain::Plain;
+use link::{Link, LinkReader};
+use outbuf::OutBuf;
+use web::Web;
+pub use web::{WebPolicy, CHAT_PATH};
 
 /// Which transport a listener's connections speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
     /// Newline-framed text straight over TCP.
     Plain,
+    /// Newline-framed text over TLS.
+    Tls,
+    /// The web page and WebSocket over HTTP.
+    Web,
+    /// The web page and WebSocket over HTTPS.
+    WebTls,
 }
 
 impl TransportKind {
@@ -29,95 +43,173 @@ impl TransportKind {
     pub fn as_str(self) -> &'static str {
         match self {
             TransportKind::Plain => "plain",
+            TransportKind::Tls => "tls",
+            TransportKind::Web => "web",
+            TransportKind::WebTls => "web-tls",
         }
     }
+
+    /// What a peer the server cannot take is told before it is closed:
+    /// `line` on plain text, a 503 on HTTP, nothing a TLS client could read.
+    pub fn refusal(self, line: &[u8]) -> Vec<u8> {
+        match self {
+            TransportKind::Plain => line.to_vec(),
+            TransportKind::Web => web::status(503),
+            TransportKind::Tls | TransportKind::WebTls => Vec::new(),
+        }
+    }
+
+    fn uses_tls(self) -> bool {
+        matches!(self, TransportKind::Tls | TransportKind::WebTls)
+    }
+
+    fn is_web(self) -> bool {
+        matches!(self, TransportKind::Web | TransportKind::WebTls)
+    }
+}
+
+/// What every transport is built from: the server's TLS configuration
+/// (when it has one) and what web connections may do.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub web: WebPolicy,
 }
 
 /// What one read from the socket produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Received {
-    /// This many decoded bytes are at the start of the buffer (maybe none,
-    /// when the socket bytes were all transport bookkeeping).
+    /// This many decoded bytes are at the start of the buffer.
     Bytes(usize),
+    /// One message that is not text (a WebSocket binary message): it gets
+    /// `ERR invalid-text` and counts as a line.
+    NotText,
     /// The socket has nothing more for now.
     WouldBlock,
-    /// The peer finished sending.
+    /// The peer finished sending (or is told to go away: a web request
+    /// answered, a WebSocket closed).
     Closed,
+}
+
+/// How lines are carried over the link.
+#[derive(Debug)]
+enum Codec {
+    /// Newline-framed, byte for byte.
+    Lines,
+    /// HTTP, then WebSocket text messages.
+    Web(Box<Web>),
 }
 
 /// One connection's transport.
 #[derive(Debug)]
-pub enum Transport {
-    Plain(Plain),
+pub struct Transport {
+    link: Link,
+    codec: Codec,
+    out: OutBuf,
 }
 
 impl Transport {
-    /// A fresh transport of `kind`.
-    pub fn new(kind: TransportKind) -> Transport {
-        match kind {
-            TransportKind::Plain => Transport::Plain(Plain::default()),
-        }
+    /// A fresh transport of `kind`. Fails only when a TLS session cannot be
+    /// set up (TLS kinds need `setup.tls`).
+    pub fn new(kind: TransportKind, setup: &Setup) -> io::Result<Transport> {
+        let link = if kind.uses_tls() {
+            let config = setup.tls.clone().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "no TLS configuration")
+            })?;
+            let conn = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
+            Link::Tls(Box::new(link::Tls::new(conn)))
+        } else {
+            Link::Plain
+        };
+        let codec = if kind.is_web() {
+            Codec::Web(Box::new(Web::new()))
+        } else {
+            Codec::Lines
+        };
+        Ok(Transport {
+            link,
+            codec,
+            out: OutBuf::default(),
+        })
     }
 
-    /// Reads once from `sock` and decodes into `buf`.
-    pub fn read(&mut self, sock: &mut impl Read, buf: &mut [u8]) -> io::Result<Received> {
-        match self {
-            Transport::Plain(t) => t.read(sock, buf),
+    /// Reads from `sock` and decodes into `buf`. `policy` is consulted by
+    /// web transports only.
+    pub fn read(
+        &mut self,
+        sock: &mut (impl Read + Write),
+        buf: &mut [u8],
+        policy: &WebPolicy,
+    ) -> io::Result<Received> {
+        match &mut self.codec {
+            Codec::Lines => self.link.read(sock, buf),
+            Codec::Web(web) => {
+                let mut lower = LinkReader {
+                    link: &mut self.link,
+                    sock,
+                };
+                web.read(&mut lower, buf, &mut self.out, policy)
+            }
         }
     }
 
     /// Queues complete protocol lines for the peer.
-    pub fn queue(&mut self, bytes: &[u8]) {
-        match self {
-            Transport::Plain(t) => t.queue(bytes),
+    pub fn queue(&mut self, lines: &[u8]) {
+        match &mut self.codec {
+            Codec::Lines => self.out.queue(lines),
+            Codec::Web(web) => web.queue(lines, &mut self.out),
         }
     }
 
     /// Writes queued bytes to `sock` until none are left or the kernel's
     /// buffer is full. Returns the buffer capacity freed (a burst's leftover).
     pub fn write_to(&mut self, sock: &mut impl Write) -> io::Result<usize> {
-        match self {
-            Transport::Plain(t) => t.write_to(sock),
-        }
+        self.link.write_out(&mut self.out, sock)
     }
 
     /// Bytes queued and not yet taken by the kernel: what the sendq limits.
     pub fn buffered(&self) -> usize {
-        match self {
-            Transport::Plain(t) => t.buffered(),
-        }
-    }
-
-    /// True when the transport takes socket bytes now.
-    pub fn wants_read(&self) -> bool {
-        match self {
-            Transport::Plain(_) => true,
-        }
+        self.out.len()
     }
 
     /// True while bytes wait for the socket to become writable.
     pub fn wants_write(&self) -> bool {
-        self.buffered() > 0
+        !self.out.is_empty() || self.link.wants_write()
+    }
+
+    /// The connection is ending after what is queued: a WebSocket close
+    /// frame and a TLS `close_notify` follow it.
+    pub fn end(&mut self) {
+        if let Codec::Web(web) = &mut self.codec {
+            web.end(&mut self.out);
+        }
+        self.link.end();
     }
 
     /// Frees empty buffers; returns the capacity freed.
     pub fn release_idle_buffers(&mut self) -> usize {
-        match self {
-            Transport::Plain(t) => t.release_idle_buffers(),
-        }
+        let web = match &mut self.codec {
+            Codec::Web(web) => web.release_idle(),
+            Codec::Lines => 0,
+        };
+        web + self.out.release_if_empty()
     }
 
     /// Drops everything queued: the peer will not get it.
     pub fn discard_output(&mut self) -> usize {
-        match self {
-            Transport::Plain(t) => t.discard_output(),
-        }
+        self.out.discard()
     }
 
-    /// Heap bytes this transport's buffers hold.
+    /// Heap bytes this transport's own buffers hold (the TLS library's
+    /// are not counted).
     pub fn buffer_capacity(&self) -> usize {
-        match self {
-            Transport::Plain(t) => t.buffer_capacity(),
-        }
+        let web = match &self.codec {
+            Codec::Web(web) => web.capacity(),
+            Codec::Lines => 0,
+        };
+        web + self.out.capacity()
     }
 }
+
+#[cfg(test)]
+mod tests;

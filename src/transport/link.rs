@@ -1,0 +1,162 @@
+//! The byte layer of a transport: the socket as it is, or TLS over it.
+//!
+//! TLS is a `rustls::ServerConnection` driven the way rustls's own mio
+//! example drives it: records are read from the socket when the loop says
+//! it is readable, decrypted bytes are handed up, and records are written
+//! when the loop flushes. No thread and no blocking call.
+
+use std::io::{self, Read, Write};
+
+use rustls::ServerConnection;
+
+use super::outbuf::OutBuf;
+use super::Received;
+
+/// Most plaintext rustls holds encrypted and unsent; the rest waits in the
+/// out buffer, where the sendq counts it.
+const TLS_BUFFER_LIMIT: usize = 16 * 1024;
+
+/// How bytes cross the socket.
+#[derive(Debug)]
+pub(super) enum Link {
+    /// Straight through.
+    Plain,
+    /// Through a TLS session.
+    Tls(Box<Tls>),
+}
+
+/// A TLS session and whether it is to be closed once the output is out.
+#[derive(Debug)]
+pub(super) struct Tls {
+    conn: ServerConnection,
+    /// Send `close_notify` once the out buffer has been handed over.
+    closing: bool,
+}
+
+impl Tls {
+    pub(super) fn new(mut conn: ServerConnection) -> Tls {
+        conn.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+        Tls {
+            conn,
+            closing: false,
+        }
+    }
+
+    fn read(&mut self, sock: &mut (impl Read + Write), buf: &mut [u8]) -> io::Result<Received> {
+        loop {
+            match self.conn.reader().read(buf) {
+                Ok(0) => return Ok(Received::Closed),
+                Ok(n) => return Ok(Received::Bytes(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // The peer closed TCP without a close_notify.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Received::Closed),
+                Err(e) => return Err(e),
+            }
+            match self.conn.read_tls(sock) {
+                Ok(0) => return Ok(Received::Closed),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Received::WouldBlock),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            if let Err(e) = self.conn.process_new_packets() {
+                // rustls queued an alert saying why; the peer may read it.
+                let _ = self.conn.write_tls(sock);
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+        }
+    }
+
+    fn write_out(&mut self, out: &mut OutBuf, sock: &mut impl Write) -> io::Result<usize> {
+        let mut freed = 0;
+        loop {
+            if !out.is_empty() {
+                let taken = self.conn.writer().write(out.pending())?;
+                freed += out.consume(taken);
+            }
+            if out.is_empty() && std::mem::take(&mut self.closing) {
+                self.conn.send_close_notify();
+            }
+            if !self.conn.wants_write() {
+                return Ok(freed);
+            }
+            match self.conn.write_tls(sock) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(freed),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Link {
+    /// Reads once (for TLS: until some plaintext, or the socket is drained).
+    pub(super) fn read(
+        &mut self,
+        sock: &mut (impl Read + Write),
+        buf: &mut [u8],
+    ) -> io::Result<Received> {
+        match self {
+            Link::Plain => loop {
+                return match sock.read(buf) {
+                    Ok(0) => Ok(Received::Closed),
+                    Ok(n) => Ok(Received::Bytes(n)),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Received::WouldBlock),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => Err(e),
+                };
+            },
+            Link::Tls(tls) => tls.read(sock, buf),
+        }
+    }
+
+    /// Moves `out` towards the socket until it is empty or the kernel's
+    /// buffer is full. Returns the capacity freed.
+    pub(super) fn write_out(
+        &mut self,
+        out: &mut OutBuf,
+        sock: &mut impl Write,
+    ) -> io::Result<usize> {
+        match self {
+            Link::Plain => out.write_to(sock),
+            Link::Tls(tls) => tls.write_out(out, sock),
+        }
+    }
+
+    /// True while the link itself has bytes for the socket (TLS records:
+    /// a handshake, an alert, a close_notify, encrypted lines).
+    pub(super) fn wants_write(&self) -> bool {
+        match self {
+            Link::Plain => false,
+            Link::Tls(tls) => tls.closing || tls.conn.wants_write(),
+        }
+    }
+
+    /// The connection is ending: say so (TLS `close_notify`) after what is
+    /// already queued.
+    pub(super) fn end(&mut self) {
+        if let Link::Tls(tls) = self {
+            tls.closing = true;
+        }
+    }
+}
+
+/// The link seen as a byte stream, for a layer above it (WebSocket) that
+/// reads with `io::Read`: `WouldBlock` when it has nothing, `Ok(0)` at the end.
+pub(super) struct LinkReader<'a, S> {
+    pub link: &'a mut Link,
+    pub sock: &'a mut S,
+}
+
+impl<S: Read + Write> Read for LinkReader<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.link.read(self.sock, buf)? {
+            Received::Bytes(n) => Ok(n),
+            Received::Closed => Ok(0),
+            // A link hands up bytes only; `NotText` is a WebSocket verdict.
+            Received::WouldBlock | Received::NotText => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}

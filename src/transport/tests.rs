@@ -1,0 +1,348 @@
+//! Each transport driven with bytes alone: an in-memory socket, a rustls
+//! client, hand-made WebSocket frames.
+
+use std::collections::VecDeque;
+use std::io::{self, Cursor, Read, Write};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+use tungstenite::protocol::frame::{Frame, FrameHeader};
+
+use super::*;
+
+/// One side of a socket: bytes the peer sent wait in `input`; what this
+/// side writes goes to `output`, at most `room` bytes until it would block.
+#[derive(Default)]
+struct MemSock {
+    input: VecDeque<u8>,
+    output: Vec<u8>,
+    room: Option<usize>,
+    eof: bool,
+}
+
+impl Read for MemSock {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.input.is_empty() {
+            return if self.eof {
+                Ok(0)
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            };
+        }
+        let n = buf.len().min(self.input.len());
+        for (slot, byte) in buf.iter_mut().zip(self.input.drain(..n)) {
+            *slot = byte;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for MemSock {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = self.room.unwrap_or(usize::MAX);
+        if room == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(room);
+        self.room = self.room.map(|r| r - n);
+        self.output.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn policy() -> WebPolicy {
+    WebPolicy::new(None, 64)
+}
+
+fn setup(tls: Option<Arc<rustls::ServerConfig>>) -> Setup {
+    Setup { tls, web: policy() }
+}
+
+/// Everything the transport hands up from what is in `sock` now: lines
+/// as text, a binary message as `<not-text>`, the end as `<closed>`.
+fn drain(t: &mut Transport, sock: &mut MemSock) -> String {
+    let mut seen = String::new();
+    let mut buf = [0u8; 32];
+    loop {
+        match t.read(sock, &mut buf, &policy()).expect("read") {
+            Received::Bytes(n) => seen.push_str(std::str::from_utf8(&buf[..n]).unwrap()),
+            Received::NotText => seen.push_str("<not-text>\n"),
+            Received::WouldBlock => return seen,
+            Received::Closed => {
+                seen.push_str("<closed>\n");
+                return seen;
+            }
+        }
+    }
+}
+
+#[test]
+fn plain_reads_pass_through_and_end_at_eof() {
+    let mut t = Transport::new(TransportKind::Plain, &setup(None)).unwrap();
+    let mut sock = MemSock {
+        input: b"LOGIN a\n".iter().copied().collect(),
+        eof: true,
+        ..MemSock::default()
+    };
+    assert_eq!(drain(&mut t, &mut sock), "LOGIN a\n<closed>\n");
+}
+
+#[test]
+fn plain_writes_keep_what_the_kernel_did_not_take() {
+    let mut t = Transport::new(TransportKind::Plain, &setup(None)).unwrap();
+    t.queue(b"OK\n");
+    t.queue(b"INFO bob joined\n");
+    let mut sock = MemSock {
+        room: Some(5),
+        ..MemSock::default()
+    };
+    t.write_to(&mut sock).unwrap();
+    assert_eq!(sock.output, b"OK\nIN");
+    assert_eq!(t.buffered(), 14);
+    assert!(t.wants_write());
+    sock.room = None;
+    t.write_to(&mut sock).unwrap();
+    assert_eq!(sock.output, b"OK\nINFO bob joined\n");
+    assert!(!t.wants_write());
+}
+
+#[test]
+fn a_burst_buffer_is_freed_once_written() {
+    let mut t = Transport::new(TransportKind::Plain, &setup(None)).unwrap();
+    t.queue(&[b'x'; 10_000]);
+    let mut sock = MemSock::default();
+    assert!(t.write_to(&mut sock).unwrap() >= 10_000);
+    assert_eq!(t.buffer_capacity(), 0);
+    t.queue(b"small\n");
+    assert_eq!(t.write_to(&mut sock).unwrap(), 0);
+    assert!(t.buffer_capacity() > 0, "a small buffer is kept");
+    assert!(t.release_idle_buffers() > 0);
+    assert_eq!(t.buffer_capacity(), 0);
+}
+
+/// A server config and a client config that trusts it.
+fn tls_pair() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let der: CertificateDer<'static> = cert.der().clone();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![der.clone()],
+            PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+        )
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (Arc::new(server), Arc::new(client))
+}
+
+/// Moves bytes between a rustls client and the server transport until
+/// neither has anything more to say; returns what the server handed up.
+fn shuttle(
+    client: &mut rustls::ClientConnection,
+    server: &mut Transport,
+    sock: &mut MemSock,
+) -> String {
+    let mut seen = String::new();
+    for _ in 0..20 {
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        sock.input.extend(wire);
+        seen.push_str(&drain(server, sock));
+        server.write_to(sock).unwrap();
+        let from_server = std::mem::take(&mut sock.output);
+        if from_server.is_empty() && !client.wants_write() {
+            break;
+        }
+        let mut cursor = Cursor::new(from_server);
+        while (cursor.position() as usize) < cursor.get_ref().len() {
+            client.read_tls(&mut cursor).unwrap();
+            client.process_new_packets().unwrap();
+        }
+    }
+    seen
+}
+
+fn client_plaintext(client: &mut rustls::ClientConnection) -> String {
+    let mut text = Vec::new();
+    let _ = client.reader().read_to_end(&mut text);
+    String::from_utf8(text).unwrap()
+}
+
+#[test]
+fn tls_carries_lines_both_ways_and_ends_with_close_notify() {
+    let (server_config, client_config) = tls_pair();
+    let mut server = Transport::new(TransportKind::Tls, &setup(Some(server_config))).unwrap();
+    let name = "localhost".try_into().unwrap();
+    let mut client = rustls::ClientConnection::new(client_config, name).unwrap();
+    let mut sock = MemSock::default();
+    client.writer().write_all(b"LOGIN alice\nMSG hi\n").unwrap();
+    assert_eq!(
+        shuttle(&mut client, &mut server, &mut sock),
+        "LOGIN alice\nMSG hi\n"
+    );
+    assert!(!client.is_handshaking());
+    server.queue(b"OK\nINFO alice: hi\n");
+    server.end();
+    assert!(server.wants_write());
+    shuttle(&mut client, &mut server, &mut sock);
+    assert_eq!(client_plaintext(&mut client), "OK\nINFO alice: hi\n");
+    assert!(!server.wants_write());
+}
+
+#[test]
+fn a_failed_handshake_is_an_error_not_a_panic() {
+    let (server_config, _) = tls_pair();
+    let mut server = Transport::new(TransportKind::Tls, &setup(Some(server_config))).unwrap();
+    let mut sock = MemSock {
+        input: b"LOGIN alice\n".iter().copied().collect(),
+        ..MemSock::default()
+    };
+    let mut buf = [0u8; 64];
+    assert!(server.read(&mut sock, &mut buf, &policy()).is_err());
+}
+
+const UPGRADE: &str = "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+    Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+/// A masked client frame, as a browser sends it.
+fn client_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    masked(Frame::message(payload.to_vec(), opcode, true))
+}
+
+fn masked(mut frame: Frame) -> Vec<u8> {
+    frame.header_mut().mask = Some([7, 1, 200, 42]);
+    let mut bytes = Vec::new();
+    frame.format(&mut bytes).unwrap();
+    bytes
+}
+
+fn text(payload: &str) -> Vec<u8> {
+    client_frame(OpCode::Data(Data::Text), payload.as_bytes())
+}
+
+/// The text frames the server wrote after its HTTP response.
+fn server_texts(output: &[u8]) -> Vec<String> {
+    let start = output
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response")
+        + 4;
+    let mut cursor = Cursor::new(&output[start..]);
+    let mut texts = Vec::new();
+    while let Some((header, len)) = FrameHeader::parse(&mut cursor).unwrap() {
+        let at = cursor.position() as usize;
+        let payload = &cursor.get_ref()[at..at + len as usize];
+        if header.opcode == OpCode::Data(Data::Text) {
+            texts.push(String::from_utf8(payload.to_vec()).unwrap());
+        } else {
+            texts.push(format!("<{:?}>", header.opcode));
+        }
+        cursor.set_position((at + len as usize) as u64);
+    }
+    texts
+}
+
+fn web_session() -> Vec<u8> {
+    let mut wire = UPGRADE.as_bytes().to_vec();
+    wire.extend(text("LOGIN alice"));
+    wire.extend(text("MSG one\nMSG two\n"));
+    wire.extend(client_frame(OpCode::Data(Data::Binary), b"\x00\x01"));
+    wire.extend(masked(Frame::ping(b"hb".to_vec())));
+    wire.extend(text(&"x".repeat(100)));
+    wire.extend(text("QUIT"));
+    wire
+}
+
+const WEB_SESSION_SEEN: &str = "LOGIN alice\nMSG one\nMSG two\n<not-text>\n";
+
+#[test]
+fn websocket_messages_are_lines_and_lines_are_text_frames() {
+    let mut t = Transport::new(TransportKind::Web, &setup(None)).unwrap();
+    let mut sock = MemSock {
+        input: web_session().into_iter().collect(),
+        ..MemSock::default()
+    };
+    let seen = drain(&mut t, &mut sock);
+    let long = "x".repeat(100);
+    assert_eq!(seen, format!("{WEB_SESSION_SEEN}{long}\nQUIT\n"));
+    t.queue(b"OK\nINFO alice: one\n");
+    t.end();
+    t.write_to(&mut sock).unwrap();
+    let response = String::from_utf8_lossy(&sock.output);
+    assert!(response.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+    assert!(response.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+    let frames = server_texts(&sock.output);
+    assert_eq!(
+        frames,
+        [
+            "<Control(Pong)>",
+            "OK",
+            "INFO alice: one",
+            "<Control(Close)>"
+        ]
+    );
+}
+
+#[test]
+fn websocket_input_split_at_every_byte_gives_the_same_lines() {
+    let wire = web_session();
+    let mut t = Transport::new(TransportKind::Web, &setup(None)).unwrap();
+    let mut sock = MemSock::default();
+    let mut seen = String::new();
+    for byte in wire {
+        sock.input.push_back(byte);
+        seen.push_str(&drain(&mut t, &mut sock));
+    }
+    let long = "x".repeat(100);
+    assert_eq!(seen, format!("{WEB_SESSION_SEEN}{long}\nQUIT\n"));
+}
+
+#[test]
+fn an_oversize_websocket_message_closes_with_1009() {
+    let mut t = Transport::new(TransportKind::Web, &setup(None)).unwrap();
+    let mut wire = UPGRADE.as_bytes().to_vec();
+    wire.extend(text(&"y".repeat(policy().max_message + 1)));
+    let mut sock = MemSock {
+        input: wire.into_iter().collect(),
+        ..MemSock::default()
+    };
+    assert_eq!(drain(&mut t, &mut sock), "<closed>\n");
+    t.write_to(&mut sock).unwrap();
+    assert_eq!(server_texts(&sock.output), ["<Control(Close)>"]);
+}
+
+#[test]
+fn the_page_is_answered_and_the_connection_ends() {
+    let mut t = Transport::new(TransportKind::Web, &setup(None)).unwrap();
+    let mut sock = MemSock {
+        input: b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+            .iter()
+            .copied()
+            .collect(),
+        ..MemSock::default()
+    };
+    assert_eq!(drain(&mut t, &mut sock), "<closed>\n");
+    t.queue(b"PING\n");
+    t.write_to(&mut sock).unwrap();
+    let response = String::from_utf8(sock.output).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(response.ends_with("</html>\n"), "nothing after the page");
+}

@@ -1,0 +1,475 @@
+//! The web layer of a transport: one HTTP request, then either the web
+//! page (and the connection closes) or a WebSocket whose text messages are
+//! protocol lines.
+//!
+//! The request is read whole (at most `MAX_HEAD` bytes) and parsed with
+//! `httparse`; exactly one request is served per connection and a request
+//! with a body is refused, so nothing can be smuggled behind it. The page
+//! is compiled into the binary: no path ever reaches the file system.
+//! After the upgrade a `tungstenite` context decodes frames (masking,
+//! fragments, pings, the close handshake, size limits); it reads through
+//! the link below and writes into the connection's out buffer, so it never
+//! touches the socket itself.
+
+use std::io::{self, Read};
+
+use log::debug;
+use tungstenite::handshake::derive_accept_key;
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, FrameHeader};
+use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
+use tungstenite::{Error, Message};
+
+use super::outbuf::OutBuf;
+use super::Received;
+
+/// The web page, served at `/`.
+const PAGE: &str = include_str!("../../web/index.html");
+/// The longest request head (request line and headers) we read.
+const MAX_HEAD: usize = 8 * 1024;
+/// Headers one request may carry.
+const MAX_HEADERS: usize = 48;
+/// The path that upgrades to a WebSocket.
+pub const CHAT_PATH: &str = "/chat";
+/// Frames are read from the link in chunks of this size.
+const READ_BUFFER: usize = 4096;
+
+/// What every web connection is allowed, from the server's configuration.
+#[derive(Debug, Clone)]
+pub struct WebPolicy {
+    /// When set, a WebSocket upgrade must come from exactly this `Origin`.
+    pub origin: Option<String>,
+    /// The longest message read whole: longer than the line limit (so an
+    /// oversize line gets `ERR line-too-long`, as on TCP), still bounded.
+    pub max_message: usize,
+}
+
+impl WebPolicy {
+    /// The policy for a server whose lines may be `max_line` bytes long.
+    pub fn new(origin: Option<String>, max_line: usize) -> WebPolicy {
+        WebPolicy {
+            origin,
+            max_message: (2 * max_line).max(64 * 1024),
+        }
+    }
+}
+
+/// Where a web connection is.
+#[derive(Debug)]
+enum State {
+    /// Reading the request head.
+    Request(Vec<u8>),
+    /// Upgraded: frames both ways.
+    Socket(Box<WebSocketContext>),
+    /// A response was queued, or the socket closed: nothing more is read.
+    Done,
+}
+
+/// One web connection's protocol state.
+#[derive(Debug)]
+pub(super) struct Web {
+    state: State,
+    /// The rest of a text message that did not fit the caller's buffer.
+    pending: Vec<u8>,
+}
+
+/// The WebSocket context's stream: reads come from the link, writes go to
+/// the out buffer (so frames queue behind the lines already there).
+struct Duplex<'a, R> {
+    lower: &'a mut R,
+    out: &'a mut OutBuf,
+}
+
+impl<R: Read> Read for Duplex<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.lower.read(buf)
+    }
+}
+
+impl<R> io::Write for Duplex<'_, R> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Web {
+    pub(super) fn new() -> Web {
+        Web {
+            state: State::Request(Vec::new()),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Reads from `lower` until there is something to hand up: decoded
+    /// text (each message ends with `\n`), a message that is not text, the
+    /// end, or nothing for now. Responses, pongs and close frames go to `out`.
+    pub(super) fn read(
+        &mut self,
+        lower: &mut impl Read,
+        buf: &mut [u8],
+        out: &mut OutBuf,
+        policy: &WebPolicy,
+    ) -> io::Result<Received> {
+        loop {
+            if !self.pending.is_empty() {
+                let n = self.pending.len().min(buf.len());
+                buf[..n].copy_from_slice(&self.pending[..n]);
+                self.pending.drain(..n);
+                return Ok(Received::Bytes(n));
+            }
+            match &mut self.state {
+                State::Done => return Ok(Received::Closed),
+                State::Request(head) => {
+                    let n = match lower.read(buf) {
+                        Ok(0) => return Ok(Received::Closed),
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            return Ok(Received::WouldBlock)
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                    };
+                    head.extend_from_slice(&buf[..n]);
+                    let head = std::mem::take(head);
+                    match answer(&head, policy) {
+                        Answer::Incomplete => self.state = State::Request(head),
+                        Answer::Respond(response) => {
+                            out.queue(&response);
+                            self.state = State::Done;
+                            return Ok(Received::Closed);
+                        }
+                        Answer::Upgrade { key, used } => {
+                            out.queue(&upgrade_response(&key));
+                            let config = WebSocketConfig::default()
+                                .read_buffer_size(READ_BUFFER)
+                                .write_buffer_size(0)
+                                .max_message_size(Some(policy.max_message))
+                                .max_frame_size(Some(policy.max_message));
+                            let rest = head[used..].to_vec();
+                            let ctx = WebSocketContext::from_partially_read(
+                                rest,
+                                Role::Server,
+                                Some(config),
+                            );
+                            self.state = State::Socket(Box::new(ctx));
+                        }
+                    }
+                }
+                State::Socket(ctx) => {
+                    let mut io = Duplex { lower, out };
+                    let read = ctx.read(&mut io);
+                    // Pongs and close replies go out before anything queued later.
+                    let _ = ctx.flush(&mut io);
+                    match read {
+                        Ok(Message::Text(text)) => return Ok(self.hand_up(text.as_bytes(), buf)),
+                        Ok(Message::Binary(_)) => return Ok(Received::NotText),
+                        Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                        Ok(Message::Close(_)) => return Ok(Received::Closed),
+                        Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                            return Ok(Received::WouldBlock)
+                        }
+                        Err(Error::Io(e)) => return Err(e),
+                        Err(Error::ConnectionClosed | Error::AlreadyClosed) => {
+                            self.state = State::Done;
+                            return Ok(Received::Closed);
+                        }
+                        Err(e) => {
+                            debug!("websocket closed: {e}");
+                            let code = match e {
+                                Error::Capacity(_) => CloseCode::Size,
+                                Error::Utf8(_) => CloseCode::Invalid,
+                                _ => CloseCode::Protocol,
+                            };
+                            let frame = CloseFrame {
+                                code,
+                                reason: "".into(),
+                            };
+                            let _ = ctx.close(&mut io, Some(frame));
+                            self.state = State::Done;
+                            return Ok(Received::Closed);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands one text message up as one line: as much as fits now, the
+    /// rest on the next read.
+    fn hand_up(&mut self, text: &[u8], buf: &mut [u8]) -> Received {
+        let needs_end = text.last() != Some(&b'\n');
+        let len = text.len() + usize::from(needs_end);
+        if len <= buf.len() {
+            buf[..text.len()].copy_from_slice(text);
+            if needs_end {
+                buf[text.len()] = b'\n';
+            }
+            return Received::Bytes(len);
+        }
+        let n = buf.len();
+        buf.copy_from_slice(&text[..n]);
+        self.pending.extend_from_slice(&text[n..]);
+        if needs_end {
+            self.pending.push(b'\n');
+        }
+        Received::Bytes(n)
+    }
+
+    /// Queues `lines` as one text frame each, once upgraded; before that
+    /// (or after the close) there is nobody to read them.
+    pub(super) fn queue(&mut self, lines: &[u8], out: &mut OutBuf) {
+        let State::Socket(ctx) = &self.state else {
+            return;
+        };
+        if !ctx.can_write() {
+            return;
+        }
+        let header = FrameHeader {
+            opcode: OpCode::Data(Data::Text),
+            ..FrameHeader::default()
+        };
+        for line in lines.split_inclusive(|&b| b == b'\n') {
+            let text = line.strip_suffix(b"\n").unwrap_or(line);
+            // Writing into an OutBuf cannot fail.
+            let _ = header.format(text.len() as u64, out);
+            out.queue(text);
+        }
+    }
+
+    /// The connection is ending: a close frame follows what is queued.
+    pub(super) fn end(&mut self, out: &mut OutBuf) {
+        if let State::Socket(ctx) = &mut self.state {
+            let mut io = Duplex {
+                lower: &mut io::empty(),
+                out,
+            };
+            let frame = CloseFrame {
+                code: CloseCode::Normal,
+                reason: "".into(),
+            };
+            let _ = ctx.close(&mut io, Some(frame));
+        }
+    }
+
+    /// Frees what an idle connection need not hold.
+    pub(super) fn release_idle(&mut self) -> usize {
+        if self.pending.is_empty() {
+            std::mem::take(&mut self.pending).capacity()
+        } else {
+            0
+        }
+    }
+
+    /// Heap bytes held besides the library's own buffers.
+    pub(super) fn capacity(&self) -> usize {
+        let head = match &self.state {
+            State::Request(head) => head.capacity(),
+            State::Socket(_) => READ_BUFFER,
+            State::Done => 0,
+        };
+        head + self.pending.capacity()
+    }
+}
+
+/// What one request gets.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    /// The head is not complete yet.
+    Incomplete,
+    /// This response, then the connection closes.
+    Respond(Vec<u8>),
+    /// Switch to WebSocket with this key; the head was `used` bytes long.
+    Upgrade { key: String, used: usize },
+}
+
+/// Decides what a request head gets.
+fn answer(head: &[u8], policy: &WebPolicy) -> Answer {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let used = match req.parse(head) {
+        Ok(httparse::Status::Complete(used)) => used,
+        Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => return Answer::Incomplete,
+        Ok(httparse::Status::Partial) => return Answer::Respond(status(431)),
+        Err(_) => return Answer::Respond(status(400)),
+    };
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_owned())
+    };
+    // One request per connection and no bodies: nothing rides behind it.
+    if header("content-length").is_some() || header("transfer-encoding").is_some() {
+        return Answer::Respond(status(400));
+    }
+    if req.method != Some("GET") {
+        return Answer::Respond(status(405));
+    }
+    let path = req.path.unwrap_or("");
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    if path == "/" {
+        return Answer::Respond(page());
+    }
+    if path != CHAT_PATH {
+        return Answer::Respond(status(404));
+    }
+    let has_token = |name: &str, token: &str| {
+        header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    if !has_token("upgrade", "websocket") || !has_token("connection", "upgrade") {
+        return Answer::Respond(status(426));
+    }
+    if header("sec-websocket-version").as_deref() != Some("13") {
+        return Answer::Respond(status(426));
+    }
+    if let Some(allowed) = &policy.origin {
+        if header("origin").as_deref() != Some(allowed.as_str()) {
+            return Answer::Respond(status(403));
+        }
+    }
+    match header("sec-websocket-key") {
+        Some(key) if key.len() == 24 => Answer::Upgrade { key, used },
+        _ => Answer::Respond(status(400)),
+    }
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+/// A response with a short text body, after which the connection closes.
+pub(super) fn status(code: u16) -> Vec<u8> {
+    let body = format!("{code} {}\n", reason(code));
+    let extra = match code {
+        405 => "Allow: GET\r\n",
+        426 => "Sec-WebSocket-Version: 13\r\n",
+        _ => "",
+    };
+    response(
+        &format!("{code} {}", reason(code)),
+        "text/plain",
+        extra,
+        &body,
+    )
+}
+
+fn page() -> Vec<u8> {
+    // The page talks only to this server and loads nothing from elsewhere.
+    let csp = "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; \
+               style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; \
+               base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\n";
+    response("200 OK", "text/html", csp, PAGE)
+}
+
+fn response(status: &str, content_type: &str, extra: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}; charset=utf-8\r\n\
+         Content-Length: {}\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n\
+         Referrer-Policy: no-referrer\r\n{extra}Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn upgrade_response(key: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        derive_accept_key(key.as_bytes())
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> WebPolicy {
+        WebPolicy::new(None, 4096)
+    }
+
+    fn code(answer: Answer) -> u16 {
+        match answer {
+            Answer::Respond(r) => String::from_utf8(r).unwrap()[9..12].parse().unwrap(),
+            other => panic!("expected a response, got {other:?}"),
+        }
+    }
+
+    const UPGRADE: &str = "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+        Connection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://good\r\n\r\n";
+
+    #[test]
+    fn the_page_is_served_at_the_root_only() {
+        let page = answer(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &policy());
+        let Answer::Respond(bytes) = page else {
+            panic!("no page")
+        };
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(text.contains("Content-Security-Policy"));
+        assert!(text.ends_with(PAGE));
+        assert_eq!(code(answer(b"GET /?x=1 HTTP/1.1\r\n\r\n", &policy())), 200);
+        for path in [
+            "/index.html",
+            "/../etc/passwd",
+            "/chat/..",
+            "//",
+            "/web/index.html",
+        ] {
+            let head = format!("GET {path} HTTP/1.1\r\n\r\n");
+            assert_eq!(code(answer(head.as_bytes(), &policy())), 404, "{path}");
+        }
+    }
+
+    #[test]
+    fn bad_requests_are_refused() {
+        assert_eq!(code(answer(b"GARBAGE\0\r\n\r\n", &policy())), 400);
+        assert_eq!(code(answer(b"POST / HTTP/1.1\r\n\r\n", &policy())), 405);
+        let smuggled = b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\nGET /";
+        assert_eq!(code(answer(smuggled, &policy())), 400);
+        let chunked = b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(code(answer(chunked, &policy())), 400);
+        assert_eq!(code(answer(b"GET /chat HTTP/1.1\r\n\r\n", &policy())), 426);
+        assert_eq!(
+            answer(b"GET / HTTP/1.1\r\nHost:", &policy()),
+            Answer::Incomplete
+        );
+        let huge = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD));
+        assert_eq!(code(answer(huge.as_bytes(), &policy())), 431);
+    }
+
+    #[test]
+    fn upgrades_check_version_key_and_origin() {
+        let Answer::Upgrade { key, used } = answer(UPGRADE.as_bytes(), &policy()) else {
+            panic!("no upgrade")
+        };
+        assert_eq!(used, UPGRADE.len());
+        assert!(String::from_utf8(upgrade_response(&key))
+            .unwrap()
+            .contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        let v12 = UPGRADE.replace("Version: 13", "Version: 12");
+        assert_eq!(code(answer(v12.as_bytes(), &policy())), 426);
+        let nokey = UPGRADE.replace("Sec-WebSocket-Key", "X-Key");
+        assert_eq!(code(answer(nokey.as_bytes(), &policy())), 400);
+        let strict = WebPolicy::new(Some("http://good".into()), 4096);
+        assert!(matches!(
+            answer(UPGRADE.as_bytes(), &strict),
+            Answer::Upgrade { .. }
+        ));
+        let other = UPGRADE.replace("http://good", "http://evil");
+        assert_eq!(code(answer(other.as_bytes(), &strict)), 403);
+    }
+}
