@@ -24,7 +24,7 @@ pub struct Server {
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
     last_stats: Arc<Mutex<String>>,
-    _port_file: PortFile,
+    port_file: PortFile,
 }
 
 static PORT_FILES: AtomicU64 = AtomicU64::new(0);
@@ -129,8 +129,14 @@ impl Server {
             addr,
             log,
             last_stats,
-            _port_file: port_file,
+            port_file,
         }
+    }
+
+    /// The address of the server's listener of `transport` (`tls`, `web`, …).
+    pub fn listener(&self, transport: &str) -> SocketAddr {
+        self.port_file
+            .wait(transport, || format!("log:\n{}", self.log()))
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,0 +1,547 @@
+//! TLS and WebSocket users chat with plain TCP users through one server,
+//! under the same limits: real sockets, a rustls client, `openssl
+//! s_client`, tungstenite clients.
+
+mod common;
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use common::{Server, BIN, WAIT};
+use rustls::pki_types::CertificateDer;
+use tungstenite::{Message, WebSocket};
+
+/// A PEM certificate for `localhost`/127.0.0.1 and its key, in a temp dir.
+struct CertFiles {
+    dir: PathBuf,
+    der: CertificateDer<'static>,
+}
+
+impl CertFiles {
+    fn new(tag: &str, params: rcgen::CertificateParams) -> CertFiles {
+        let dir = std::env::temp_dir().join(format!("selectchat-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+        CertFiles {
+            dir,
+            der: cert.der().clone(),
+        }
+    }
+
+    fn localhost(tag: &str) -> CertFiles {
+        let names = vec!["localhost".into(), "127.0.0.1".into()];
+        CertFiles::new(tag, rcgen::CertificateParams::new(names).unwrap())
+    }
+
+    fn cert(&self) -> String {
+        self.dir.join("cert.pem").display().to_string()
+    }
+
+    fn key(&self) -> String {
+        self.dir.join("key.pem").display().to_string()
+    }
+}
+
+impl Drop for CertFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A line client over rustls that trusts exactly one certificate.
+struct TlsClient {
+    reader: BufReader<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>,
+}
+
+impl TlsClient {
+    fn connect(addr: SocketAddr, trusted: &CertificateDer<'static>) -> TlsClient {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(trusted.clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = "localhost".try_into().unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let sock = TcpStream::connect_timeout(&addr, WAIT).unwrap();
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        TlsClient {
+            reader: BufReader::new(rustls::StreamOwned::new(conn, sock)),
+        }
+    }
+
+    fn send(&mut self, line: &str) {
+        let stream = self.reader.get_mut();
+        stream.write_all(format!("{line}\n").as_bytes()).unwrap();
+        stream.flush().unwrap();
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("a line over TLS");
+        line.trim_end_matches('\n').to_owned()
+    }
+}
+
+/// A WebSocket client, as a browser would be one.
+struct WsClient {
+    ws: WebSocket<TcpStream>,
+}
+
+impl WsClient {
+    fn connect(addr: SocketAddr) -> WsClient {
+        let sock = TcpStream::connect_timeout(&addr, WAIT).unwrap();
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        let url = format!("ws://{addr}/chat");
+        let (ws, response) = tungstenite::client::client(url.as_str(), sock).expect("upgrade");
+        assert_eq!(response.status(), 101);
+        WsClient { ws }
+    }
+
+    fn login(addr: SocketAddr, name: &str) -> WsClient {
+        let mut c = WsClient::connect(addr);
+        c.send(&format!("LOGIN {name}"));
+        assert_eq!(c.line(), "OK");
+        c
+    }
+
+    fn send(&mut self, line: &str) {
+        self.ws.send(Message::text(line)).unwrap();
+    }
+
+    /// The next text message, skipping control frames.
+    fn line(&mut self) -> String {
+        loop {
+            match self.ws.read().expect("a WebSocket message") {
+                Message::Text(text) => return text.to_string(),
+                Message::Close(frame) => panic!("closed: {frame:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the text seen before.
+    fn until_closed(&mut self) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            match self.ws.read() {
+                Ok(Message::Text(text)) => seen.push(text.to_string()),
+                Ok(_) => {}
+                Err(_) => return seen,
+            }
+        }
+    }
+}
+
+#[test]
+fn tls_plain_and_websocket_users_chat_together() {
+    let certs = CertFiles::localhost("chat");
+    let s = Server::start(&[
+        "--tls-port",
+        "0",
+        "--tls-cert",
+        &certs.cert(),
+        "--tls-key",
+        &certs.key(),
+        "--web-port",
+        "0",
+    ]);
+    let mut tls = TlsClient::connect(s.listener("tls"), &certs.der);
+    tls.send("LOGIN alice");
+    assert_eq!(tls.line(), "OK");
+    let mut plain = s.login("bob");
+    assert_eq!(tls.line(), "INFO bob joined");
+
+    // With a certificate, the web port is HTTPS: a WebSocket over rustls.
+    let web = s.listener("web-tls");
+    let sock = TcpStream::connect_timeout(&web, WAIT).unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certs.der.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    let stream = rustls::StreamOwned::new(conn, sock);
+    let url = format!("wss://localhost:{}/chat", web.port());
+    let (mut wss, _) = tungstenite::client::client(url.as_str(), stream).expect("wss upgrade");
+    wss.send(Message::text("LOGIN carol")).unwrap();
+    assert_eq!(wss.read().unwrap().to_text().unwrap(), "OK");
+    assert_eq!(tls.line(), "INFO carol joined");
+    assert_eq!(plain.line(), "INFO carol joined");
+
+    plain.send("MSG hello from tcp");
+    assert_eq!(tls.line(), "MSG bob hello from tcp");
+    assert_eq!(
+        wss.read().unwrap().to_text().unwrap(),
+        "MSG bob hello from tcp"
+    );
+    tls.send("DM bob hi over tls");
+    plain.expect("DM alice hi over tls");
+    wss.send(Message::text("JOIN #web")).unwrap();
+    assert_eq!(wss.read().unwrap().to_text().unwrap(), "JOINED #web 1");
+    tls.send("JOIN #web");
+    assert_eq!(tls.line(), "JOINED #web 2");
+    tls.send("SAY #web ünïcode ok");
+    assert!(tls.line().starts_with("SENT #web "));
+    let said = wss.read().unwrap().to_text().unwrap().to_owned();
+    assert!(said.starts_with("INFO #web alice joined"), "{said}");
+    let said = wss.read().unwrap().to_text().unwrap().to_owned();
+    assert!(said.ends_with(" alice ünïcode ok"), "{said}");
+    tls.send("QUIT");
+    assert_eq!(tls.line(), "BYE");
+    plain.expect("INFO alice disconnected");
+}
+
+#[test]
+fn openssl_s_client_chats() {
+    if Command::new("openssl").arg("version").output().is_err() {
+        eprintln!(
+            "NOT RUN: openssl is not installed (apt-get install openssl; .ci/run installs it)"
+        );
+        return;
+    }
+    let s = Server::start(&["--tls-port", "0", "--tls-self-signed"]);
+    let tls = s.listener("tls");
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect", &tls.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || rx.recv_timeout(WAIT).expect("a line from openssl s_client");
+    stdin.write_all(b"LOGIN dave\n").unwrap();
+    assert_eq!(next(), "OK");
+    let mut plain = s.login("erin");
+    assert_eq!(next(), "INFO erin joined");
+    plain.send("MSG hi dave");
+    assert_eq!(next(), "MSG erin hi dave");
+    stdin.write_all(b"MSG hi erin\n").unwrap();
+    plain.expect("MSG dave hi erin");
+    stdin.write_all(b"QUIT\n").unwrap();
+    assert_eq!(next(), "BYE");
+    plain.expect("INFO dave disconnected");
+    common::wait_exit(&mut child);
+}
+
+/// Runs the server expecting it to refuse to start; returns its stderr.
+fn refused_start(args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(["--host", "127.0.0.1", "--db", ":memory:", "0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_certificates_stop_the_server_with_a_reason() {
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let expired = CertFiles::new("expired", params);
+    let log = refused_start(&[
+        "--tls-port",
+        "0",
+        "--tls-cert",
+        &expired.cert(),
+        "--tls-key",
+        &expired.key(),
+    ]);
+    assert!(log.contains("expired on"), "{log}");
+
+    let other = CertFiles::localhost("other");
+    let good = CertFiles::localhost("good");
+    let log = refused_start(&[
+        "--tls-port",
+        "0",
+        "--tls-cert",
+        &good.cert(),
+        "--tls-key",
+        &other.key(),
+    ]);
+    assert!(log.contains("does not belong to the certificate"), "{log}");
+
+    let log = refused_start(&[
+        "--tls-port",
+        "0",
+        "--tls-cert",
+        &good.key(),
+        "--tls-key",
+        &good.key(),
+    ]);
+    assert!(log.contains("no certificate in"), "{log}");
+    let missing = Path::new("/nonexistent/cert.pem").display().to_string();
+    let log = refused_start(&[
+        "--tls-port",
+        "0",
+        "--tls-cert",
+        &missing,
+        "--tls-key",
+        &good.key(),
+    ]);
+    assert!(log.contains("/nonexistent/cert.pem"), "{log}");
+}
+
+#[test]
+fn a_stalled_or_garbage_handshake_disturbs_nobody() {
+    let s = Server::start(&[
+        "--tls-port",
+        "0",
+        "--tls-self-signed",
+        "--login-timeout",
+        "1",
+    ]);
+    let tls = s.listener("tls");
+    let mut a = s.login("a");
+    let mut b = s.login("b");
+    a.expect("INFO b joined");
+    // One peer says nothing, one sends half a ClientHello, one sends text.
+    let _silent = TcpStream::connect(tls).unwrap();
+    let mut half = TcpStream::connect(tls).unwrap();
+    half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
+    let mut garbage = TcpStream::connect(tls).unwrap();
+    garbage.write_all(b"LOGIN mallory\n").unwrap();
+    b.send("MSG still here");
+    a.expect("MSG b still here");
+    // All three are purged by the login timeout (or at once, the garbage).
+    for mut sock in [half, garbage] {
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        let mut buf = [0u8; 256];
+        loop {
+            match sock.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("not closed: {e}"),
+            }
+        }
+    }
+    assert!(s.log().contains("closed: login-timeout"), "{}", s.log());
+    a.send("WHO");
+    a.expect("USER a");
+    a.expect("USER b");
+}
+
+#[test]
+fn websocket_and_nc_users_chat() {
+    let s = Server::start(&["--web-port", "0"]);
+    let web = s.listener("web");
+    let mut ws = WsClient::login(web, "wendy");
+    let mut nc = s.login("nick");
+    assert_eq!(ws.line(), "INFO nick joined");
+    nc.send("MSG hi wendy");
+    assert_eq!(ws.line(), "MSG nick hi wendy");
+    ws.send("MSG hi nick");
+    nc.expect("MSG wendy hi nick");
+    // A trailing newline is allowed; several lines in one message are several lines.
+    ws.send("DM nick one\n");
+    ws.send("DM nick two\nDM nick three");
+    nc.expect("DM wendy one");
+    nc.expect("DM wendy two");
+    nc.expect("DM wendy three");
+    ws.send("PING x");
+    assert_eq!(ws.line(), "PONG x");
+    ws.send("QUIT");
+    assert_eq!(ws.until_closed(), ["BYE"]);
+    nc.expect("INFO wendy disconnected");
+}
+
+#[test]
+fn websocket_oversize_and_binary_messages_get_errors_and_the_connection_stays() {
+    let s = Server::start(&["--web-port", "0", "--max-line", "100"]);
+    let mut ws = WsClient::login(s.listener("web"), "w");
+    ws.send(&"x".repeat(101));
+    assert_eq!(ws.line(), "ERR line-too-long");
+    ws.ws.send(Message::binary(vec![1, 2, 3])).unwrap();
+    assert_eq!(ws.line(), "ERR invalid-text");
+    ws.send(&"y".repeat(100));
+    assert_eq!(ws.line(), "ERR unknown-command");
+    ws.send("PING alive");
+    assert_eq!(ws.line(), "PONG alive");
+    // Far past any line, the message is refused by the WebSocket layer: 1009.
+    ws.send(&"z".repeat(200_000));
+    let mut closed_with = None;
+    loop {
+        match ws.ws.read() {
+            Ok(Message::Close(frame)) => closed_with = frame.map(|f| u16::from(f.code)),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert_eq!(closed_with, Some(1009));
+}
+
+#[test]
+fn web_requests_other_than_the_page_and_the_socket_are_refused() {
+    let s = Server::start(&["--web-port", "0", "--web-origin", "http://good.example"]);
+    let web = s.listener("web");
+    let ask = |request: &str| {
+        let mut sock = TcpStream::connect_timeout(&web, WAIT).unwrap();
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        sock.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        let _ = sock.read_to_string(&mut response);
+        response
+    };
+    let page = ask("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    assert!(page.contains("<title>selectchat</title>"));
+    let status = |r: String| r.lines().next().unwrap_or("").to_owned();
+    assert_eq!(
+        status(ask("GET /../Cargo.toml HTTP/1.1\r\n\r\n")),
+        "HTTP/1.1 404 Not Found"
+    );
+    assert_eq!(
+        status(ask(
+            "GET / HTTP/1.1\r\nContent-Length: 30\r\n\r\nGET /chat HTTP/1.1\r\n\r\n"
+        )),
+        "HTTP/1.1 400 Bad Request"
+    );
+    assert_eq!(
+        status(ask("\x16\x03\x01garbage\r\n\r\n")),
+        "HTTP/1.1 400 Bad Request"
+    );
+    let upgrade = "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    assert_eq!(
+        status(ask(&format!(
+            "{upgrade}Origin: http://evil.example\r\n\r\n"
+        ))),
+        "HTTP/1.1 403 Forbidden"
+    );
+    // The right origin upgrades; nc users meanwhile are untouched.
+    let mut sock = TcpStream::connect_timeout(&web, WAIT).unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    sock.write_all(format!("{upgrade}Origin: http://good.example\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut head = [0u8; 12];
+    sock.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+}
+
+#[test]
+fn a_websocket_client_that_never_reads_is_dropped_at_its_sendq() {
+    let s = Server::start(&["--web-port", "0", "--sendq", "65536", "--rate", "0"]);
+    let web = s.listener("web");
+    let mut stalled = WsClient::login(web, "stalled");
+    let mut watcher = s.login("watcher");
+    let mut sender = s.login("sender");
+    assert_eq!(stalled.line(), "INFO watcher joined");
+    let payload = "p".repeat(1000);
+    let reader = thread::spawn(move || {
+        let mut got = 0;
+        let mut saw_drop = false;
+        while got < 20_000 {
+            let line = watcher.line();
+            if line.starts_with("MSG sender ") {
+                got += 1;
+            } else if line == "INFO stalled disconnected" {
+                saw_drop = true;
+            }
+        }
+        saw_drop
+            || watcher
+                .sync()
+                .iter()
+                .any(|l| l == "INFO stalled disconnected")
+    });
+    let mut batch = String::new();
+    for i in 0..20_000 {
+        batch.push_str(&format!("MSG {i} {payload}\n"));
+        if batch.len() > 256 * 1024 {
+            sender.stream.write_all(batch.as_bytes()).unwrap();
+            batch.clear();
+        }
+    }
+    sender.stream.write_all(batch.as_bytes()).unwrap();
+    assert!(
+        reader.join().unwrap(),
+        "the stalled WebSocket was never dropped"
+    );
+    assert!(s.log().contains("stalled left: sendq"), "{}", s.log());
+}
+
+#[test]
+fn an_abrupt_websocket_close_is_announced() {
+    let s = Server::start(&["--web-port", "0"]);
+    let ws = WsClient::login(s.listener("web"), "gone");
+    let mut nc = s.login("stays");
+    drop(ws); // TCP closed without a close frame
+    nc.expect("INFO gone disconnected");
+    let mut again = WsClient::login(s.listener("web"), "gone");
+    again.send("WHO");
+    assert_eq!(again.line(), "USER gone");
+    assert_eq!(again.line(), "USER stays");
+}
+
+#[test]
+fn a_thousand_websocket_clients_at_once() {
+    const N: usize = 1000;
+    let s = Server::start(&["--web-port", "0", "--presence-limit", "10"]);
+    let web = s.listener("web");
+    let mut clients: Vec<WsClient> = (0..N)
+        .map(|i| {
+            let mut c = WsClient::connect(web);
+            c.send(&format!("LOGIN w{i}"));
+            c
+        })
+        .collect();
+    for c in &mut clients {
+        assert_eq!(c.line(), "OK");
+    }
+    let mut nc = s.login("announcer");
+    nc.send("MSG to all thousand");
+    for c in &mut clients {
+        // The first few saw joins (up to the presence limit) before it.
+        let line = std::iter::repeat_with(|| c.line())
+            .find(|l| !l.starts_with("INFO "))
+            .unwrap();
+        assert_eq!(line, "MSG announcer to all thousand");
+    }
+    nc.send("WHO");
+    let users = (0..=N)
+        .map(|_| nc.line())
+        .filter(|l| l.starts_with("USER "))
+        .count();
+    assert_eq!(users, N + 1);
+    drop(clients);
+    assert!(
+        common::wait_until(Duration::from_secs(20), || s
+            .log()
+            .matches(" left: eof")
+            .count()
+            == N)
+        .is_some(),
+        "not every WebSocket departure was seen"
+    );
+}
