@@ -1,0 +1,393 @@
+//! The web page in a real headless Chromium, driven over the DevTools
+//! protocol: two people log in from two pages, talk in the lobby, a room
+//! and a DM with each other and with an `nc` user, an HTML payload stays
+//! text, and one page's connection is cut and comes back by itself.
+//!
+//! Needs Chromium (`apt-get install chromium`; .ci/run installs it). Without
+//! it the test says so and does not run.
+
+mod common;
+
+use std::io::{BufRead, BufReader, ErrorKind};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::{Server, WAIT};
+use serde_json::{json, Value};
+use tungstenite::{Message, WebSocket};
+
+const BROWSERS: [&str; 3] = ["chromium", "chromium-browser", "google-chrome"];
+
+fn find_browser() -> Option<&'static str> {
+    BROWSERS.into_iter().find(|b| {
+        Command::new(b)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// A headless Chromium process and a DevTools connection to it.
+struct Browser {
+    child: Child,
+    profile: PathBuf,
+    ws: WebSocket<TcpStream>,
+    next_id: u64,
+}
+
+impl Browser {
+    fn launch(binary: &str) -> Browser {
+        let profile =
+            std::env::temp_dir().join(format!("selectchat-chromium-{}", std::process::id()));
+        let mut child = Command::new(binary)
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+                "--window-size=1100,700",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start chromium");
+        // Chromium says where DevTools listens on stderr.
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("chromium announces its DevTools address");
+        let addr: SocketAddr = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(addr.ip().is_loopback());
+        let sock = TcpStream::connect_timeout(&addr, WAIT).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let (ws, _) = tungstenite::client::client(url.as_str(), sock).expect("DevTools socket");
+        Browser {
+            child,
+            profile,
+            ws,
+            next_id: 0,
+        }
+    }
+
+    /// Sends one DevTools command and waits (bounded) for its result.
+    fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut command = json!({ "id": id, "method": method, "params": params });
+        if let Some(session) = session {
+            command["sessionId"] = json!(session);
+        }
+        self.ws.send(Message::text(command.to_string())).unwrap();
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            let text = match self.ws.read() {
+                Ok(Message::Text(text)) => text,
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(e))
+                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    continue
+                }
+                Err(e) => panic!("DevTools connection failed: {e}"),
+            };
+            let reply: Value = serde_json::from_str(&text).unwrap();
+            if reply["id"] == id {
+                assert!(reply.get("error").is_none(), "{method}: {reply}");
+                return reply["result"].clone();
+            }
+        }
+        panic!("{method}: no answer from chromium");
+    }
+
+    /// Opens `url` in a fresh browser context (its own cookies and storage).
+    fn open(&mut self, url: &str) -> Page {
+        let context = self.call(None, "Target.createBrowserContext", json!({}));
+        let target = self.call(
+            None,
+            "Target.createTarget",
+            json!({ "url": url, "browserContextId": context["browserContextId"] }),
+        );
+        let attached = self.call(
+            None,
+            "Target.attachToTarget",
+            json!({ "targetId": target["targetId"], "flatten": true }),
+        );
+        Page {
+            session: attached["sessionId"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Evaluates `js` in `page` and returns its value.
+    fn eval(&mut self, page: &Page, js: &str) -> Value {
+        let result = self.call(
+            Some(&page.session),
+            "Runtime.evaluate",
+            json!({ "expression": js, "returnByValue": true, "awaitPromise": true }),
+        );
+        assert!(result.get("exceptionDetails").is_none(), "{js}: {result}");
+        result["result"]["value"].clone()
+    }
+
+    /// Waits (bounded) until `js` is true in `page`.
+    fn wait_for(&mut self, page: &Page, js: &str) {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if self.eval(page, js) == json!(true) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let shown = self.eval(page, "document.body.innerText");
+        panic!("timed out waiting for {js}; the page shows:\n{shown}");
+    }
+
+    fn screenshot(&mut self, page: &Page, path: &PathBuf) {
+        let shot = self.call(
+            Some(&page.session),
+            "Page.captureScreenshot",
+            json!({ "format": "png" }),
+        );
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap())
+            .unwrap();
+        std::fs::write(path, png).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// One tab, by its DevTools session.
+struct Page {
+    session: String,
+}
+
+/// Page helpers in the page's own terms.
+fn log_in(b: &mut Browser, page: &Page, name: &str) {
+    b.wait_for(
+        page,
+        "document.readyState === 'complete' && !!document.getElementById('login')",
+    );
+    b.eval(
+        page,
+        &format!(
+            "window.__xss = false; window.alert = () => {{ window.__xss = true; }};
+             document.getElementById('name').value = '{name}';
+             document.getElementById('login').requestSubmit(); true"
+        ),
+    );
+    b.wait_for(
+        page,
+        "document.getElementById('status').textContent === 'connected'",
+    );
+}
+
+fn type_line(b: &mut Browser, page: &Page, text: &str) {
+    let text = serde_json::to_string(text).unwrap();
+    b.eval(
+        page,
+        &format!(
+            "document.getElementById('input').value = {text};
+             document.getElementById('say').requestSubmit(); true"
+        ),
+    );
+}
+
+fn shows(text: &str) -> String {
+    let text = serde_json::to_string(text).unwrap();
+    format!("document.getElementById('messages').textContent.includes({text})")
+}
+
+/// A TCP relay between one page and the server that the test can cut:
+/// the page's connection drops as a phone's does in a tunnel, and while
+/// "down" new connections are refused.
+struct Relay {
+    addr: SocketAddr,
+    down: Arc<AtomicBool>,
+    live: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    fn start(to: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let down = Arc::new(AtomicBool::new(false));
+        let live = Arc::new(Mutex::new(Vec::new()));
+        let (d, l) = (Arc::clone(&down), Arc::clone(&live));
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                if d.load(Ordering::SeqCst) {
+                    continue; // dropped: the page sees a refused connection
+                }
+                let Ok(server) = TcpStream::connect_timeout(&to, WAIT) else {
+                    continue;
+                };
+                let mut live = l.lock().unwrap();
+                live.push(client.try_clone().unwrap());
+                live.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay { addr, down, live }
+    }
+
+    fn cut(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        for sock in self.live.lock().unwrap().drain(..) {
+            let _ = sock.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
+    let Some(binary) = find_browser() else {
+        eprintln!(
+            "NOT RUN: the browser test needs Chromium (apt-get install chromium; .ci/run installs it)"
+        );
+        return;
+    };
+    let s = Server::start(&["--web-port", "0"]);
+    let web = s.listener("web");
+    let relay = Relay::start(web);
+    let mut b = Browser::launch(binary);
+    let alice = b.open(&format!("http://{}/", relay.addr));
+    let bob = b.open(&format!("http://{web}/"));
+    log_in(&mut b, &alice, "alice");
+    log_in(&mut b, &bob, "bob");
+    let mut nc = s.login("nina");
+
+    // The lobby, with the nc user in it.
+    type_line(&mut b, &bob, "hello alice");
+    b.wait_for(&alice, &shows("hello alice"));
+    nc.expect("MSG bob hello alice");
+    nc.send("MSG hi from nc");
+    b.wait_for(&alice, &shows("hi from nc"));
+    b.wait_for(
+        &alice,
+        "[...document.querySelectorAll('#users li')].map(l => l.textContent).join() === 'alice,bob,nina'",
+    );
+
+    // Another user's HTML is shown as text and never runs.
+    let payload = "<img src=x onerror=alert(1)>";
+    type_line(&mut b, &bob, payload);
+    b.wait_for(&alice, &shows(payload));
+    assert_eq!(
+        b.eval(&alice, "document.querySelectorAll('#messages img').length"),
+        json!(0)
+    );
+    assert_eq!(b.eval(&alice, "window.__xss"), json!(false));
+
+    // A room: both join, history loads, messages flow.
+    type_line(&mut b, &alice, "/join #lounge");
+    b.wait_for(
+        &alice,
+        "document.getElementById('buffer-name').textContent === '#lounge'",
+    );
+    type_line(&mut b, &alice, "first in the lounge");
+    type_line(&mut b, &bob, "/join #lounge");
+    b.wait_for(&bob, &shows("first in the lounge")); // from HISTORY
+    type_line(&mut b, &bob, "room talk");
+    b.wait_for(&alice, &shows("room talk"));
+
+    // A DM opens its own buffer, with an unread count.
+    type_line(&mut b, &bob, "/dm alice psst");
+    b.wait_for(
+        &alice,
+        "document.querySelector('[data-buffer=\"@bob\"] .unread')?.textContent === '1'",
+    );
+    b.eval(
+        &alice,
+        "document.querySelector('[data-buffer=\"@bob\"]').click(); true",
+    );
+    b.wait_for(&alice, &shows("psst"));
+    for page in [&alice, &bob] {
+        b.eval(
+            page,
+            "document.querySelector('[data-buffer=\"#lounge\"]').click(); true",
+        );
+    }
+
+    // The network drops under alice; bob talks on; alice comes back by herself.
+    relay.cut();
+    b.wait_for(
+        &alice,
+        "document.getElementById('status').textContent !== 'connected'",
+    );
+    type_line(&mut b, &bob, "while you were away");
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(b.eval(&alice, &shows("while you were away")), json!(false));
+    relay.restore();
+    b.wait_for(
+        &alice,
+        "document.getElementById('status').textContent === 'connected'",
+    );
+    b.wait_for(&alice, &shows("while you were away"));
+    // Taken back with RESUME, not a fresh LOGIN.
+    assert_eq!(b.eval(&alice, "window.selectchat.resumes"), json!(1));
+    type_line(&mut b, &alice, "back again");
+    b.wait_for(&bob, &shows("back again"));
+    let seen = nc.sync();
+    assert!(seen.contains(&"MSG bob <img src=x onerror=alert(1)>".to_owned()));
+    nc.send("WHO");
+    nc.expect("USER alice");
+
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    b.screenshot(&alice, &dir.join("browser-chat.png"));
+    // The same page on a phone-sized screen.
+    b.call(
+        Some(&alice.session),
+        "Emulation.setDeviceMetricsOverride",
+        json!({ "width": 390, "height": 760, "deviceScaleFactor": 1, "mobile": true }),
+    );
+    b.screenshot(&alice, &dir.join("browser-chat-phone.png"));
+    eprintln!("screenshots: {}/browser-chat*.png", dir.display());
+}
