@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use selectchat::bench::stats::Report;
 use selectchat::bench::{self, Options, Scenario};
 use selectchat::config::open_file_limit;
+use selectchat::transport::TransportKind;
 
 /// Argument that turns this binary into the baseline server.
 const BASELINE_ARG: &str = "--baseline-server";
@@ -41,8 +42,10 @@ struct Row {
     label: String,
     scenario: Scenario,
     idle: bool,
-    /// Needs protocol v2 (rooms), which the baseline does not speak.
-    v2: bool,
+    /// Needs what only selectchat speaks (rooms, TLS, WebSocket).
+    selectchat_only: bool,
+    /// How the load generator connects.
+    transport: TransportKind,
     /// History in a database file (`SENT` waits for its fsync) instead of
     /// `--db :memory:`.
     disk: bool,
@@ -71,8 +74,26 @@ fn rows(max_clients: usize) -> (Vec<Row>, Vec<String>) {
                 window: 32,
             },
             idle: false,
-            v2: false,
+            selectchat_only: false,
+            transport: TransportKind::Plain,
             disk: false,
+        });
+    }
+    // The fanout 1000 row again over TLS and over WebSocket: what the
+    // encryption and the framing cost.
+    for transport in [TransportKind::Tls, TransportKind::Web] {
+        let receivers = scaled(1000);
+        rows.push(Row {
+            label: format!("fanout {receivers} {}", transport.as_str()),
+            scenario: Scenario::Fanout {
+                receivers,
+                messages: 1000,
+                window: 32,
+            },
+            idle: false,
+            disk: false,
+            selectchat_only: true,
+            transport,
         });
     }
     // The same 100 receivers per message as fanout 100, but 2,000 of them
@@ -92,7 +113,8 @@ fn rows(max_clients: usize) -> (Vec<Row>, Vec<String>) {
                 history_reader: false,
             },
             idle: false,
-            v2: true,
+            selectchat_only: true,
+            transport: TransportKind::Plain,
             disk,
         });
     }
@@ -105,7 +127,8 @@ fn rows(max_clients: usize) -> (Vec<Row>, Vec<String>) {
                 duration: Duration::from_secs(12),
             },
             idle: true,
-            v2: false,
+            selectchat_only: false,
+            transport: TransportKind::Plain,
             disk: false,
         });
     }
@@ -126,8 +149,13 @@ struct Server {
 }
 
 impl Server {
-    fn start(kind: Kind, idle: bool, db: &str) -> Server {
+    fn start(kind: Kind, row: &Row, db: &str) -> Server {
         let port = free_port();
+        // The load goes to the plain port, or to the TLS or web one.
+        let load_port = match row.transport {
+            TransportKind::Plain => port,
+            _ => free_port(),
+        };
         let mut cmd = match kind {
             Kind::Selectchat => {
                 let mut cmd = Command::new(env!("CARGO_BIN_EXE_selectchat"));
@@ -145,7 +173,19 @@ impl Server {
                     "--db",
                     db,
                 ]);
-                if idle {
+                match row.transport {
+                    TransportKind::Plain => {}
+                    TransportKind::Tls => {
+                        cmd.args(["--tls-self-signed", "--tls-port", &load_port.to_string()]);
+                    }
+                    TransportKind::Web => {
+                        cmd.args(["--web-port", &load_port.to_string()]);
+                    }
+                    TransportKind::WebTls => {
+                        cmd.args(["--tls-self-signed", "--web-port", &load_port.to_string()]);
+                    }
+                }
+                if row.idle {
                     // Twice the default heartbeat rate, so that within the
                     // 12 s window every connection is pinged (and answers)
                     // once and has its idle buffers released: the CPU figure
@@ -166,7 +206,7 @@ impl Server {
             .stdout(Stdio::null())
             .spawn()
             .expect("start server");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let addr = SocketAddr::from(([127, 0, 0, 1], load_port));
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(addr).is_err() {
             assert!(Instant::now() < deadline, "{} did not start", kind.name());
@@ -198,7 +238,7 @@ fn run_once(kind: Kind, row: &Row) -> Report {
     } else {
         ":memory:"
     };
-    let server = Server::start(kind, row.idle, db_arg);
+    let server = Server::start(kind, row, db_arg);
     let opts = Options {
         addr: server.addr,
         scenario: row.scenario,
@@ -207,6 +247,7 @@ fn run_once(kind: Kind, row: &Row) -> Report {
         timeout: Duration::from_secs(120),
         progress: true,
         name_prefix: "b".to_string(),
+        transport: row.transport,
     };
     let report = bench::run(opts).unwrap_or_else(|e| Report {
         error: Some(e.to_string()),
@@ -306,7 +347,7 @@ fn main() {
         let mut reports = [Vec::new(), Vec::new()];
         for rep in 1..=reps {
             for (i, kind) in [Kind::Selectchat, Kind::Baseline].into_iter().enumerate() {
-                if kind == Kind::Baseline && row.v2 {
+                if kind == Kind::Baseline && row.selectchat_only {
                     continue;
                 }
                 let report = run_once(kind, row);
@@ -340,8 +381,11 @@ fn main() {
     println!("|---|---|---|---|---|---|---|");
     for (row, sc, base) in &table {
         for (name, f) in [("selectchat", sc), ("baseline", base)] {
-            if row.v2 && name == "baseline" {
-                println!("| {} | baseline | no rooms (v1 only) | | | | |", row.label);
+            if row.selectchat_only && name == "baseline" {
+                println!(
+                    "| {} | baseline | v1 over plain TCP only | | | | |",
+                    row.label
+                );
                 continue;
             }
             let failed = if f.failures.is_empty() {
@@ -367,7 +411,7 @@ fn main() {
                 );
             }
         }
-        if row.v2 {
+        if row.selectchat_only {
             continue;
         }
         if row.idle {

@@ -115,6 +115,12 @@ struct BenchArgs {
     /// One JSON object per run instead of a table.
     #[arg(long)]
     json: bool,
+    /// Connect over TLS (point at the server's --tls-port, or with --ws at its HTTPS --web-port). Certificates are not verified.
+    #[arg(long)]
+    tls: bool,
+    /// Connect as WebSocket clients (point at the server's --web-port).
+    #[arg(long)]
+    ws: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -167,6 +173,12 @@ impl BenchArgs {
             timeout: self.timeout,
             progress: true,
             name_prefix: self.name_prefix.clone(),
+            transport: match (self.tls, self.ws) {
+                (false, false) => TransportKind::Plain,
+                (true, false) => TransportKind::Tls,
+                (false, true) => TransportKind::Web,
+                (true, true) => TransportKind::WebTls,
+            },
         })
     }
 }

@@ -50,6 +50,46 @@ fn fanout_counts_every_delivery() {
 }
 
 #[test]
+fn every_scenario_runs_over_tls_and_websocket() {
+    let s = Server::start(&[
+        "--rate",
+        "0",
+        "--tls-port",
+        "0",
+        "--tls-self-signed",
+        "--web-port",
+        "0",
+    ]);
+    let tls = s.listener("tls").to_string();
+    let web = s.listener("web-tls").to_string();
+    for (addr, flags, transport) in [
+        (&tls, &["--tls"][..], "tls"),
+        (&web, &["--tls", "--ws"][..], "web-tls"),
+    ] {
+        let mut args = vec!["--clients", "20", "--messages", "50", "--timeout", "30"];
+        args.extend(flags);
+        let (code, json) = bench(addr, &args);
+        assert_eq!(code, Some(0), "{json}");
+        assert_eq!(field(&json, "transport"), format!("\"{transport}\""));
+        assert_eq!(field(&json, "deliveries"), "1000");
+        assert_eq!(field(&json, "lost"), "0");
+        // A storm of full handshakes: every login answered.
+        let mut args = vec![
+            "--scenario",
+            "storm",
+            "--clients",
+            "50",
+            "--name-prefix",
+            "s",
+        ];
+        args.extend(flags);
+        let (code, json) = bench(addr, &args);
+        assert_eq!(code, Some(0), "{json}");
+        assert_eq!(field(&json, "logins"), "50");
+    }
+}
+
+#[test]
 fn rooms_count_each_rooms_members_exactly() {
     let s = Server::start(&["--rate", "0", "--max-rooms", "10"]);
     // 10 rooms of 6 receivers, 20 receivers in 3 rooms each: 6 per message.

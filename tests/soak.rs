@@ -194,6 +194,7 @@ fn soak() {
             timeout: duration + Duration::from_secs(120),
             progress: false,
             name_prefix: "holder".into(),
+            transport: selectchat::transport::TransportKind::Plain,
         })
         .expect("holders")
     });

@@ -545,3 +545,80 @@ fn a_thousand_websocket_clients_at_once() {
         "not every WebSocket departure was seen"
     );
 }
+
+/// Lines whose answers name nothing that differs between runs (no `SAY`:
+/// its `SENT` waits for the disk, so it may come after the closing `PONG`).
+const SCRIPT: &[&str] = &[
+    "",
+    "PING before",
+    "MSG too early",
+    "LOGIN u",
+    "login u",
+    "FOO bar",
+    "MSG \u{1b}[31mred",
+    "MSG a\u{7f}",
+    "PING cr\r",
+    "  MSG   spaced   out  ",
+    "JOIN #r",
+    "JOIN #r",
+    "WHO #r",
+    "ROOMS",
+    "PART #r",
+    "DM nobody hi",
+    "MSG ünïcødé ✓",
+];
+
+fn script_lines() -> Vec<String> {
+    let mut lines: Vec<String> = SCRIPT.iter().map(|l| l.to_string()).collect();
+    lines.push(format!("MSG {}", "x".repeat(120)));
+    lines.push("PING end".into());
+    lines
+}
+
+/// Sends the script and returns every answer up to `PONG end`.
+fn transcript(mut send: impl FnMut(&str), mut recv: impl FnMut() -> String) -> Vec<String> {
+    for line in script_lines() {
+        send(&line);
+    }
+    let mut seen = Vec::new();
+    loop {
+        let line = recv();
+        if line == "PONG end" {
+            return seen;
+        }
+        seen.push(line);
+    }
+}
+
+#[test]
+fn every_line_gets_the_same_answer_over_every_transport() {
+    let certs = CertFiles::localhost("same");
+    let args = [
+        "--max-line",
+        "100",
+        "--tls-port",
+        "0",
+        "--tls-cert",
+        &certs.cert(),
+        "--tls-key",
+        &certs.key(),
+    ];
+    let plain = {
+        let s = Server::start(&args);
+        let c = std::cell::RefCell::new(s.connect());
+        transcript(|l| c.borrow_mut().send(l), || c.borrow_mut().line())
+    };
+    let tls = {
+        let s = Server::start(&args);
+        let c = std::cell::RefCell::new(TlsClient::connect(s.listener("tls"), &certs.der));
+        transcript(|l| c.borrow_mut().send(l), || c.borrow_mut().line())
+    };
+    let web = {
+        let s = Server::start(&["--max-line", "100", "--web-port", "0"]);
+        let c = std::cell::RefCell::new(WsClient::connect(s.listener("web")));
+        transcript(|l| c.borrow_mut().send(l), || c.borrow_mut().line())
+    };
+    assert!(plain.contains(&"ERR line-too-long".to_owned()), "{plain:?}");
+    assert_eq!(tls, plain);
+    assert_eq!(web, plain);
+}

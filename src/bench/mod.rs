@@ -16,15 +16,19 @@
 
 pub mod stats;
 
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+use rustls::pki_types::ServerName;
+
 use crate::protocol::{parse_reply, Command, Frame, Framer, Reply};
+use crate::transport::{tls, Received, Transport, TransportKind, WebPolicy};
 use stats::{Latency, Report, Sequences};
 
 /// Connections waiting for their `OK` at once; more would overflow the
@@ -122,12 +126,16 @@ pub struct Options {
     pub progress: bool,
     /// Prefix of the login names, so several runs can share a server.
     pub name_prefix: String,
+    /// What the server's listener at `addr` speaks. TLS certificates are
+    /// not verified: the bench measures, it does not authenticate.
+    pub transport: TransportKind,
 }
 
 struct Peer {
     sock: TcpStream,
+    /// Plain lines, TLS, WebSocket or both, as the server's listener speaks.
+    wire: Transport,
     framer: Framer,
-    out: Vec<u8>,
     logged_in: bool,
     closed: bool,
     /// When its LOGIN was fully written.
@@ -169,6 +177,14 @@ struct Load {
     reading: bool,
     histories: u64,
     history_lines: u64,
+    /// How each connection is set up: TLS client configuration, the name
+    /// and host it asks for, WebSocket limits.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    server_name: ServerName<'static>,
+    host: String,
+    web: WebPolicy,
+    /// A command being formatted.
+    scratch: Vec<u8>,
 }
 
 /// The receiver that reads history, and the room it reads.
@@ -184,6 +200,7 @@ pub fn run(opts: Options) -> io::Result<Report> {
     load.connect_all(deadline)?;
     let mut report = Report {
         scenario: load.opts.scenario.name().to_string(),
+        transport: load.opts.transport.as_str().to_string(),
         clients: load.opts.scenario.clients(),
         ..Report::default()
     };
@@ -279,6 +296,11 @@ impl Load {
             reading: false,
             histories: 0,
             history_lines: 0,
+            tls: opts.transport.uses_tls().then(tls::unverified_client),
+            server_name: ServerName::from(opts.addr.ip()),
+            host: opts.addr.to_string(),
+            web: WebPolicy::new(None, 1 << 20),
+            scratch: Vec::new(),
             opts,
         })
     }
@@ -309,12 +331,18 @@ impl Load {
                     Token(i),
                     Interest::READABLE | Interest::WRITABLE,
                 )?;
-                let mut out = Vec::new();
-                Command::Login(&self.name(i)).write_to(&mut out);
+                let tls = self
+                    .tls
+                    .clone()
+                    .map(|config| (config, self.server_name.clone()));
+                let mut wire = Transport::client(self.opts.transport, tls, &self.host)?;
+                let mut login = Vec::new();
+                Command::Login(&self.name(i)).write_to(&mut login);
+                wire.queue(&login);
                 self.peers.push(Peer {
                     sock,
+                    wire,
                     framer: Framer::new(1 << 20),
-                    out,
                     logged_in: false,
                     closed: false,
                     login_at: None,
@@ -359,13 +387,13 @@ impl Load {
             if peer.closed {
                 break;
             }
-            match peer.sock.read(&mut buf) {
-                Ok(0) => {
+            match peer.wire.read(&mut peer.sock, &mut buf, &self.web) {
+                Ok(Received::Closed) => {
                     peer.closed = true;
                     self.failure
                         .get_or_insert_with(|| format!("server closed connection {i}"));
                 }
-                Ok(n) => {
+                Ok(Received::Bytes(n)) => {
                     self.last_read = Instant::now();
                     let _ = framer.feed(&buf[..n], |frame| {
                         if let Frame::Line(line) = frame {
@@ -374,8 +402,8 @@ impl Load {
                         ControlFlow::Continue(())
                     });
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Received::NotText) => {}
+                Ok(Received::WouldBlock) => break,
                 Err(e) => {
                     self.peers[i].closed = true;
                     self.failure
@@ -401,7 +429,7 @@ impl Load {
                     self.logins.push(us);
                 }
             }
-            Some(Reply::Ping) => Command::Pong.write_to(&mut self.peers[i].out),
+            Some(Reply::Ping) => self.send(i, Command::Pong),
             Some(Reply::Msg { from, text }) => self.on_msg(i, from, text),
             Some(Reply::Said { from, text, .. }) => self.on_msg(i, from, text),
             Some(Reply::JoinedRoom { .. }) => self.joins_due = self.joins_due.saturating_sub(1),
@@ -500,14 +528,14 @@ impl Load {
     fn join_rooms(&mut self, rooms: usize, per_user: usize, deadline: Instant) {
         let per_user = per_user.clamp(1, rooms);
         for room in 0..rooms {
-            Command::Join(&Load::room_name(room)).write_to(&mut self.peers[0].out);
+            self.send(0, Command::Join(&Load::room_name(room)));
         }
         self.joins_due = rooms;
         for receiver in 1..self.peers.len() {
             for j in 0..per_user {
                 let room = ((receiver - 1) * per_user + j) % rooms;
                 self.room_members[room] += 1;
-                Command::Join(&Load::room_name(room)).write_to(&mut self.peers[receiver].out);
+                self.send(receiver, Command::Join(&Load::room_name(room)));
                 self.joins_due += 1;
             }
         }
@@ -530,7 +558,7 @@ impl Load {
             room: READ_ROOM,
             args: "500",
         };
-        ask.write_to(&mut self.peers[reader].out);
+        self.send(reader, ask);
         self.flush(reader);
     }
 
@@ -543,35 +571,36 @@ impl Load {
             text.push('x');
         }
         if self.room_members.is_empty() {
-            Command::Msg(&text).write_to(&mut self.peers[sender].out);
+            self.send(sender, Command::Msg(&text));
         } else {
             let room = Load::room_name(seq as usize % self.room_members.len());
             self.said_at_us.push(now_us as u64);
-            Command::Say {
-                room: &room,
-                text: &text,
-            }
-            .write_to(&mut self.peers[sender].out);
+            self.send(
+                sender,
+                Command::Say {
+                    room: &room,
+                    text: &text,
+                },
+            );
         }
         self.flush(sender);
     }
 
     fn flush(&mut self, i: usize) {
         let peer = &mut self.peers[i];
-        let mut written = 0;
-        while written < peer.out.len() {
-            match peer.sock.write(&peer.out[written..]) {
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // Not yet connected, or gone: the read side reports it.
-                Err(_) => break,
-            }
-        }
-        peer.out.drain(..written);
-        if peer.out.is_empty() && !peer.logged_in && peer.login_at.is_none() {
+        // An error here is a socket not yet connected, or gone: the read
+        // side reports it.
+        let _ = peer.wire.write_to(&mut peer.sock);
+        if !peer.wire.wants_write() && !peer.logged_in && peer.login_at.is_none() {
             peer.login_at = Some(Instant::now());
         }
+    }
+
+    /// Queues `command` for peer `i`.
+    fn send(&mut self, i: usize, command: Command<'_>) {
+        self.scratch.clear();
+        command.write_to(&mut self.scratch);
+        self.peers[i].wire.queue(&self.scratch);
     }
 
     fn fanout(&mut self, messages: u32, window: u32, deadline: Instant, report: &mut Report) {

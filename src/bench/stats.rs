@@ -95,6 +95,8 @@ impl Latency {
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     pub scenario: String,
+    /// What the connections spoke: plain, tls, web or web-tls.
+    pub transport: String,
     pub clients: usize,
     pub messages: u64,
     pub deliveries: u64,
@@ -143,7 +145,7 @@ impl Report {
         });
         format!(
             concat!(
-                "{{\"scenario\":\"{}\",\"clients\":{},\"messages\":{},\"deliveries\":{},",
+                "{{\"scenario\":\"{}\",\"transport\":\"{}\",\"clients\":{},\"messages\":{},\"deliveries\":{},",
                 "\"seconds\":{:.3},\"deliveries_per_sec\":{:.1},\"latency_us\":{{\"p50\":{},",
                 "\"p99\":{},\"p999\":{},\"max\":{}}},\"lost\":{},\"duplicated\":{},",
                 "\"reordered\":{},\"rss_bytes_per_conn\":{},\"cpu_percent\":{},",
@@ -153,6 +155,7 @@ impl Report {
                 "\"histories\":{},\"history_lines\":{},\"error\":{}}}"
             ),
             self.scenario,
+            self.transport,
             self.clients,
             self.messages,
             self.deliveries,
@@ -188,8 +191,8 @@ impl Report {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "scenario        {} ({} clients)",
-            self.scenario, self.clients
+            "scenario        {} ({} clients, {})",
+            self.scenario, self.clients, self.transport
         );
         if self.messages > 0 {
             let _ = writeln!(t, "messages        {}", self.messages);
@@ -231,9 +234,10 @@ impl Report {
             let l = self.login_us;
             let _ = writeln!(
                 t,
-                "logins          {} in {:.2} s; LOGIN to OK p50 {} us, p99 {} us, max {} us",
+                "logins          {} in {:.2} s = {:.0}/s; LOGIN to OK p50 {} us, p99 {} us, max {} us",
                 self.logins,
                 self.elapsed.as_secs_f64(),
+                self.logins as f64 / self.elapsed.as_secs_f64().max(1e-9),
                 l.p50,
                 l.p99,
                 l.max

@@ -7,8 +7,6 @@
 
 use std::io::{self, Read, Write};
 
-use rustls::ServerConnection;
-
 use super::outbuf::OutBuf;
 use super::Received;
 
@@ -25,16 +23,18 @@ pub(super) enum Link {
     Tls(Box<Tls>),
 }
 
-/// A TLS session and whether it is to be closed once the output is out.
+/// A TLS session (the server's, or the load generator's client side) and
+/// whether it is to be closed once the output is out.
 #[derive(Debug)]
 pub(super) struct Tls {
-    conn: ServerConnection,
+    conn: rustls::Connection,
     /// Send `close_notify` once the out buffer has been handed over.
     closing: bool,
 }
 
 impl Tls {
-    pub(super) fn new(mut conn: ServerConnection) -> Tls {
+    pub(super) fn new(conn: impl Into<rustls::Connection>) -> Tls {
+        let mut conn = conn.into();
         conn.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
         Tls {
             conn,

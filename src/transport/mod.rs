@@ -59,7 +59,8 @@ impl TransportKind {
         }
     }
 
-    fn uses_tls(self) -> bool {
+    /// True for the kinds that run over TLS.
+    pub fn uses_tls(self) -> bool {
         matches!(self, TransportKind::Tls | TransportKind::WebTls)
     }
 
@@ -122,7 +123,7 @@ impl Transport {
             Link::Plain
         };
         let codec = if kind.is_web() {
-            Codec::Web(Box::new(Web::new()))
+            Codec::Web(Box::new(Web::server()))
         } else {
             Codec::Lines
         };
@@ -131,6 +132,39 @@ impl Transport {
             codec,
             out: OutBuf::default(),
         })
+    }
+
+    /// The client side of `kind`, for the load generator: TLS with
+    /// `tls` (a client configuration and the name to ask for), WebSocket
+    /// upgrading at `host`.
+    pub fn client(
+        kind: TransportKind,
+        tls: Option<(
+            Arc<rustls::ClientConfig>,
+            rustls::pki_types::ServerName<'static>,
+        )>,
+        host: &str,
+    ) -> io::Result<Transport> {
+        let link = match tls {
+            Some((config, name)) if kind.uses_tls() => {
+                let conn = rustls::ClientConnection::new(config, name).map_err(io::Error::other)?;
+                Link::Tls(Box::new(link::Tls::new(conn)))
+            }
+            None if kind.uses_tls() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "no TLS configuration",
+                ))
+            }
+            _ => Link::Plain,
+        };
+        let mut out = OutBuf::default();
+        let codec = if kind.is_web() {
+            Codec::Web(Box::new(Web::client(host, &mut out)))
+        } else {
+            Codec::Lines
+        };
+        Ok(Transport { link, codec, out })
     }
 
     /// Reads from `sock` and decodes into `buf`. `policy` is consulted by

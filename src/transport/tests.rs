@@ -65,15 +65,19 @@ fn setup(tls: Option<Arc<rustls::ServerConfig>>) -> Setup {
 /// Everything the transport hands up from what is in `sock` now: lines
 /// as text, a binary message as `<not-text>`, the end as `<closed>`.
 fn drain(t: &mut Transport, sock: &mut MemSock) -> String {
-    let mut seen = String::new();
+    String::from_utf8(drain_bytes(t, sock)).unwrap()
+}
+
+fn drain_bytes(t: &mut Transport, sock: &mut MemSock) -> Vec<u8> {
+    let mut seen = Vec::new();
     let mut buf = [0u8; 32];
     loop {
         match t.read(sock, &mut buf, &policy()).expect("read") {
-            Received::Bytes(n) => seen.push_str(std::str::from_utf8(&buf[..n]).unwrap()),
-            Received::NotText => seen.push_str("<not-text>\n"),
+            Received::Bytes(n) => seen.extend_from_slice(&buf[..n]),
+            Received::NotText => seen.extend_from_slice(b"<not-text>\n"),
             Received::WouldBlock => return seen,
             Received::Closed => {
-                seen.push_str("<closed>\n");
+                seen.extend_from_slice(b"<closed>\n");
                 return seen;
             }
         }
@@ -345,4 +349,113 @@ fn the_page_is_answered_and_the_connection_ends() {
     let response = String::from_utf8(sock.output).unwrap();
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"));
     assert!(response.ends_with("</html>\n"), "nothing after the page");
+}
+
+/// What each transport hands up for `lines`, fed in pieces cut at `cuts`.
+fn decoded_over(kind: TransportKind, lines: &[String], cuts: &[usize]) -> Vec<u8> {
+    let wire: Vec<u8> = match kind {
+        TransportKind::Plain => lines
+            .iter()
+            .flat_map(|l| format!("{l}\n").into_bytes())
+            .collect(),
+        TransportKind::Web => {
+            let mut wire = UPGRADE.as_bytes().to_vec();
+            for line in lines {
+                wire.extend(text(line));
+            }
+            wire
+        }
+        other => unreachable!("{other:?}"),
+    };
+    let mut t = Transport::new(kind, &setup(None)).unwrap();
+    let mut sock = MemSock::default();
+    let mut seen = Vec::new();
+    let mut at = 0;
+    for &cut in cuts.iter().chain([&wire.len()]) {
+        let cut = cut.min(wire.len()).max(at);
+        sock.input.extend(&wire[at..cut]);
+        at = cut;
+        seen.extend(drain_bytes(&mut t, &mut sock));
+    }
+    seen
+}
+
+proptest::proptest! {
+    /// The session sees the same bytes whichever way a line came: lines of
+    /// any text (control characters and `\r` included), cut anywhere.
+    #[test]
+    fn a_line_decodes_the_same_over_every_transport(
+        lines in proptest::collection::vec("[^\n]{0,80}", 1..8),
+        mut cuts in proptest::collection::vec(0usize..2000, 0..6),
+    ) {
+        cuts.sort_unstable();
+        let plain = decoded_over(TransportKind::Plain, &lines, &cuts);
+        let web = decoded_over(TransportKind::Web, &lines, &cuts);
+        proptest::prop_assert_eq!(plain, web);
+    }
+}
+
+#[test]
+fn tls_decodes_a_line_as_plain_does() {
+    let (server_config, client_config) = tls_pair();
+    let lines = ["LOGIN a", "MSG \u{1b}[31m", "MSG a\r", "", "  WHO  "];
+    let mut server = Transport::new(TransportKind::Tls, &setup(Some(server_config))).unwrap();
+    let name = "localhost".try_into().unwrap();
+    let mut client = rustls::ClientConnection::new(client_config, name).unwrap();
+    let mut sock = MemSock::default();
+    for line in lines {
+        client
+            .writer()
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
+    }
+    let owned: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    assert_eq!(
+        shuttle(&mut client, &mut server, &mut sock).into_bytes(),
+        decoded_over(TransportKind::Plain, &owned, &[])
+    );
+}
+
+/// A client transport and a server transport talking through memory;
+/// returns what each side handed up.
+fn converse(kind: TransportKind, client_lines: &[u8], server_lines: &[u8]) -> (String, String) {
+    let (server_config, client_config) = tls_pair();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut client = Transport::client(kind, Some((client_config, name)), "localhost").unwrap();
+    let mut server = Transport::new(kind, &setup(Some(server_config))).unwrap();
+    client.queue(client_lines);
+    let (mut to_server, mut to_client) = (MemSock::default(), MemSock::default());
+    let (mut client_saw, mut server_saw) = (String::new(), String::new());
+    let mut answered = false;
+    for _ in 0..20 {
+        client.write_to(&mut to_server).unwrap();
+        to_server
+            .input
+            .extend(std::mem::take(&mut to_server.output));
+        server_saw.push_str(&drain(&mut server, &mut to_server));
+        if !answered && server_saw.len() >= client_lines.len() {
+            server.queue(server_lines);
+            answered = true;
+        }
+        server.write_to(&mut to_client).unwrap();
+        to_client
+            .input
+            .extend(std::mem::take(&mut to_client.output));
+        client_saw.push_str(&drain(&mut client, &mut to_client));
+    }
+    (client_saw, server_saw)
+}
+
+#[test]
+fn the_client_side_of_each_transport_talks_to_the_server_side() {
+    for kind in [
+        TransportKind::Plain,
+        TransportKind::Tls,
+        TransportKind::Web,
+        TransportKind::WebTls,
+    ] {
+        let (client_saw, server_saw) = converse(kind, b"LOGIN a\nMSG hi\n", b"OK\nMSG b yo\n");
+        assert_eq!(server_saw, "LOGIN a\nMSG hi\n", "{kind:?}");
+        assert_eq!(client_saw, "OK\nMSG b yo\n", "{kind:?}");
+    }
 }

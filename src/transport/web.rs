@@ -1,6 +1,7 @@
 //! The web layer of a transport: one HTTP request, then either the web
 //! page (and the connection closes) or a WebSocket whose text messages are
-//! protocol lines.
+//! protocol lines. The same layer plays the client for the load generator
+//! (`selectchat bench --ws`): it sends the upgrade and masks its frames.
 //!
 //! The request is read whole (at most `MAX_HEAD` bytes) and parsed with
 //! `httparse`; exactly one request is served per connection and a request
@@ -57,8 +58,15 @@ impl WebPolicy {
 /// Where a web connection is.
 #[derive(Debug)]
 enum State {
-    /// Reading the request head.
+    /// Server: reading the request head.
     Request(Vec<u8>),
+    /// Client: reading the response head; `key` was sent in the request,
+    /// `early` holds lines queued before the upgrade.
+    Response {
+        head: Vec<u8>,
+        key: String,
+        early: Vec<u8>,
+    },
     /// Upgraded: frames both ways.
     Socket(Box<WebSocketContext>),
     /// A response was queued, or the socket closed: nothing more is read.
@@ -71,6 +79,8 @@ pub(super) struct Web {
     state: State,
     /// The rest of a text message that did not fit the caller's buffer.
     pending: Vec<u8>,
+    /// The client side (the load generator), which masks its frames.
+    client: bool,
 }
 
 /// The WebSocket context's stream: reads come from the link, writes go to
@@ -95,11 +105,43 @@ impl<R> io::Write for Duplex<'_, R> {
     }
 }
 
+fn socket_config(policy: &WebPolicy) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(Some(policy.max_message))
+        .max_frame_size(Some(policy.max_message))
+}
+
 impl Web {
-    pub(super) fn new() -> Web {
+    /// A server connection, waiting for its request.
+    pub(super) fn server() -> Web {
         Web {
             state: State::Request(Vec::new()),
             pending: Vec::new(),
+            client: false,
+        }
+    }
+
+    /// A client connection to `host`: the upgrade request goes to `out`.
+    pub(super) fn client(host: &str, out: &mut OutBuf) -> Web {
+        let key = tungstenite::handshake::client::generate_key();
+        out.queue(
+            format!(
+                "GET {CHAT_PATH} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+                 Sec-WebSocket-Key: {key}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        Web {
+            state: State::Response {
+                head: Vec::new(),
+                key,
+                early: Vec::new(),
+            },
+            pending: Vec::new(),
+            client: true,
         }
     }
 
@@ -123,16 +165,9 @@ impl Web {
             match &mut self.state {
                 State::Done => return Ok(Received::Closed),
                 State::Request(head) => {
-                    let n = match lower.read(buf) {
-                        Ok(0) => return Ok(Received::Closed),
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            return Ok(Received::WouldBlock)
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(e),
-                    };
-                    head.extend_from_slice(&buf[..n]);
+                    if let Some(received) = read_more(lower, buf, head)? {
+                        return Ok(received);
+                    }
                     let head = std::mem::take(head);
                     match answer(&head, policy) {
                         Answer::Incomplete => self.state = State::Request(head),
@@ -143,20 +178,27 @@ impl Web {
                         }
                         Answer::Upgrade { key, used } => {
                             out.queue(&upgrade_response(&key));
-                            let config = WebSocketConfig::default()
-                                .read_buffer_size(READ_BUFFER)
-                                .write_buffer_size(0)
-                                .max_message_size(Some(policy.max_message))
-                                .max_frame_size(Some(policy.max_message));
                             let rest = head[used..].to_vec();
-                            let ctx = WebSocketContext::from_partially_read(
-                                rest,
-                                Role::Server,
-                                Some(config),
-                            );
+                            let config = Some(socket_config(policy));
+                            let ctx =
+                                WebSocketContext::from_partially_read(rest, Role::Server, config);
                             self.state = State::Socket(Box::new(ctx));
                         }
                     }
+                }
+                State::Response { head, key, early } => {
+                    if let Some(received) = read_more(lower, buf, head)? {
+                        return Ok(received);
+                    }
+                    let Some(used) = upgraded(head, key)? else {
+                        continue;
+                    };
+                    let rest = head[used..].to_vec();
+                    let early = std::mem::take(early);
+                    let config = Some(socket_config(policy));
+                    let ctx = WebSocketContext::from_partially_read(rest, Role::Client, config);
+                    self.state = State::Socket(Box::new(ctx));
+                    self.queue(&early, out);
                 }
                 State::Socket(ctx) => {
                     let mut io = Duplex { lower, out };
@@ -221,10 +263,22 @@ impl Web {
     /// Queues `lines` as one text frame each, once upgraded; before that
     /// (or after the close) there is nobody to read them.
     pub(super) fn queue(&mut self, lines: &[u8], out: &mut OutBuf) {
-        let State::Socket(ctx) = &self.state else {
-            return;
+        let ctx = match &mut self.state {
+            State::Socket(ctx) if ctx.can_write() => ctx,
+            State::Response { early, .. } => return early.extend_from_slice(lines),
+            _ => return,
         };
-        if !ctx.can_write() {
+        if self.client {
+            // A client masks every frame; tungstenite does it.
+            let mut io = Duplex {
+                lower: &mut io::empty(),
+                out,
+            };
+            for line in lines.split_inclusive(|&b| b == b'\n') {
+                let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(line));
+                let _ = ctx.write(&mut io, Message::text(text.into_owned()));
+            }
+            let _ = ctx.flush(&mut io);
             return;
         }
         let header = FrameHeader {
@@ -266,12 +320,58 @@ impl Web {
     /// Heap bytes held besides the library's own buffers.
     pub(super) fn capacity(&self) -> usize {
         let head = match &self.state {
-            State::Request(head) => head.capacity(),
+            State::Request(head) | State::Response { head, .. } => head.capacity(),
             State::Socket(_) => READ_BUFFER,
             State::Done => 0,
         };
         head + self.pending.capacity()
     }
+}
+
+/// Reads more of a head into `head`. Returns what to hand up when the
+/// read ended it (nothing for now, or the end), `None` when bytes came.
+fn read_more(
+    lower: &mut impl Read,
+    buf: &mut [u8],
+    head: &mut Vec<u8>,
+) -> io::Result<Option<Received>> {
+    loop {
+        return match lower.read(buf) {
+            Ok(0) => Ok(Some(Received::Closed)),
+            Ok(n) => {
+                head.extend_from_slice(&buf[..n]);
+                Ok(None)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Some(Received::WouldBlock)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(e),
+        };
+    }
+}
+
+/// Client: whether `head` holds a complete `101` answer to `key`, and how
+/// long it is. Anything else is an error.
+fn upgraded(head: &[u8], key: &str) -> io::Result<Option<usize>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let refused = |why: String| io::Error::new(io::ErrorKind::ConnectionRefused, why);
+    let used = match response.parse(head) {
+        Ok(httparse::Status::Complete(used)) => used,
+        Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => return Ok(None),
+        _ => return Err(refused("not an HTTP response".into())),
+    };
+    if response.code != Some(101) {
+        return Err(refused(format!("upgrade refused: {:?}", response.code)));
+    }
+    let accept = response
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"))
+        .map(|h| h.value);
+    if accept != Some(derive_accept_key(key.as_bytes()).as_bytes()) {
+        return Err(refused("wrong Sec-WebSocket-Accept".into()));
+    }
+    Ok(Some(used))
 }
 
 /// What one request gets.

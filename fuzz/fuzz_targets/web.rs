@@ -1,0 +1,93 @@
+//! Arbitrary bytes on the web port, cut at arbitrary points: the HTTP
+//! request head, the WebSocket upgrade, and frames after it (half of the
+//! inputs start with a valid upgrade, so the frame decoder is reached).
+//! Checks: no panic; no read error except a failed link; what is handed up
+//! after an upgrade is newline-terminated text of at most the message
+//! limit per line; the server's output stays bounded by the input.
+#![no_main]
+
+use std::io::{self, Read, Write};
+
+use libfuzzer_sys::fuzz_target;
+use selectchat::transport::{Received, Setup, Transport, TransportKind, WebPolicy};
+
+const UPGRADE: &[u8] = b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+    Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+/// Gives out the input a chunk at a time, then would block.
+struct Sock<'a> {
+    input: &'a [u8],
+    limit: usize,
+    out: Vec<u8>,
+}
+
+impl Read for Sock<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.limit == 0 || self.input.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.input.len()).min(self.limit);
+        buf[..n].copy_from_slice(&self.input[..n]);
+        self.input = &self.input[n..];
+        self.limit -= n;
+        Ok(n)
+    }
+}
+
+impl Write for Sock<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&seed, rest)) = data.split_first() else {
+        return;
+    };
+    let mut wire = Vec::new();
+    if seed & 1 == 1 {
+        wire.extend_from_slice(UPGRADE);
+    }
+    wire.extend_from_slice(rest);
+    let policy = WebPolicy::new(None, 64);
+    let setup = Setup {
+        tls: None,
+        web: policy.clone(),
+    };
+    let mut t = Transport::new(TransportKind::Web, &setup).expect("a web transport");
+    let chunk = usize::from(seed >> 1) + 1;
+    let mut sock = Sock {
+        input: &wire,
+        limit: 0,
+        out: Vec::new(),
+    };
+    let mut buf = [0u8; 512];
+    let mut handed_up = Vec::new();
+    'feed: while !sock.input.is_empty() {
+        sock.limit = chunk;
+        loop {
+            match t.read(&mut sock, &mut buf, &policy) {
+                Ok(Received::Bytes(n)) => handed_up.extend_from_slice(&buf[..n]),
+                Ok(Received::NotText) => handed_up.extend_from_slice(b"\n"),
+                Ok(Received::WouldBlock) => break,
+                Ok(Received::Closed) | Err(_) => break 'feed,
+            }
+        }
+        t.queue(b"PING\n");
+        t.write_to(&mut sock).expect("writing to memory");
+    }
+    if !handed_up.is_empty() {
+        assert_eq!(handed_up.last(), Some(&b'\n'), "a message without its line end");
+        assert!(std::str::from_utf8(&handed_up).is_ok(), "non-text handed up");
+        for line in handed_up.split(|&b| b == b'\n') {
+            assert!(line.len() <= policy.max_message, "{} bytes in one line", line.len());
+        }
+    }
+    // Responses, pongs and our PINGs: bounded by the input, never a flood.
+    assert!(sock.out.len() <= 8 * 1024 + 16 * wire.len() + 64 * 1024);
+});
