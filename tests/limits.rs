@@ -92,16 +92,7 @@ fn slow_consumer_is_dropped_without_bye_and_memory_stays_bounded() {
         }
         (got, saw_drop, healthy)
     });
-    let payload = "p".repeat(1000);
-    let mut batch = String::new();
-    for i in 0..20_000 {
-        batch.push_str(&format!("MSG {i} {payload}\n"));
-        if batch.len() > 256 * 1024 {
-            sender.stream.write_all(batch.as_bytes()).unwrap();
-            batch.clear();
-        }
-    }
-    sender.stream.write_all(batch.as_bytes()).unwrap();
+    sender.flood(20_000, 1000);
     let (got, saw_drop, mut healthy) = reader.join().unwrap();
     assert_eq!(got, 20_000, "healthy reader lost messages");
     let saw_drop = saw_drop

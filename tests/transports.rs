@@ -61,18 +61,23 @@ struct TlsClient {
     reader: BufReader<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>,
 }
 
+/// A TLS client configuration that trusts exactly `trusted`.
+fn trusting(trusted: &CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(trusted.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
 impl TlsClient {
     fn connect(addr: SocketAddr, trusted: &CertificateDer<'static>) -> TlsClient {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(trusted.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         let name = "localhost".try_into().unwrap();
-        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let conn = rustls::ClientConnection::new(trusting(trusted), name).unwrap();
         let sock = TcpStream::connect_timeout(&addr, WAIT).unwrap();
         sock.set_read_timeout(Some(WAIT)).unwrap();
         TlsClient {
@@ -166,16 +171,8 @@ fn tls_plain_and_websocket_users_chat_together() {
     let web = s.listener("web-tls");
     let sock = TcpStream::connect_timeout(&web, WAIT).unwrap();
     sock.set_read_timeout(Some(WAIT)).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(certs.der.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let conn =
-        rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    let conn = rustls::ClientConnection::new(trusting(&certs.der), "localhost".try_into().unwrap())
+        .unwrap();
     let stream = rustls::StreamOwned::new(conn, sock);
     let url = format!("wss://localhost:{}/chat", web.port());
     let (mut wss, _) = tungstenite::client::client(url.as_str(), stream).expect("wss upgrade");
@@ -457,7 +454,6 @@ fn a_websocket_client_that_never_reads_is_dropped_at_its_sendq() {
     let mut watcher = s.login("watcher");
     let mut sender = s.login("sender");
     assert_eq!(stalled.line(), "INFO watcher joined");
-    let payload = "p".repeat(1000);
     let reader = thread::spawn(move || {
         let mut got = 0;
         let mut saw_drop = false;
@@ -475,15 +471,7 @@ fn a_websocket_client_that_never_reads_is_dropped_at_its_sendq() {
                 .iter()
                 .any(|l| l == "INFO stalled disconnected")
     });
-    let mut batch = String::new();
-    for i in 0..20_000 {
-        batch.push_str(&format!("MSG {i} {payload}\n"));
-        if batch.len() > 256 * 1024 {
-            sender.stream.write_all(batch.as_bytes()).unwrap();
-            batch.clear();
-        }
-    }
-    sender.stream.write_all(batch.as_bytes()).unwrap();
+    sender.flood(20_000, 1000);
     assert!(
         reader.join().unwrap(),
         "the stalled WebSocket was never dropped"

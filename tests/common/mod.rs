@@ -245,6 +245,21 @@ impl Client {
         self.send_raw(format!("{line}\n").as_bytes());
     }
 
+    /// Sends `count` lines `MSG <i> <payload>` (`payload_len` bytes of
+    /// payload) as fast as the socket takes them, in 256 KiB writes.
+    pub fn flood(&mut self, count: usize, payload_len: usize) {
+        let payload = "p".repeat(payload_len);
+        let mut batch = String::new();
+        for i in 0..count {
+            batch.push_str(&format!("MSG {i} {payload}\n"));
+            if batch.len() > 256 * 1024 {
+                self.send_raw(batch.as_bytes());
+                batch.clear();
+            }
+        }
+        self.send_raw(batch.as_bytes());
+    }
+
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("send");
     }
