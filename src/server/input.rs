@@ -11,7 +11,7 @@ use crate::protocol::{Frame, ProtocolError};
 use crate::session::{Departure, Dispatched, Session};
 use crate::transport::Received;
 
-use super::{Server, READ_BUDGET, TURN_WORK};
+use super::{Server, HANDSHAKES_PER_TURN, READ_BUDGET, TURN_WORK};
 
 impl Server {
     pub(super) fn read(&mut self, id: ConnId, now: Instant) {
@@ -20,6 +20,13 @@ impl Server {
         };
         if !conn.session.wants_read() {
             return;
+        }
+        if conn.transport.is_handshaking() {
+            if self.handshakes >= HANDSHAKES_PER_TURN {
+                self.read_later(id);
+                return;
+            }
+            self.handshakes += 1;
         }
         // Lent out so the chat can borrow the rest of `self` while lines
         // still point into the session's framer; it goes back below.

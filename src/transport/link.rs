@@ -134,6 +134,11 @@ impl Link {
         }
     }
 
+    /// True while a TLS handshake is not finished.
+    pub(super) fn is_handshaking(&self) -> bool {
+        matches!(self, Link::Tls(tls) if tls.conn.is_handshaking())
+    }
+
     /// The connection is ending: say so (TLS `close_notify`) after what is
     /// already queued.
     pub(super) fn end(&mut self) {

@@ -206,6 +206,11 @@ impl Transport {
         self.out.len()
     }
 
+    /// True while a TLS handshake is not finished.
+    pub fn is_handshaking(&self) -> bool {
+        self.link.is_handshaking()
+    }
+
     /// True while bytes wait for the socket to become writable.
     pub fn wants_write(&self) -> bool {
         !self.out.is_empty() || self.link.wants_write()
