@@ -415,6 +415,51 @@ mod tests {
     }
 
     #[test]
+    fn transports_need_what_they_serve_and_ports_of_their_own() {
+        assert_eq!(refused_flag(|c| c.tls_port = Some(7443)), "--tls-port");
+        assert_eq!(
+            refused_flag(|c| c.tls = Some(TlsSource::SelfSigned)),
+            "--tls-cert"
+        );
+        assert_eq!(
+            refused_flag(|c| c.web_origin = Some("https://x".into())),
+            "--web-origin"
+        );
+        assert_eq!(
+            refused_flag(|c| {
+                c.addr.set_port(7007);
+                c.web_port = Some(7007);
+            }),
+            "--web-port"
+        );
+        assert_eq!(
+            refused_flag(|c| {
+                c.tls = Some(TlsSource::SelfSigned);
+                c.tls_port = Some(8443);
+                c.web_port = Some(8443);
+            }),
+            "--web-port"
+        );
+        let mut c = cfg();
+        c.tls = Some(TlsSource::SelfSigned);
+        c.tls_port = Some(0);
+        c.web_port = Some(0);
+        assert_eq!(c.validate(), Ok(()), "port 0 picks a free port each");
+        let kinds: Vec<_> = c.listeners().into_iter().map(|(_, k)| k).collect();
+        assert_eq!(
+            kinds,
+            [
+                TransportKind::Plain,
+                TransportKind::Tls,
+                TransportKind::WebTls
+            ]
+        );
+        c.tls = None;
+        c.tls_port = None;
+        assert_eq!(c.listeners()[1].1, TransportKind::Web);
+    }
+
+    #[test]
     fn flood_control_off_needs_no_burst() {
         let mut c = cfg();
         c.flood = FloodPolicy::new(0.0, 0, Duration::ZERO);

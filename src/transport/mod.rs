@@ -73,7 +73,9 @@ impl TransportKind {
 /// (when it has one) and what web connections may do.
 #[derive(Debug, Clone)]
 pub struct Setup {
+    /// The certificate and TLS settings; `None` when the server has none.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Origin check and message size limit for web connections.
     pub web: WebPolicy,
 }
 
