@@ -1,10 +1,12 @@
-//! `cargo bench`: the same load against selectchat and against a
-//! thread-per-connection baseline, alternating A B A B, then a table of
-//! medians with min–max and the selectchat/baseline ratio per row.
+//! `cargo bench`: the same load against selectchat, a thread-per-connection
+//! baseline, and Redis pub/sub and NATS when `redis-server` and
+//! `nats-server` are on PATH, alternating A B C D A B C D, then a table of
+//! medians with min–max and selectchat's ratio to each per row.
 //!
 //! `cargo bench -- fanout` runs only rows whose name contains `fanout`;
-//! `BENCH_REPS=5` changes the repetitions (default 3). Both servers run as
-//! child processes on 127.0.0.1; the load generator runs in this process.
+//! `BENCH_REPS=5` changes the repetitions (default 3). Every server runs as
+//! a child process on a free 127.0.0.1 port and is killed by pid; the load
+//! generator runs in this process.
 
 mod baseline;
 
@@ -13,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use selectchat::bench::stats::Report;
+use selectchat::bench::target::Target;
 use selectchat::bench::{self, Options, Scenario};
 use selectchat::config::open_file_limit;
 use selectchat::transport::TransportKind;
@@ -26,6 +29,8 @@ const FD_HEADROOM: usize = 200;
 enum Kind {
     Selectchat,
     Baseline,
+    Redis,
+    Nats,
 }
 
 impl Kind {
@@ -33,6 +38,55 @@ impl Kind {
         match self {
             Kind::Selectchat => "selectchat",
             Kind::Baseline => "baseline",
+            Kind::Redis => "redis",
+            Kind::Nats => "nats",
+        }
+    }
+
+    fn target(self) -> Target {
+        match self {
+            Kind::Selectchat | Kind::Baseline => Target::Selectchat,
+            Kind::Redis => Target::Redis,
+            Kind::Nats => Target::Nats,
+        }
+    }
+
+    /// The servers this machine can run, and a note for each it cannot.
+    fn available() -> (Vec<Kind>, Vec<String>) {
+        let mut kinds = vec![Kind::Selectchat, Kind::Baseline];
+        let mut notes = Vec::new();
+        for (kind, binary) in [(Kind::Redis, "redis-server"), (Kind::Nats, "nats-server")] {
+            let found = Command::new(binary)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if found {
+                kinds.push(kind);
+            } else {
+                notes.push(format!(
+                    "{binary} is not on PATH: no {} rows (apt-get install {binary})",
+                    kind.name()
+                ));
+            }
+        }
+        (kinds, notes)
+    }
+
+    /// Whether this server can run `row`: the others speak neither rooms
+    /// nor TLS nor WebSocket, and Redis and NATS only fanout and idle here.
+    fn runs(self, row: &Row) -> bool {
+        match self {
+            Kind::Selectchat => true,
+            Kind::Baseline => !row.selectchat_only,
+            Kind::Redis | Kind::Nats => {
+                !row.selectchat_only
+                    && matches!(
+                        row.scenario,
+                        Scenario::Fanout { .. } | Scenario::Idle { .. }
+                    )
+            }
         }
     }
 }
@@ -200,7 +254,22 @@ impl Server {
                 cmd.args([BASELINE_ARG, &port.to_string()]);
                 cmd
             }
+            Kind::Redis => {
+                let mut cmd = Command::new("redis-server");
+                cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                    .args(["--save", "", "--appendonly", "no", "--maxclients", "19000"]);
+                cmd
+            }
+            Kind::Nats => {
+                let mut cmd = Command::new("nats-server");
+                cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+                cmd
+            }
         };
+        if matches!(kind, Kind::Redis | Kind::Nats) {
+            // Their start-up banners are not ours to print.
+            cmd.stderr(Stdio::null());
+        }
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -248,6 +317,7 @@ fn run_once(kind: Kind, row: &Row) -> Report {
         progress: true,
         name_prefix: "b".to_string(),
         transport: row.transport,
+        target: kind.target(),
     };
     let report = bench::run(opts).unwrap_or_else(|e| Report {
         error: Some(e.to_string()),
@@ -291,7 +361,7 @@ fn cell(s: Option<(f64, f64, f64)>, fmt: impl Fn(f64) -> String) -> String {
 fn ratio(a: Option<(f64, f64, f64)>, b: Option<(f64, f64, f64)>) -> String {
     match (a, b) {
         (Some((a, ..)), Some((b, ..))) if b > 0.0 => format!("{:.2}x", a / b),
-        (Some(_), None) => "baseline failed".to_string(),
+        (Some(_), None) => "the other failed".to_string(),
         _ => "-".to_string(),
     }
 }
@@ -341,18 +411,19 @@ fn main() {
         .filter(|r| filter.as_ref().is_none_or(|f| r.label.contains(f.as_str())))
         .collect();
 
+    let (kinds, missing) = Kind::available();
     let started = Instant::now();
     let mut table = Vec::new();
     for row in &rows {
-        let mut reports = [Vec::new(), Vec::new()];
+        let mut reports: Vec<Vec<Report>> = kinds.iter().map(|_| Vec::new()).collect();
         for rep in 1..=reps {
-            for (i, kind) in [Kind::Selectchat, Kind::Baseline].into_iter().enumerate() {
-                if kind == Kind::Baseline && row.selectchat_only {
+            for (i, &kind) in kinds.iter().enumerate() {
+                if !kind.runs(row) {
                     continue;
                 }
                 let report = run_once(kind, row);
                 eprintln!(
-                    "{:<12} {:<10} run {rep}/{reps}: {}/s deliveries, p99 {:.1} ms{}, lost {}, rss/conn {}, cpu {}{}",
+                    "{:<16} {:<10} run {rep}/{reps}: {}/s deliveries, p99 {:.1} ms{}, lost {}, rss/conn {}, cpu {}{}",
                     row.label,
                     kind.name(),
                     human(report.rate()),
@@ -371,21 +442,22 @@ fn main() {
                 reports[i].push(report);
             }
         }
-        table.push((row, figures(&reports[0]), figures(&reports[1])));
+        let figures: Vec<Figures> = reports.iter().map(|r| figures(r)).collect();
+        table.push((row, figures));
     }
 
+    let others: Vec<&str> = kinds[1..].iter().map(|k| k.name()).collect();
     println!();
-    println!("selectchat vs thread-per-connection baseline: median (min–max) of {reps} runs each, alternated");
+    println!(
+        "selectchat vs {}: median (min–max) of {reps} runs each, alternated",
+        others.join(", ")
+    );
     println!();
     println!("| row | server | deliveries/s | p99 latency ms | server memory per conn (bytes) | server CPU % | lost+dup+reordered |");
     println!("|---|---|---|---|---|---|---|");
-    for (row, sc, base) in &table {
-        for (name, f) in [("selectchat", sc), ("baseline", base)] {
-            if row.selectchat_only && name == "baseline" {
-                println!(
-                    "| {} | baseline | v1 over plain TCP only | | | | |",
-                    row.label
-                );
+    for (row, figures) in &table {
+        for (&kind, f) in kinds.iter().zip(figures) {
+            if !kind.runs(row) {
                 continue;
             }
             let failed = if f.failures.is_empty() {
@@ -393,6 +465,7 @@ fn main() {
             } else {
                 format!(" ({} failed: {})", f.failures.len(), f.failures[0])
             };
+            let name = kind.name();
             if row.idle {
                 println!(
                     "| {} | {name} | | | {} | {} | {}{failed} |",
@@ -411,30 +484,29 @@ fn main() {
                 );
             }
         }
-        if row.selectchat_only {
-            continue;
-        }
-        if row.idle {
-            println!(
-                "| {} | ratio | | | {} | | |",
-                row.label,
-                ratio(sc.rss, base.rss)
-            );
-        } else {
-            println!(
-                "| {} | ratio | {} | {} | | | |",
-                row.label,
-                ratio(sc.rate, base.rate),
-                ratio(sc.p99_ms, base.p99_ms)
-            );
+        let ours = &figures[0];
+        for (&kind, theirs) in kinds.iter().zip(figures).skip(1) {
+            if !kind.runs(row) {
+                continue;
+            }
+            let label = format!("{} | selectchat / {}", row.label, kind.name());
+            if row.idle {
+                println!("| {label} | | | {} | | |", ratio(ours.rss, theirs.rss));
+            } else {
+                println!(
+                    "| {label} | {} | {} | | | |",
+                    ratio(ours.rate, theirs.rate),
+                    ratio(ours.p99_ms, theirs.p99_ms)
+                );
+            }
         }
     }
     println!();
-    for note in notes {
+    for note in notes.iter().chain(&missing) {
         println!("note: {note}");
     }
     println!(
-        "took {:.0} s; ratio = selectchat / baseline",
+        "took {:.0} s; ratio = selectchat's figure / the other server's",
         started.elapsed().as_secs_f64()
     );
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use log::{error, info, warn, LevelFilter};
 
+use selectchat::bench::target::Target;
 use selectchat::chat::Limits;
 use selectchat::config::{defaults, open_file_limit, parse_secs, Config, ConfigError, Secs};
 use selectchat::echo::EchoServer;
@@ -121,6 +122,16 @@ struct BenchArgs {
     /// Connect as WebSocket clients (point at the server's --web-port).
     #[arg(long)]
     ws: bool,
+    /// Which server is at ADDR: selectchat, or Redis pub/sub or NATS to compare with (fanout, idle and storm; NATS also mesh).
+    #[arg(long, value_enum, default_value = "selectchat")]
+    target: TargetArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TargetArg {
+    Selectchat,
+    Redis,
+    Nats,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -165,6 +176,20 @@ impl BenchArgs {
                 history_reader: self.history_reader,
             },
         };
+        let target = match self.target {
+            TargetArg::Selectchat => Target::Selectchat,
+            TargetArg::Redis => Target::Redis,
+            TargetArg::Nats => Target::Nats,
+        };
+        if let Some(why) = target.refuses(scenario.name()) {
+            return Err(why);
+        }
+        if target != Target::Selectchat && (self.tls || self.ws) {
+            return Err(format!(
+                "--tls and --ws are for selectchat, not {}",
+                target.as_str()
+            ));
+        }
         Ok(bench::Options {
             addr,
             scenario,
@@ -179,6 +204,7 @@ impl BenchArgs {
                 (false, true) => TransportKind::Web,
                 (true, true) => TransportKind::WebTls,
             },
+            target,
         })
     }
 }

@@ -233,3 +233,83 @@ fn lossy_client(stream: TcpStream, receivers: Arc<Mutex<Vec<TcpStream>>>) {
         }
     }
 }
+
+/// A Redis or NATS server on a free loopback port, killed when dropped.
+struct Other {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Other {
+    /// Starts `binary` with `args` (where `{port}` is the port), or says
+    /// why not and returns `None` when it is not installed.
+    fn start(binary: &str, args: &[&str]) -> Option<Other> {
+        if Command::new(binary).arg("--version").output().is_err() {
+            eprintln!("NOT RUN: {binary} is not installed (apt-get install {binary}; .ci/run installs it)");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("{port}", &port.to_string()))
+            .collect();
+        let child = Command::new(binary)
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = format!("127.0.0.1:{port}");
+        common::wait_until(common::WAIT, || TcpStream::connect(&addr).is_ok())
+            .unwrap_or_else(|| panic!("{binary} did not start"));
+        Some(Other { child, addr })
+    }
+}
+
+impl Drop for Other {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_same_loads_run_against_redis_and_nats() {
+    let servers = [
+        (
+            "redis",
+            Other::start(
+                "redis-server",
+                &["--bind", "127.0.0.1", "--port", "{port}", "--save", ""],
+            ),
+        ),
+        (
+            "nats",
+            Other::start("nats-server", &["-a", "127.0.0.1", "-p", "{port}"]),
+        ),
+    ];
+    for (target, server) in servers {
+        let Some(server) = server else { continue };
+        let base = ["--target", target, "--timeout", "30"];
+        let mut fanout = base.to_vec();
+        fanout.extend(["--clients", "20", "--messages", "50"]);
+        let (code, json) = bench(&server.addr, &fanout);
+        assert_eq!(code, Some(0), "{json}");
+        assert_eq!(field(&json, "target"), format!("\"{target}\""));
+        assert_eq!(field(&json, "deliveries"), "1000");
+        assert_eq!(field(&json, "lost"), "0");
+        assert_eq!(field(&json, "reordered"), "0");
+        let mut idle = base.to_vec();
+        idle.extend(["--scenario", "idle", "--clients", "30", "--duration", "1"]);
+        let (code, json) = bench(&server.addr, &idle);
+        assert_eq!(code, Some(0), "{json}");
+        assert_eq!(field(&json, "clients"), "30");
+    }
+    // Rooms are selectchat's; Redis cannot publish from a subscriber (mesh).
+    let (code, _) = bench("127.0.0.1:9", &["--target", "redis", "--scenario", "mesh"]);
+    assert_eq!(code, Some(2));
+}

@@ -195,6 +195,7 @@ fn soak() {
             progress: false,
             name_prefix: "holder".into(),
             transport: selectchat::transport::TransportKind::Plain,
+            target: selectchat::bench::target::Target::Selectchat,
         })
         .expect("holders")
     });

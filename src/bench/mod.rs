@@ -15,6 +15,7 @@
 //! receiver asking for `HISTORY` of 500 lines the whole time).
 
 pub mod stats;
+pub mod target;
 
 use std::io::{self, IsTerminal, Write};
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ use rustls::pki_types::ServerName;
 use crate::protocol::{parse_reply, Command, Frame, Framer, Reply};
 use crate::transport::{tls, Received, Transport, TransportKind, WebPolicy};
 use stats::{Latency, Report, Sequences};
+use target::{Decoder, Event, Target};
 
 /// Connections waiting for their `OK` at once; more would overflow the
 /// server's listen backlog and stall on SYN retries.
@@ -80,7 +82,8 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    fn name(&self) -> &'static str {
+    /// Name used in reports.
+    pub fn name(&self) -> &'static str {
         match self {
             Scenario::Fanout { .. } => "fanout",
             Scenario::Mesh { .. } => "mesh",
@@ -129,6 +132,8 @@ pub struct Options {
     /// What the server's listener at `addr` speaks. TLS certificates are
     /// not verified: the bench measures, it does not authenticate.
     pub transport: TransportKind,
+    /// Which server it is: selectchat, or Redis or NATS to compare with.
+    pub target: Target,
 }
 
 struct Peer {
@@ -136,6 +141,8 @@ struct Peer {
     /// Plain lines, TLS, WebSocket or both, as the server's listener speaks.
     wire: Transport,
     framer: Framer,
+    /// Where this connection is in a Redis or NATS reply.
+    decoder: Decoder,
     logged_in: bool,
     closed: bool,
     /// When its LOGIN was fully written.
@@ -193,6 +200,9 @@ const READ_ROOM: &str = "#r0";
 
 /// Runs one scenario against `opts.addr` and reports what it measured.
 pub fn run(opts: Options) -> io::Result<Report> {
+    if let Some(why) = opts.target.refuses(opts.scenario.name()) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+    }
     let rss_before = opts.server_pid.and_then(server_rss);
     let cpu_before = opts.server_pid.and_then(server_cpu);
     let mut load = Load::new(opts)?;
@@ -201,6 +211,7 @@ pub fn run(opts: Options) -> io::Result<Report> {
     let mut report = Report {
         scenario: load.opts.scenario.name().to_string(),
         transport: load.opts.transport.as_str().to_string(),
+        target: load.opts.target.as_str().to_string(),
         clients: load.opts.scenario.clients(),
         ..Report::default()
     };
@@ -336,13 +347,17 @@ impl Load {
                     .clone()
                     .map(|config| (config, self.server_name.clone()));
                 let mut wire = Transport::client(self.opts.transport, tls, &self.host)?;
+                // Everyone receives but the fanout's sender.
+                let receives =
+                    i >= self.senders || matches!(self.opts.scenario, Scenario::Mesh { .. });
                 let mut login = Vec::new();
-                Command::Login(&self.name(i)).write_to(&mut login);
+                self.opts.target.login(&self.name(i), receives, &mut login);
                 wire.queue(&login);
                 self.peers.push(Peer {
                     sock,
                     wire,
                     framer: Framer::new(1 << 20),
+                    decoder: Decoder::default(),
                     logged_in: false,
                     closed: false,
                     login_at: None,
@@ -397,7 +412,11 @@ impl Load {
                     self.last_read = Instant::now();
                     let _ = framer.feed(&buf[..n], |frame| {
                         if let Frame::Line(line) = frame {
-                            self.on_line(i, line);
+                            if self.opts.target == Target::Selectchat {
+                                self.on_line(i, line);
+                            } else {
+                                self.on_foreign_line(i, line);
+                            }
                         }
                         ControlFlow::Continue(())
                     });
@@ -420,15 +439,7 @@ impl Load {
             return;
         };
         match parse_reply(text) {
-            Some(Reply::Ok) if !self.peers[i].logged_in => {
-                let peer = &mut self.peers[i];
-                peer.logged_in = true;
-                self.logged_in += 1;
-                if let Some(at) = peer.login_at {
-                    let us = at.elapsed().as_micros().min(u32::MAX as u128) as u32;
-                    self.logins.push(us);
-                }
-            }
+            Some(Reply::Ok) => self.ready(i),
             Some(Reply::Ping) => self.send(i, Command::Pong),
             Some(Reply::Msg { from, text }) => self.on_msg(i, from, text),
             Some(Reply::Said { from, text, .. }) => self.on_msg(i, from, text),
@@ -454,6 +465,38 @@ impl Load {
                     .get_or_insert_with(|| format!("connection {i}: {text}"));
             }
             _ => {}
+        }
+    }
+
+    /// A line from Redis or NATS.
+    fn on_foreign_line(&mut self, i: usize, line: &[u8]) {
+        let Ok(text) = std::str::from_utf8(line) else {
+            return;
+        };
+        let target = self.opts.target;
+        match self.peers[i].decoder.decode(target, text) {
+            Event::Ready => self.ready(i),
+            Event::Delivery { from, text } => self.on_msg(i, from, text),
+            Event::Ping => self.peers[i].wire.queue(b"PONG\r\n"),
+            Event::Failed(why) => {
+                self.failure
+                    .get_or_insert_with(|| format!("connection {i}: {why}"));
+            }
+            Event::Nothing => {}
+        }
+    }
+
+    /// Peer `i` is logged in (or subscribed): once, timed from its login.
+    fn ready(&mut self, i: usize) {
+        let peer = &mut self.peers[i];
+        if peer.logged_in {
+            return;
+        }
+        peer.logged_in = true;
+        self.logged_in += 1;
+        if let Some(at) = peer.login_at {
+            let us = at.elapsed().as_micros().min(u32::MAX as u128) as u32;
+            self.logins.push(us);
         }
     }
 
@@ -570,7 +613,12 @@ impl Load {
         while text.len() < self.opts.size {
             text.push('x');
         }
-        if self.room_members.is_empty() {
+        if self.opts.target != Target::Selectchat {
+            self.scratch.clear();
+            let name = self.name(sender);
+            self.opts.target.publish(&name, &text, &mut self.scratch);
+            self.peers[sender].wire.queue(&self.scratch);
+        } else if self.room_members.is_empty() {
             self.send(sender, Command::Msg(&text));
         } else {
             let room = Load::room_name(seq as usize % self.room_members.len());

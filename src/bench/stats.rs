@@ -97,6 +97,8 @@ pub struct Report {
     pub scenario: String,
     /// What the connections spoke: plain, tls, web or web-tls.
     pub transport: String,
+    /// Which server: selectchat, redis or nats.
+    pub target: String,
     pub clients: usize,
     pub messages: u64,
     pub deliveries: u64,
@@ -145,7 +147,7 @@ impl Report {
         });
         format!(
             concat!(
-                "{{\"scenario\":\"{}\",\"transport\":\"{}\",\"clients\":{},\"messages\":{},\"deliveries\":{},",
+                "{{\"scenario\":\"{}\",\"transport\":\"{}\",\"target\":\"{}\",\"clients\":{},\"messages\":{},\"deliveries\":{},",
                 "\"seconds\":{:.3},\"deliveries_per_sec\":{:.1},\"latency_us\":{{\"p50\":{},",
                 "\"p99\":{},\"p999\":{},\"max\":{}}},\"lost\":{},\"duplicated\":{},",
                 "\"reordered\":{},\"rss_bytes_per_conn\":{},\"cpu_percent\":{},",
@@ -156,6 +158,7 @@ impl Report {
             ),
             self.scenario,
             self.transport,
+            self.target,
             self.clients,
             self.messages,
             self.deliveries,
@@ -191,8 +194,8 @@ impl Report {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "scenario        {} ({} clients, {})",
-            self.scenario, self.clients, self.transport
+            "scenario        {} ({} clients, {} over {})",
+            self.scenario, self.clients, self.target, self.transport
         );
         if self.messages > 0 {
             let _ = writeln!(t, "messages        {}", self.messages);
