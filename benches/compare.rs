@@ -100,6 +100,8 @@ struct Row {
     selectchat_only: bool,
     /// How the load generator connects.
     transport: TransportKind,
+    /// Messages per second at a fixed pace (latency below saturation).
+    rate: Option<u32>,
     /// History in a database file (`SENT` waits for its fsync) instead of
     /// `--db :memory:`.
     disk: bool,
@@ -130,9 +132,26 @@ fn rows(max_clients: usize) -> (Vec<Row>, Vec<String>) {
             idle: false,
             selectchat_only: false,
             transport: TransportKind::Plain,
+            rate: None,
             disk: false,
         });
     }
+    // Latency below saturation: 1000 receivers at 500 messages/s (500k
+    // deliveries/s), about half of what Redis and NATS peak at here.
+    let receivers = scaled(1000);
+    rows.push(Row {
+        label: format!("fanout {receivers} at 500/s"),
+        scenario: Scenario::Fanout {
+            receivers,
+            messages: 2000,
+            window: 256,
+        },
+        idle: false,
+        disk: false,
+        selectchat_only: false,
+        transport: TransportKind::Plain,
+        rate: Some(500),
+    });
     // The fanout 1000 row again over TLS and over WebSocket: what the
     // encryption and the framing cost.
     for transport in [TransportKind::Tls, TransportKind::Web] {
@@ -148,6 +167,7 @@ fn rows(max_clients: usize) -> (Vec<Row>, Vec<String>) {
             disk: false,
             selectchat_only: true,
             transport,
+            rate: None,
         });
     }
     // The same 100 receivers per message as fanout 100, but 2,000 of them
@@ -169,6 +189,7 @@ fn rows(max_clients: usize) -> (Vec<Row>, Vec<String>) {
             idle: false,
             selectchat_only: true,
             transport: TransportKind::Plain,
+            rate: None,
             disk,
         });
     }
@@ -183,6 +204,7 @@ fn rows(max_clients: usize) -> (Vec<Row>, Vec<String>) {
             idle: true,
             selectchat_only: false,
             transport: TransportKind::Plain,
+            rate: None,
             disk: false,
         });
     }
@@ -318,6 +340,7 @@ fn run_once(kind: Kind, row: &Row) -> Report {
         name_prefix: "b".to_string(),
         transport: row.transport,
         target: kind.target(),
+        rate: row.rate,
     };
     let report = bench::run(opts).unwrap_or_else(|e| Report {
         error: Some(e.to_string()),
@@ -369,7 +392,9 @@ fn ratio(a: Option<(f64, f64, f64)>, b: Option<(f64, f64, f64)>) -> String {
 /// The figures of one server on one row, over its good runs.
 struct Figures {
     rate: Option<(f64, f64, f64)>,
+    p50_ms: Option<(f64, f64, f64)>,
     p99_ms: Option<(f64, f64, f64)>,
+    p999_ms: Option<(f64, f64, f64)>,
     rss: Option<(f64, f64, f64)>,
     cpu: Option<(f64, f64, f64)>,
     faults: u64,
@@ -380,7 +405,9 @@ fn figures(reports: &[Report]) -> Figures {
     let good: Vec<&Report> = reports.iter().filter(|r| r.error.is_none()).collect();
     Figures {
         rate: spread(good.iter().map(|r| r.rate()).collect()),
+        p50_ms: spread(good.iter().map(|r| r.latency_us.p50 / 1000.0).collect()),
         p99_ms: spread(good.iter().map(|r| r.latency_us.p99 / 1000.0).collect()),
+        p999_ms: spread(good.iter().map(|r| r.latency_us.p999 / 1000.0).collect()),
         rss: spread(good.iter().filter_map(|r| r.rss_per_conn).collect()),
         cpu: spread(good.iter().filter_map(|r| r.cpu_percent).collect()),
         faults: reports
@@ -472,6 +499,19 @@ fn main() {
                     row.label,
                     cell(f.rss, |v| format!("{v:.0}")),
                     cell(f.cpu, |v| format!("{v:.2}")),
+                    f.faults
+                );
+            } else if row.rate.is_some() {
+                // Paced: the rate is the pace; the latency spread is the point.
+                let mid =
+                    |s: Option<(f64, f64, f64)>| s.map_or("-".into(), |(m, ..)| format!("{m:.2}"));
+                println!(
+                    "| {} | {name} | {} | p50 {}, p99 {}, p99.9 {} | | | {}{failed} |",
+                    row.label,
+                    cell(f.rate, human),
+                    mid(f.p50_ms),
+                    cell(f.p99_ms, |v| format!("{v:.2}")),
+                    mid(f.p999_ms),
                     f.faults
                 );
             } else {

@@ -95,9 +95,9 @@ struct BenchArgs {
     /// fanout and rooms: most messages not yet delivered to every receiver.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     window: u32,
-    /// mesh: messages per second, all senders together.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
-    rate: u32,
+    /// mesh: messages per second, all senders together (default 1000). fanout and rooms: send at this fixed rate instead of as fast as the window allows, to measure latency below saturation (each message's latency counts from when it was due).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    rate: Option<u32>,
     /// mesh and idle: how long to run.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
     duration: Duration,
@@ -157,7 +157,7 @@ impl BenchArgs {
             },
             ScenarioArg::Mesh => bench::Scenario::Mesh {
                 clients: self.clients.max(2),
-                rate: self.rate,
+                rate: self.rate.unwrap_or(1000),
                 duration: self.duration,
             },
             ScenarioArg::Idle => bench::Scenario::Idle {
@@ -205,6 +205,9 @@ impl BenchArgs {
                 (true, true) => TransportKind::WebTls,
             },
             target,
+            rate: self
+                .rate
+                .filter(|_| !matches!(self.scenario, ScenarioArg::Mesh)),
         })
     }
 }

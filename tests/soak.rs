@@ -196,6 +196,7 @@ fn soak() {
             name_prefix: "holder".into(),
             transport: selectchat::transport::TransportKind::Plain,
             target: selectchat::bench::target::Target::Selectchat,
+            rate: None,
         })
         .expect("holders")
     });

@@ -134,6 +134,9 @@ pub struct Options {
     pub transport: TransportKind,
     /// Which server it is: selectchat, or Redis or NATS to compare with.
     pub target: Target,
+    /// fanout and rooms: messages per second at a fixed pace (open loop),
+    /// instead of as fast as the window allows.
+    pub rate: Option<u32>,
 }
 
 struct Peer {
@@ -605,10 +608,12 @@ impl Load {
         self.flush(reader);
     }
 
-    fn send_msg(&mut self, sender: usize) {
+    /// Sends the next message of `sender`, stamped with when it was `due`
+    /// (paced runs) or now.
+    fn send_msg(&mut self, sender: usize, due_us: Option<u64>) {
         let seq = self.sent[sender];
         self.sent[sender] += 1;
-        let now_us = self.origin.elapsed().as_micros();
+        let now_us = due_us.map_or_else(|| self.origin.elapsed().as_micros(), u128::from);
         let mut text = format!("{seq} {now_us} ");
         while text.len() < self.opts.size {
             text.push('x');
@@ -659,17 +664,33 @@ impl Load {
         let mut all_sent_at = None;
         self.reading = true;
         self.ask_history();
+        let origin_us = self.origin.elapsed().as_micros() as u64;
+        // Paced: message `seq` is due at `seq / rate` seconds after the start,
+        // and its latency counts from then, even if the window held it back.
+        let rate = self.opts.rate;
+        let due_us = |seq: u32| rate.map(|r| origin_us + seq as u64 * 1_000_000 / r as u64);
         while self.deliveries < expected && self.failure.is_none() {
-            while self.sent[0] < messages && self.sent[0] - self.fanout_complete < window {
-                self.send_msg(0);
+            let now_us = self.origin.elapsed().as_micros() as u64;
+            while self.sent[0] < messages
+                && self.sent[0] - self.fanout_complete < window
+                && due_us(self.sent[0]).is_none_or(|due| due <= now_us)
+            {
+                let due = due_us(self.sent[0]);
+                self.send_msg(0, due);
             }
+            let next_due = due_us(self.sent[0])
+                .filter(|_| self.sent[0] < messages)
+                .map(|due| Duration::from_micros(due.saturating_sub(now_us)));
             if self.sent[0] == messages {
                 let at = *all_sent_at.get_or_insert_with(Instant::now);
                 if at.elapsed() > self.drain() {
                     break;
                 }
             }
-            self.turn(&mut events, Some(Duration::from_millis(100)), deadline);
+            let wait = next_due.map_or(Duration::from_millis(100), |d| {
+                d.min(Duration::from_millis(100))
+            });
+            self.turn(&mut events, Some(wait), deadline);
             self.progress(|l| format!("fanout {}/{expected} deliveries", l.deliveries));
         }
         report.elapsed = start.elapsed();
@@ -693,7 +714,7 @@ impl Load {
         while start.elapsed() < duration && self.failure.is_none() {
             let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
             while total_sent < due {
-                self.send_msg(next_sender);
+                self.send_msg(next_sender, None);
                 next_sender = (next_sender + 1) % clients;
                 total_sent += 1;
             }
