@@ -47,6 +47,23 @@ fn fanout_counts_every_delivery() {
     assert_eq!(field(&json, "duplicated"), "0");
     assert_eq!(field(&json, "reordered"), "0");
     assert_ne!(field(&json, "p99"), "0");
+    // Paced, the same count arrives.
+    let (code, json) = bench(
+        &s.addr.to_string(),
+        &[
+            "--clients",
+            "20",
+            "--messages",
+            "50",
+            "--rate",
+            "500",
+            "--name-prefix",
+            "paced",
+        ],
+    );
+    assert_eq!(code, Some(0), "{json}");
+    assert_eq!(field(&json, "deliveries"), "1000");
+    assert_eq!(field(&json, "lost"), "0");
 }
 
 #[test]
