@@ -389,12 +389,18 @@ fn ratio(a: Option<(f64, f64, f64)>, b: Option<(f64, f64, f64)>) -> String {
     }
 }
 
+/// Server CPU per delivery, when it was measured.
+fn cpu_cell(ns: Option<(f64, f64, f64)>) -> String {
+    ns.map_or(String::new(), |_| cell(ns, |v| format!("{v:.0} ns")))
+}
+
 /// The figures of one server on one row, over its good runs.
 struct Figures {
     rate: Option<(f64, f64, f64)>,
     p50_ms: Option<(f64, f64, f64)>,
     p99_ms: Option<(f64, f64, f64)>,
     p999_ms: Option<(f64, f64, f64)>,
+    cpu_ns: Option<(f64, f64, f64)>,
     rss: Option<(f64, f64, f64)>,
     cpu: Option<(f64, f64, f64)>,
     faults: u64,
@@ -408,6 +414,7 @@ fn figures(reports: &[Report]) -> Figures {
         p50_ms: spread(good.iter().map(|r| r.latency_us.p50 / 1000.0).collect()),
         p99_ms: spread(good.iter().map(|r| r.latency_us.p99 / 1000.0).collect()),
         p999_ms: spread(good.iter().map(|r| r.latency_us.p999 / 1000.0).collect()),
+        cpu_ns: spread(good.iter().filter_map(|r| r.cpu_ns_per_delivery).collect()),
         rss: spread(good.iter().filter_map(|r| r.rss_per_conn).collect()),
         cpu: spread(good.iter().filter_map(|r| r.cpu_percent).collect()),
         faults: reports
@@ -480,7 +487,7 @@ fn main() {
         others.join(", ")
     );
     println!();
-    println!("| row | server | deliveries/s | p99 latency ms | server memory per conn (bytes) | server CPU % | lost+dup+reordered |");
+    println!("| row | server | deliveries/s | p99 latency ms | server memory per conn (bytes) | server CPU: % of a core (idle), ns per delivery (others) | lost+dup+reordered |");
     println!("|---|---|---|---|---|---|---|");
     for (row, figures) in &table {
         for (&kind, f) in kinds.iter().zip(figures) {
@@ -506,20 +513,22 @@ fn main() {
                 let mid =
                     |s: Option<(f64, f64, f64)>| s.map_or("-".into(), |(m, ..)| format!("{m:.2}"));
                 println!(
-                    "| {} | {name} | {} | p50 {}, p99 {}, p99.9 {} | | | {}{failed} |",
+                    "| {} | {name} | {} | p50 {}, p99 {}, p99.9 {} | | {} | {}{failed} |",
                     row.label,
                     cell(f.rate, human),
                     mid(f.p50_ms),
                     cell(f.p99_ms, |v| format!("{v:.2}")),
                     mid(f.p999_ms),
+                    cpu_cell(f.cpu_ns),
                     f.faults
                 );
             } else {
                 println!(
-                    "| {} | {name} | {} | {} | | | {}{failed} |",
+                    "| {} | {name} | {} | {} | | {} | {}{failed} |",
                     row.label,
                     cell(f.rate, human),
                     cell(f.p99_ms, |v| format!("{v:.1}")),
+                    cpu_cell(f.cpu_ns),
                     f.faults
                 );
             }

@@ -662,6 +662,7 @@ impl Load {
         let start = Instant::now();
         self.latencies.reserve(expected.min(50_000_000) as usize);
         let mut all_sent_at = None;
+        let cpu_before = self.opts.server_pid.and_then(server_cpu);
         self.reading = true;
         self.ask_history();
         let origin_us = self.origin.elapsed().as_micros() as u64;
@@ -694,6 +695,7 @@ impl Load {
             self.progress(|l| format!("fanout {}/{expected} deliveries", l.deliveries));
         }
         report.elapsed = start.elapsed();
+        self.cpu_per_delivery(cpu_before, report);
         self.reading = false;
         // Rooms: the last SENTs may still be on their way from the disk.
         let drain_until = Instant::now() + self.drain();
@@ -711,6 +713,7 @@ impl Load {
         let start = Instant::now();
         let mut next_sender = 0;
         let mut total_sent: u64 = 0;
+        let cpu_before = self.opts.server_pid.and_then(server_cpu);
         while start.elapsed() < duration && self.failure.is_none() {
             let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
             while total_sent < due {
@@ -727,6 +730,18 @@ impl Load {
             self.turn(&mut events, Some(Duration::from_millis(10)), deadline);
         }
         report.elapsed = start.elapsed();
+        self.cpu_per_delivery(cpu_before, report);
+    }
+
+    /// The server's CPU since `before`, over the deliveries so far.
+    fn cpu_per_delivery(&self, before: Option<Duration>, report: &mut Report) {
+        let after = self.opts.server_pid.and_then(server_cpu);
+        if let (Some(before), Some(after)) = (before, after) {
+            if self.deliveries > 0 {
+                let ns = (after - before).as_nanos() as f64 / self.deliveries as f64;
+                report.cpu_ns_per_delivery = Some(ns);
+            }
+        }
     }
 
     fn idle(&mut self, duration: Duration, rss_before: Option<u64>, report: &mut Report) {

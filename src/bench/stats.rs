@@ -118,6 +118,9 @@ pub struct Report {
     pub quiet_after: Option<Duration>,
     /// Storm: server CPU seconds from the first connect until it was quiet.
     pub cpu_seconds: Option<f64>,
+    /// Fanout, rooms and mesh: server CPU (user + system) over the
+    /// deliveries, in nanoseconds each.
+    pub cpu_ns_per_delivery: Option<f64>,
     /// Rooms: `SENT`s received, and the `SAY` to `SENT` time (the commit).
     pub commits: u64,
     pub commit_us: Latency,
@@ -152,7 +155,7 @@ impl Report {
                 "\"p99\":{},\"p999\":{},\"max\":{}}},\"lost\":{},\"duplicated\":{},",
                 "\"reordered\":{},\"rss_bytes_per_conn\":{},\"cpu_percent\":{},",
                 "\"logins\":{},\"login_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},",
-                "\"quiet_after_seconds\":{},\"cpu_seconds\":{},",
+                "\"quiet_after_seconds\":{},\"cpu_seconds\":{},\"cpu_ns_per_delivery\":{},",
                 "\"commits\":{},\"commit_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},",
                 "\"histories\":{},\"history_lines\":{},\"error\":{}}}"
             ),
@@ -179,6 +182,7 @@ impl Report {
             self.login_us.max,
             opt(self.quiet_after.map(|d| d.as_secs_f64())),
             opt(self.cpu_seconds),
+            opt(self.cpu_ns_per_delivery),
             self.commits,
             self.commit_us.p50,
             self.commit_us.p99,
@@ -254,6 +258,9 @@ impl Report {
         }
         if let Some(rss) = self.rss_per_conn {
             let _ = writeln!(t, "server memory   {rss:.0} bytes per connection");
+        }
+        if let Some(ns) = self.cpu_ns_per_delivery {
+            let _ = writeln!(t, "server cpu      {ns:.0} ns per delivery");
         }
         if let Some(cpu) = self.cpu_percent {
             let _ = writeln!(t, "server cpu      {cpu:.2} % of a core");
