@@ -9,6 +9,7 @@
 //! generator runs in this process.
 
 mod baseline;
+mod relay;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -22,6 +23,8 @@ use selectchat::transport::TransportKind;
 
 /// Argument that turns this binary into the baseline server.
 const BASELINE_ARG: &str = "--baseline-server";
+/// Argument that turns this binary into the bare relay (the ceiling).
+const RELAY_ARG: &str = "--relay-server";
 /// Descriptors kept free besides the connections themselves.
 const FD_HEADROOM: usize = 200;
 
@@ -31,6 +34,7 @@ enum Kind {
     Baseline,
     Redis,
     Nats,
+    Relay,
 }
 
 impl Kind {
@@ -40,12 +44,13 @@ impl Kind {
             Kind::Baseline => "baseline",
             Kind::Redis => "redis",
             Kind::Nats => "nats",
+            Kind::Relay => "bare relay",
         }
     }
 
     fn target(self) -> Target {
         match self {
-            Kind::Selectchat | Kind::Baseline => Target::Selectchat,
+            Kind::Selectchat | Kind::Baseline | Kind::Relay => Target::Selectchat,
             Kind::Redis => Target::Redis,
             Kind::Nats => Target::Nats,
         }
@@ -53,7 +58,7 @@ impl Kind {
 
     /// The servers this machine can run, and a note for each it cannot.
     fn available() -> (Vec<Kind>, Vec<String>) {
-        let mut kinds = vec![Kind::Selectchat, Kind::Baseline];
+        let mut kinds = vec![Kind::Selectchat, Kind::Baseline, Kind::Relay];
         let mut notes = Vec::new();
         for (kind, binary) in [(Kind::Redis, "redis-server"), (Kind::Nats, "nats-server")] {
             let found = Command::new(binary)
@@ -80,6 +85,8 @@ impl Kind {
         match self {
             Kind::Selectchat => true,
             Kind::Baseline => !row.selectchat_only,
+            // The ceiling of a fan-out: what the machine allows.
+            Kind::Relay => !row.selectchat_only && matches!(row.scenario, Scenario::Fanout { .. }),
             Kind::Redis | Kind::Nats => {
                 !row.selectchat_only
                     && matches!(
@@ -271,9 +278,14 @@ impl Server {
                 cmd.arg(port.to_string());
                 cmd
             }
-            Kind::Baseline => {
+            Kind::Baseline | Kind::Relay => {
+                let arg = if kind == Kind::Relay {
+                    RELAY_ARG
+                } else {
+                    BASELINE_ARG
+                };
                 let mut cmd = Command::new(std::env::current_exe().expect("own path"));
-                cmd.args([BASELINE_ARG, &port.to_string()]);
+                cmd.args([arg, &port.to_string()]);
                 cmd
             }
             Kind::Redis => {
@@ -427,10 +439,15 @@ fn figures(reports: &[Report]) -> Figures {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(BASELINE_ARG) {
+    let serve_as = args.get(1).map(String::as_str);
+    if serve_as == Some(BASELINE_ARG) || serve_as == Some(RELAY_ARG) {
         let port = args.get(2).expect("port").as_str();
-        let listener = TcpListener::bind(format!("127.0.0.1:{port}")).expect("bind baseline");
-        baseline::serve(listener);
+        let listener = TcpListener::bind(format!("127.0.0.1:{port}")).expect("bind");
+        if serve_as == Some(RELAY_ARG) {
+            relay::serve(listener);
+        } else {
+            baseline::serve(listener);
+        }
         return;
     }
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
