@@ -88,9 +88,13 @@ impl Browser {
             .unwrap();
         assert!(addr.ip().is_loopback());
         let sock = TcpStream::connect_timeout(&addr, WAIT).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
+        // The upgrade may take Chromium a while on a busy machine; after it,
+        // reads wake often so `call` can check its own deadline.
+        sock.set_read_timeout(Some(WAIT)).unwrap();
         let (ws, _) = tungstenite::client::client(url.as_str(), sock).expect("DevTools socket");
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         Browser {
             child,
             profile,
