@@ -35,10 +35,24 @@ fn find_browser() -> Option<&'static str> {
     })
 }
 
-/// A headless Chromium process and a DevTools connection to it.
-struct Browser {
+/// The Chromium process and its profile directory, both gone when dropped
+/// (also when the test panics halfway through starting it).
+struct Process {
     child: Child,
     profile: PathBuf,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// A headless Chromium process and a DevTools connection to it.
+struct Browser {
+    _process: Process,
     ws: WebSocket<TcpStream>,
     next_id: u64,
 }
@@ -47,7 +61,7 @@ impl Browser {
     fn launch(binary: &str) -> Browser {
         let profile =
             std::env::temp_dir().join(format!("selectchat-chromium-{}", std::process::id()));
-        let mut child = Command::new(binary)
+        let child = Command::new(binary)
             .args([
                 "--headless=new",
                 "--no-sandbox",
@@ -66,8 +80,9 @@ impl Browser {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start chromium");
+        let mut process = Process { child, profile };
         // Chromium says where DevTools listens on stderr.
-        let stderr = child.stderr.take().unwrap();
+        let stderr = process.child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -96,8 +111,7 @@ impl Browser {
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         Browser {
-            child,
-            profile,
+            _process: process,
             ws,
             next_id: 0,
         }
@@ -185,14 +199,6 @@ impl Browser {
             .decode(shot["data"].as_str().unwrap())
             .unwrap();
         std::fs::write(path, png).unwrap();
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
