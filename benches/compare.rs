@@ -127,21 +127,27 @@ fn rows(max_clients: usize) -> (Vec<Row>, Vec<String>) {
         }
     };
     let mut rows = Vec::new();
-    for (receivers, messages) in [(100, 5000), (1000, 1000), (5000, 200)] {
-        let receivers = scaled(receivers);
-        rows.push(Row {
-            label: format!("fanout {receivers}"),
-            scenario: Scenario::Fanout {
-                receivers,
-                messages,
-                window: 32,
-            },
-            idle: false,
-            selectchat_only: false,
-            transport: TransportKind::Plain,
-            rate: None,
-            disk: false,
-        });
+    // Window 32, then 256: the deeper window lets every server fill its
+    // writes, which is how Redis and NATS are usually benchmarked.
+    for window in [32, 256] {
+        for (receivers, messages) in [(100, 5000), (1000, 1000), (5000, 200)] {
+            let receivers = scaled(receivers);
+            let messages = if window > 32 { messages * 4 } else { messages };
+            let suffix = if window > 32 { " w256" } else { "" };
+            rows.push(Row {
+                label: format!("fanout {receivers}{suffix}"),
+                scenario: Scenario::Fanout {
+                    receivers,
+                    messages,
+                    window,
+                },
+                idle: false,
+                selectchat_only: false,
+                transport: TransportKind::Plain,
+                rate: None,
+                disk: false,
+            });
+        }
     }
     // Latency below saturation: 1000 receivers at 500 messages/s (500k
     // deliveries/s), about half of what Redis and NATS peak at here.
