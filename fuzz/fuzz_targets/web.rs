@@ -54,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
         wire.extend_from_slice(UPGRADE);
     }
     wire.extend_from_slice(rest);
-    let policy = WebPolicy::new(None, 64);
+    let policy = std::sync::Arc::new(WebPolicy::new(None, 64));
     let setup = Setup {
         tls: None,
         web: policy.clone(),
@@ -71,7 +71,7 @@ fuzz_target!(|data: &[u8]| {
     'feed: while !sock.input.is_empty() {
         sock.limit = chunk;
         loop {
-            match t.read(&mut sock, &mut buf, &policy) {
+            match t.read(&mut sock, &mut buf) {
                 Ok(Received::Bytes(n)) => handed_up.extend_from_slice(&buf[..n]),
                 Ok(Received::NotText) => handed_up.extend_from_slice(b"\n"),
                 Ok(Received::WouldBlock) => break,

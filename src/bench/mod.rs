@@ -29,7 +29,7 @@ use mio::{Events, Interest, Poll, Token};
 use rustls::pki_types::ServerName;
 
 use crate::protocol::{parse_reply, Command, Frame, Framer, Reply};
-use crate::transport::{tls, Received, Transport, TransportKind, WebPolicy};
+use crate::transport::{tls, Received, Transport, TransportKind};
 use stats::{Latency, Report, Sequences};
 use target::{Decoder, Event, Target};
 
@@ -187,12 +187,11 @@ struct Load {
     reading: bool,
     histories: u64,
     history_lines: u64,
-    /// How each connection is set up: TLS client configuration, the name
-    /// and host it asks for, WebSocket limits.
+    /// How each connection is set up: TLS client configuration, and the
+    /// name and host it asks for.
     tls: Option<Arc<rustls::ClientConfig>>,
     server_name: ServerName<'static>,
     host: String,
-    web: WebPolicy,
     /// A command being formatted.
     scratch: Vec<u8>,
 }
@@ -313,7 +312,6 @@ impl Load {
             tls: opts.transport.uses_tls().then(tls::unverified_client),
             server_name: ServerName::from(opts.addr.ip()),
             host: opts.addr.to_string(),
-            web: WebPolicy::new(None, 1 << 20),
             scratch: Vec::new(),
             opts,
         })
@@ -405,7 +403,7 @@ impl Load {
             if peer.closed {
                 break;
             }
-            match peer.wire.read(&mut peer.sock, &mut buf, &self.web) {
+            match peer.wire.read(&mut peer.sock, &mut buf) {
                 Ok(Received::Closed) => {
                     peer.closed = true;
                     self.failure

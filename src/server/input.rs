@@ -38,10 +38,7 @@ impl Server {
         let mut budget = READ_BUDGET;
         while reading {
             let conn = &mut self.conns.slab[id];
-            match conn
-                .transport
-                .read(&mut conn.sock, &mut chunk, &self.setup.web)
-            {
+            match conn.transport.read(&mut conn.sock, &mut chunk) {
                 Ok(Received::Bytes(n)) => {
                     trace!("conn {id} read {n} bytes");
                     let bytes = &chunk[..n];

@@ -27,6 +27,7 @@ mod memory;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
@@ -123,7 +124,7 @@ impl Server {
         );
         let setup = Setup {
             tls: cfg.tls.as_ref().map(tls_config).transpose()?,
-            web: WebPolicy::new(cfg.web_origin.clone(), cfg.max_line),
+            web: Arc::new(WebPolicy::new(cfg.web_origin.clone(), cfg.max_line)),
         };
         let poll = Poll::new()?;
         let refusal = Reply::Bye(ByeReason::ServerFull).to_bytes();
@@ -396,7 +397,7 @@ impl Server {
 }
 
 /// Builds the TLS configuration, saying in the log what it serves.
-fn tls_config(source: &TlsSource) -> io::Result<std::sync::Arc<rustls::ServerConfig>> {
+fn tls_config(source: &TlsSource) -> io::Result<Arc<rustls::ServerConfig>> {
     let config = tls::server_config(source).map_err(io::Error::other)?;
     match source {
         TlsSource::SelfSigned => warn!(

@@ -25,6 +25,9 @@ use outbuf::OutBuf;
 use web::Web;
 pub use web::{WebPolicy, CHAT_PATH};
 
+/// The longest line a client-side transport expects from a server.
+const CLIENT_MAX_LINE: usize = 1 << 20;
+
 /// Which transport a listener's connections speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
@@ -76,7 +79,7 @@ pub struct Setup {
     /// The certificate and TLS settings; `None` when the server has none.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Origin check and message size limit for web connections.
-    pub web: WebPolicy,
+    pub web: Arc<WebPolicy>,
 }
 
 /// What one read from the socket produced.
@@ -125,7 +128,7 @@ impl Transport {
             Link::Plain
         };
         let codec = if kind.is_web() {
-            Codec::Web(Box::new(Web::server()))
+            Codec::Web(Box::new(Web::server(Arc::clone(&setup.web))))
         } else {
             Codec::Lines
         };
@@ -162,21 +165,17 @@ impl Transport {
         };
         let mut out = OutBuf::default();
         let codec = if kind.is_web() {
-            Codec::Web(Box::new(Web::client(host, &mut out)))
+            // The load generator reads whatever the server sends.
+            let policy = Arc::new(WebPolicy::new(None, CLIENT_MAX_LINE));
+            Codec::Web(Box::new(Web::client(host, policy, &mut out)))
         } else {
             Codec::Lines
         };
         Ok(Transport { link, codec, out })
     }
 
-    /// Reads from `sock` and decodes into `buf`. `policy` is consulted by
-    /// web transports only.
-    pub fn read(
-        &mut self,
-        sock: &mut (impl Read + Write),
-        buf: &mut [u8],
-        policy: &WebPolicy,
-    ) -> io::Result<Received> {
+    /// Reads from `sock` and decodes into `buf`.
+    pub fn read(&mut self, sock: &mut (impl Read + Write), buf: &mut [u8]) -> io::Result<Received> {
         match &mut self.codec {
             Codec::Lines => self.link.read(sock, buf),
             Codec::Web(web) => {
@@ -184,7 +183,7 @@ impl Transport {
                     link: &mut self.link,
                     sock,
                 };
-                web.read(&mut lower, buf, &mut self.out, policy)
+                web.read(&mut lower, buf, &mut self.out)
             }
         }
     }

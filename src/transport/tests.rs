@@ -54,8 +54,8 @@ impl Write for MemSock {
     }
 }
 
-fn policy() -> WebPolicy {
-    WebPolicy::new(None, 64)
+fn policy() -> Arc<WebPolicy> {
+    Arc::new(WebPolicy::new(None, 64))
 }
 
 fn setup(tls: Option<Arc<rustls::ServerConfig>>) -> Setup {
@@ -72,7 +72,7 @@ fn drain_bytes(t: &mut Transport, sock: &mut MemSock) -> Vec<u8> {
     let mut seen = Vec::new();
     let mut buf = [0u8; 32];
     loop {
-        match t.read(sock, &mut buf, &policy()).expect("read") {
+        match t.read(sock, &mut buf).expect("read") {
             Received::Bytes(n) => seen.extend_from_slice(&buf[..n]),
             Received::NotText => seen.extend_from_slice(b"<not-text>\n"),
             Received::WouldBlock => return seen,
@@ -219,7 +219,7 @@ fn a_failed_handshake_is_an_error_not_a_panic() {
         ..MemSock::default()
     };
     let mut buf = [0u8; 64];
-    assert!(server.read(&mut sock, &mut buf, &policy()).is_err());
+    assert!(server.read(&mut sock, &mut buf).is_err());
 }
 
 const UPGRADE: &str = "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\

@@ -13,6 +13,7 @@
 //! touches the socket itself.
 
 use std::io::{self, Read};
+use std::sync::Arc;
 
 use log::debug;
 use tungstenite::handshake::derive_accept_key;
@@ -81,6 +82,8 @@ pub(super) struct Web {
     pending: Vec<u8>,
     /// The client side (the load generator), which masks its frames.
     client: bool,
+    /// The origin check and size limit this connection obeys.
+    policy: Arc<WebPolicy>,
 }
 
 /// The WebSocket context's stream: reads come from the link, writes go to
@@ -115,16 +118,17 @@ fn socket_config(policy: &WebPolicy) -> WebSocketConfig {
 
 impl Web {
     /// A server connection, waiting for its request.
-    pub(super) fn server() -> Web {
+    pub(super) fn server(policy: Arc<WebPolicy>) -> Web {
         Web {
             state: State::Request(Vec::new()),
             pending: Vec::new(),
             client: false,
+            policy,
         }
     }
 
     /// A client connection to `host`: the upgrade request goes to `out`.
-    pub(super) fn client(host: &str, out: &mut OutBuf) -> Web {
+    pub(super) fn client(host: &str, policy: Arc<WebPolicy>, out: &mut OutBuf) -> Web {
         let key = tungstenite::handshake::client::generate_key();
         out.queue(
             format!(
@@ -142,6 +146,7 @@ impl Web {
             },
             pending: Vec::new(),
             client: true,
+            policy,
         }
     }
 
@@ -153,8 +158,8 @@ impl Web {
         lower: &mut impl Read,
         buf: &mut [u8],
         out: &mut OutBuf,
-        policy: &WebPolicy,
     ) -> io::Result<Received> {
+        let policy = Arc::clone(&self.policy);
         loop {
             if !self.pending.is_empty() {
                 let n = self.pending.len().min(buf.len());
@@ -169,7 +174,7 @@ impl Web {
                         return Ok(received);
                     }
                     let head = std::mem::take(head);
-                    match answer(&head, policy) {
+                    match answer(&head, &policy) {
                         Answer::Incomplete => self.state = State::Request(head),
                         Answer::Respond(response) => {
                             out.queue(&response);
@@ -179,7 +184,7 @@ impl Web {
                         Answer::Upgrade { key, used } => {
                             out.queue(&upgrade_response(&key));
                             let rest = head[used..].to_vec();
-                            let config = Some(socket_config(policy));
+                            let config = Some(socket_config(&policy));
                             let ctx =
                                 WebSocketContext::from_partially_read(rest, Role::Server, config);
                             self.state = State::Socket(Box::new(ctx));
@@ -195,7 +200,7 @@ impl Web {
                     };
                     let rest = head[used..].to_vec();
                     let early = std::mem::take(early);
-                    let config = Some(socket_config(policy));
+                    let config = Some(socket_config(&policy));
                     let ctx = WebSocketContext::from_partially_read(rest, Role::Client, config);
                     self.state = State::Socket(Box::new(ctx));
                     self.queue(&early, out);
