@@ -47,7 +47,13 @@ fn fanout_counts_every_delivery() {
     assert_eq!(field(&json, "duplicated"), "0");
     assert_eq!(field(&json, "reordered"), "0");
     assert_ne!(field(&json, "p99"), "0");
-    // Paced, the same count arrives.
+    assert_eq!(
+        field(&json, "cpu_ns_per_delivery"),
+        "null",
+        "no pid, no CPU"
+    );
+    // Paced, the same count arrives; with the pid, the server's CPU is read.
+    let pid = s.pid().to_string();
     let (code, json) = bench(
         &s.addr.to_string(),
         &[
@@ -59,11 +65,17 @@ fn fanout_counts_every_delivery() {
             "500",
             "--name-prefix",
             "paced",
+            "--server-pid",
+            &pid,
         ],
     );
     assert_eq!(code, Some(0), "{json}");
     assert_eq!(field(&json, "deliveries"), "1000");
     assert_eq!(field(&json, "lost"), "0");
+    let cpu: f64 = field(&json, "cpu_ns_per_delivery")
+        .parse()
+        .expect("a CPU figure");
+    assert!(cpu >= 0.0);
 }
 
 #[test]
