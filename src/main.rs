@@ -46,6 +46,18 @@ enum Sub {
         /// Log in under this name (asked for when stdin is a terminal).
         #[arg(long)]
         name: Option<String>,
+        /// Join this room after login; piped lines are said there instead of the lobby.
+        #[arg(long)]
+        room: Option<String>,
+        /// The server's --rate: typed and pasted lines are paced under it (0: unpaced).
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+        /// The server's --burst.
+        #[arg(long, default_value_t = 20)]
+        burst: u32,
+        /// Seconds of server silence before checking on it; twice that and the client reconnects (terminal only).
+        #[arg(long, default_value_t = 10.0)]
+        heartbeat: f64,
     },
     /// Load-test a running server: `selectchat bench 127.0.0.1:7007 --scenario fanout`.
     Bench(BenchArgs),
@@ -431,9 +443,21 @@ fn main() -> ExitCode {
             })
         }
         Some(Sub::Bench(args)) => bench_command(&args),
-        Some(Sub::Connect { addr, name }) => {
-            ExitCode::from(client::run(client::Options { addr, name }))
-        }
+        Some(Sub::Connect {
+            addr,
+            name,
+            room,
+            rate,
+            burst,
+            heartbeat,
+        }) => ExitCode::from(client::run(client::Options {
+            addr,
+            name,
+            room,
+            rate,
+            burst,
+            heartbeat,
+        })),
         Some(Sub::Echo {
             port,
             host,

@@ -9,15 +9,15 @@
 mod common;
 
 use std::io::{BufRead, BufReader, ErrorKind};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use common::relay::Relay;
 use common::{Server, WAIT};
 use serde_json::{json, Value};
 use tungstenite::{Message, WebSocket};
@@ -241,60 +241,6 @@ fn type_line(b: &mut Browser, page: &Page, text: &str) {
 fn shows(text: &str) -> String {
     let text = serde_json::to_string(text).unwrap();
     format!("document.getElementById('messages').textContent.includes({text})")
-}
-
-/// A TCP relay between one page and the server that the test can cut:
-/// the page's connection drops as a phone's does in a tunnel, and while
-/// "down" new connections are refused.
-struct Relay {
-    addr: SocketAddr,
-    down: Arc<AtomicBool>,
-    live: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Relay {
-    fn start(to: SocketAddr) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let down = Arc::new(AtomicBool::new(false));
-        let live = Arc::new(Mutex::new(Vec::new()));
-        let (d, l) = (Arc::clone(&down), Arc::clone(&live));
-        thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { break };
-                if d.load(Ordering::SeqCst) {
-                    continue; // dropped: the page sees a refused connection
-                }
-                let Ok(server) = TcpStream::connect_timeout(&to, WAIT) else {
-                    continue;
-                };
-                let mut live = l.lock().unwrap();
-                live.push(client.try_clone().unwrap());
-                live.push(server.try_clone().unwrap());
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-            }
-        });
-        Relay { addr, down, live }
-    }
-
-    fn cut(&self) {
-        self.down.store(true, Ordering::SeqCst);
-        for sock in self.live.lock().unwrap().drain(..) {
-            let _ = sock.shutdown(std::net::Shutdown::Both);
-        }
-    }
-
-    fn restore(&self) {
-        self.down.store(false, Ordering::SeqCst);
-    }
 }
 
 #[test]

@@ -57,7 +57,7 @@ fn slash_commands() {
     alice.type_line("/dm bob");
     alice.expect("! usage: /dm NAME TEXT");
     alice.type_line("/help");
-    assert!(alice.line().contains("say text to everyone"));
+    assert!(alice.line().contains("say text here"));
     // Hints are local: the server passed nothing on to bob.
     alice.type_line("/ping");
     alice.wait_for(|l| l.starts_with("* pong"));

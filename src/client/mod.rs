@@ -1,15 +1,20 @@
 //! `selectchat connect`: the terminal chat client, one thread and one mio
-//! loop waiting on the socket and stdin at once.
+//! loop waiting on the socket, the keyboard and signals at once.
 //!
-//! On a terminal it runs a small line editor in raw mode, so incoming lines
-//! are printed above the half-typed one and never garble it. With piped stdin
-//! and stdout it prints one plain line per event and no escape codes, so
-//! scripts and tests can drive it. It answers the server's `PING` by itself.
+//! On a terminal it is a full-screen app (ratatui over crossterm): a buffer
+//! per conversation, scrollback, an input line with history, and a session
+//! that reconnects and resumes by itself when the connection drops. With
+//! piped stdin and stdout it prints one plain line per event and no escape
+//! codes, so scripts and tests can drive it, and it ends when the connection
+//! does.
 //!
-//! This module only moves bytes between the socket, stdin and stdout; what
-//! to send and show is decided by [`session::Session`], which has no I/O.
+//! This module only moves bytes between the socket, the keyboard and the
+//! screen; what to send and show is decided by [`session::Session`] and
+//! [`app::App`], which have no I/O.
 
-pub mod editor;
+pub mod app;
+pub mod input;
+pub mod screen;
 pub mod session;
 pub mod term;
 pub mod view;
@@ -22,13 +27,17 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use ratatui::crossterm::event::{self as keys, Event, KeyEventKind};
+use ratatui::crossterm::{execute, terminal};
+use ratatui::prelude::CrosstermBackend;
+use ratatui::Terminal;
+use signal_hook::consts::{SIGINT, SIGTERM, SIGWINCH};
 use signal_hook_mio::v1_0::Signals;
 
+use crate::flood::FloodPolicy;
 use crate::protocol::{Frame, Framer};
-use editor::{Editor, Key};
-use session::{Effect, Session};
-use term::RawMode;
+use app::{App, Request};
+use session::{Config, Effect, Session, Target};
 use view::name_problem;
 
 /// Exit code after the user quit.
@@ -43,13 +52,16 @@ const STDIN: Token = Token(1);
 const SIGNALS: Token = Token(2);
 const STDIN_FD: i32 = 0;
 const DEFAULT_PORT: u16 = 7007;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Stop reading stdin while this much is still unsent to the server.
 const OUTPUT_HIGH_WATER: usize = 1 << 20;
 /// Bytes of stdin handled per loop turn, so the socket is served in between.
 const STDIN_BUDGET: usize = 64 * 1024;
 /// Longest server line the client keeps; the server's own limit is far lower.
 const MAX_SERVER_LINE: usize = 1 << 20;
+/// Paced lines stay this far under the server's limit, for timing jitter.
+const PACE_MARGIN: f64 = 0.9;
+/// The screen is redrawn at least this often (the retry countdown moves).
+const REDRAW_EVERY: Duration = Duration::from_secs(1);
 
 /// What `selectchat connect` was asked to do.
 #[derive(Debug, Clone)]
@@ -58,6 +70,15 @@ pub struct Options {
     pub addr: String,
     /// Log in under this name; without it a terminal user is asked.
     pub name: Option<String>,
+    /// Join this room after login; piped lines are said there.
+    pub room: Option<String>,
+    /// The server's line rate (`--rate` on the server); 0 sends unpaced.
+    pub rate: f64,
+    /// The server's burst (`--burst` on the server).
+    pub burst: u32,
+    /// Seconds of server silence before the client checks on it with a
+    /// `PING`; twice that without an answer and it reconnects.
+    pub heartbeat: f64,
 }
 
 /// Resolves `addr`, adding the default port when none is given.
@@ -80,6 +101,18 @@ pub fn run(opts: Options) -> u8 {
         eprintln!("selectchat connect: {problem}");
         return EXIT_USAGE;
     }
+    if !(opts.heartbeat.is_finite() && opts.heartbeat >= 0.1) {
+        eprintln!("selectchat connect: --heartbeat is at least 0.1 seconds");
+        return EXIT_USAGE;
+    }
+    if let Some(room) = opts.room.as_deref() {
+        if !crate::protocol::text::valid_room(room) {
+            eprintln!(
+                "selectchat connect: --room: a room is # and 1 to 32 letters, digits, _ or -"
+            );
+            return EXIT_USAGE;
+        }
+    }
     match Client::start(opts, tty) {
         Ok(client) => client.run(),
         Err(e) => {
@@ -89,10 +122,11 @@ pub fn run(opts: Options) -> u8 {
     }
 }
 
-fn connect(addr: &str) -> io::Result<std::net::TcpStream> {
-    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{addr}: no address found"));
-    for candidate in resolve(addr)? {
-        match std::net::TcpStream::connect_timeout(&candidate, CONNECT_TIMEOUT) {
+/// The first connection: blocking, so a wrong address is reported at once.
+fn connect(addrs: &[SocketAddr]) -> io::Result<std::net::TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address found");
+    for &candidate in addrs {
+        match std::net::TcpStream::connect_timeout(&candidate, session::CONNECT_TIMEOUT) {
             Ok(stream) => return Ok(stream),
             Err(e) => {
                 last = io::Error::new(e.kind(), format!("cannot connect to {candidate}: {e}"))
@@ -102,47 +136,66 @@ fn connect(addr: &str) -> io::Result<std::net::TcpStream> {
     Err(last)
 }
 
-/// The user's side: a raw-mode line editor on a terminal, plain lines otherwise.
-struct Ui {
-    raw: Option<RawMode>,
-    editor: Editor,
-    out: io::Stdout,
+/// Piped mode: one line per event.
+fn print_line(text: &str) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
 }
 
-impl Ui {
-    fn show(&mut self, text: &str) {
-        let mut out = self.out.lock();
-        if self.raw.is_some() {
-            let mut screen = String::new();
-            let line = format!("{} {text}", term::clock());
-            self.editor.print_above(&line, term::width(1), &mut screen);
-            let _ = out.write_all(screen.as_bytes());
-        } else {
-            let _ = writeln!(out, "{text}");
-        }
-        let _ = out.flush();
+/// The full-screen app and the terminal it owns; the terminal is restored on drop.
+struct Tui {
+    terminal: Terminal<CrosstermBackend<io::Stdout>>,
+    app: App,
+    dirty: bool,
+    drawn: Instant,
+}
+
+impl Tui {
+    fn start(server: String) -> io::Result<Tui> {
+        terminal::enable_raw_mode()?;
+        let mut out = io::stdout();
+        execute!(
+            out,
+            terminal::EnterAlternateScreen,
+            keys::EnableBracketedPaste
+        )?;
+        let tui = Tui {
+            terminal: Terminal::new(CrosstermBackend::new(out))?,
+            app: App::new(server),
+            dirty: true,
+            drawn: Instant::now(),
+        };
+        Ok(tui)
     }
 
-    fn redraw(&mut self) {
-        if self.raw.is_some() {
-            let mut screen = String::new();
-            self.editor.draw(term::width(1), &mut screen);
-            let mut out = self.out.lock();
-            let _ = out.write_all(screen.as_bytes());
-            let _ = out.flush();
+    fn draw(&mut self, session: &Session, now: Instant) {
+        if !self.dirty && now.saturating_duration_since(self.drawn) < REDRAW_EVERY {
+            return;
         }
-    }
-
-    /// Leaves the terminal on a clean line.
-    fn finish(&mut self) {
-        if self.raw.is_some() {
-            let mut out = self.out.lock();
-            let _ = out.write_all(b"\r\x1b[2K");
-            let _ = out.flush();
+        let Tui { terminal, app, .. } = self;
+        if let Ok(size) = terminal.size() {
+            app.page = screen::message_rows(size.into());
         }
+        let _ = terminal.draw(|frame| screen::draw(frame, app, session, now));
+        self.dirty = false;
+        self.drawn = now;
     }
 }
 
+impl Drop for Tui {
+    fn drop(&mut self) {
+        let _ = execute!(
+            self.terminal.backend_mut(),
+            keys::DisableBracketedPaste,
+            terminal::LeaveAlternateScreen
+        );
+        let _ = terminal::disable_raw_mode();
+        let _ = self.terminal.show_cursor();
+    }
+}
+
+/// Piped stdin, read line by line.
 struct Stdin {
     registered: bool,
     /// Stdin cannot be polled (a regular file or /dev/null): read it every turn.
@@ -150,60 +203,92 @@ struct Stdin {
     /// Stopped before draining it; read again next turn.
     again: bool,
     closed: bool,
-    /// Splits piped input into lines.
     framer: Framer,
+}
+
+/// The connection to the server, once connected or while connecting.
+struct Conn {
+    sock: TcpStream,
+    /// A non-blocking connect is under way; writable means it finished.
+    connecting: bool,
+    want_writable: bool,
 }
 
 struct Client {
     poll: Poll,
-    sock: TcpStream,
-    want_writable: bool,
+    addrs: Vec<SocketAddr>,
+    attempt: usize,
+    conn: Option<Conn>,
     from_server: Framer,
     signals: Signals,
-    ui: Ui,
+    tui: Option<Tui>,
     stdin: Stdin,
+    /// Where piped lines go: the lobby, or `--room`.
+    target: Target,
     session: Session,
 }
 
 impl Client {
     fn start(opts: Options, tty: bool) -> io::Result<Client> {
-        let std_sock = connect(&opts.addr)?;
+        let addrs = resolve(&opts.addr)?;
+        let std_sock = connect(&addrs)?;
         std_sock.set_nonblocking(true)?;
         std_sock.set_nodelay(true)?;
         let mut sock = TcpStream::from_std(std_sock);
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut sock, SOCKET, Interest::READABLE)?;
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGWINCH])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let raw = if tty {
-            Some(RawMode::enable(STDIN_FD)?)
+        let now = Instant::now();
+        let pace = if tty && opts.rate > 0.0 {
+            FloodPolicy::new(
+                opts.rate * PACE_MARGIN,
+                opts.burst.saturating_sub(1).max(1),
+                Duration::MAX,
+            )
+        } else {
+            FloodPolicy::OFF
+        };
+        let cfg = Config {
+            name: opts.name,
+            interactive: tty,
+            resilient: tty,
+            pace,
+            heartbeat: Duration::from_secs_f64(opts.heartbeat),
+            room: opts.room.clone(),
+            seed: now.elapsed().as_nanos() as u64 ^ u64::from(std::process::id()) << 32,
+        };
+        let mut session = Session::new(cfg, now);
+        session.handle_connected(now);
+        let tui = if tty {
+            Some(Tui::start(opts.addr)?)
         } else {
             None
         };
-        let session = Session::new(opts.name, tty);
         let mut client = Client {
             poll,
-            sock,
-            want_writable: false,
+            addrs,
+            attempt: 0,
+            conn: Some(Conn {
+                sock,
+                connecting: false,
+                want_writable: false,
+            }),
             from_server: Framer::new(MAX_SERVER_LINE),
             signals,
-            ui: Ui {
-                raw,
-                editor: Editor::new(session.prompt()),
-                out: io::stdout(),
-            },
+            tui,
             stdin: Stdin {
                 registered: false,
                 always_ready: false,
                 again: false,
                 closed: false,
-                framer: Framer::new(editor::MAX_LINE),
+                framer: Framer::new(input::MAX_LINE),
             },
+            target: opts.room.map_or(Target::Lobby, Target::Room),
             session,
         };
-        client.ui.redraw();
         if tty {
             client.watch_stdin();
         }
@@ -216,30 +301,34 @@ impl Client {
             self.flush();
             self.apply_effects();
             if let Some(code) = self.session.exit() {
-                self.ui.finish();
-                return code;
+                return self.finish(code);
             }
             let now = Instant::now();
-            let timeout = if self.stdin_ready() {
-                Some(Duration::ZERO)
-            } else {
-                self.session
-                    .poll_timeout()
-                    .map(|t| t.saturating_duration_since(now))
-            };
+            if let Some(tui) = &mut self.tui {
+                tui.draw(&self.session, now);
+            }
+            let mut timeout = self
+                .session
+                .poll_timeout()
+                .map(|t| t.saturating_duration_since(now));
+            if self.tui.is_some() {
+                timeout = Some(timeout.map_or(REDRAW_EVERY, |t| t.min(REDRAW_EVERY)));
+            }
+            if self.stdin_ready() {
+                timeout = Some(Duration::ZERO);
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    self.ui.show(&format!("! event loop failed: {e}"));
-                    return EXIT_CLOSED;
+                    eprintln!("selectchat connect: event loop failed: {e}");
+                    return self.finish(EXIT_CLOSED);
                 }
             }
             for event in events.iter() {
                 match event.token() {
-                    SOCKET => self.read_socket(),
+                    SOCKET => self.on_socket(event.is_writable()),
+                    STDIN if self.tui.is_some() => self.read_keys(),
                     STDIN => self.read_stdin(),
-                    SIGNALS if self.signals.pending().next().is_some() => {
-                        self.session.quit(Instant::now())
-                    }
+                    SIGNALS => self.on_signals(),
                     _ => {}
                 }
             }
@@ -250,27 +339,206 @@ impl Client {
         }
     }
 
-    /// Carries out what the session decided.
+    /// Leaves the screen, then says why the run ended if the screen hid it.
+    fn finish(&mut self, code: u8) -> u8 {
+        if self.tui.take().is_some() {
+            if let Some(why) = self.session.farewell() {
+                eprintln!("selectchat connect: {why}");
+            }
+        }
+        code
+    }
+
+    fn on_signals(&mut self) {
+        let mut stop = false;
+        for signal in self.signals.pending() {
+            match signal {
+                SIGWINCH => {
+                    if let Some(tui) = &mut self.tui {
+                        tui.dirty = true;
+                    }
+                }
+                _ => stop = true,
+            }
+        }
+        if stop {
+            self.session.quit(Instant::now());
+        }
+    }
+
+    /// Carries out what the session decided; the app takes the screen's part.
     fn apply_effects(&mut self) {
+        let now_ms = term::unix_ms();
         while let Some(effect) = self.session.poll_effect() {
+            let effect = match &mut self.tui {
+                Some(tui) => {
+                    tui.dirty = true;
+                    match tui.app.apply(effect, self.session.name(), now_ms) {
+                        Some(effect) => effect,
+                        None => continue,
+                    }
+                }
+                None => effect,
+            };
             match effect {
-                Effect::Show(text) => self.ui.show(&text),
-                Effect::LoggedIn => {
-                    self.ui.editor.set_prompt(self.session.prompt());
-                    self.watch_stdin();
+                Effect::Show(target, line) => print_line(&line.plain(&target)),
+                Effect::ShowAll(line) => print_line(&line.plain(&Target::Lobby)),
+                Effect::LoggedIn => self.watch_stdin(),
+                Effect::StopInput if self.tui.is_none() => self.unwatch_stdin(),
+                Effect::Connect => self.reconnect(),
+                Effect::Disconnect => self.drop_conn(),
+                Effect::StopInput | Effect::AskName => {}
+                Effect::Delivery { .. } | Effect::Joined { .. } | Effect::Parted(_) => {}
+            }
+        }
+    }
+
+    /// Starts a non-blocking connect to the next address; the first
+    /// writable event says whether it worked.
+    fn reconnect(&mut self) {
+        self.drop_conn();
+        let addr = self.addrs[self.attempt % self.addrs.len().max(1)];
+        self.attempt += 1;
+        let started = TcpStream::connect(addr).and_then(|mut sock| {
+            self.poll.registry().register(
+                &mut sock,
+                SOCKET,
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            Ok(sock)
+        });
+        match started {
+            Ok(sock) => {
+                self.conn = Some(Conn {
+                    sock,
+                    connecting: true,
+                    want_writable: true,
+                })
+            }
+            Err(_) => self.session.handle_closed(Instant::now()),
+        }
+    }
+
+    fn drop_conn(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let _ = self.poll.registry().deregister(&mut conn.sock);
+        }
+        self.from_server = Framer::new(MAX_SERVER_LINE);
+    }
+
+    fn closed(&mut self) {
+        self.drop_conn();
+        self.session.handle_closed(Instant::now());
+    }
+
+    fn on_socket(&mut self, writable: bool) {
+        let Some(conn) = &mut self.conn else { return };
+        if conn.connecting {
+            if !writable {
+                return;
+            }
+            let failed =
+                conn.sock.take_error().ok().flatten().is_some() || conn.sock.peer_addr().is_err();
+            if failed {
+                return self.closed();
+            }
+            conn.connecting = false;
+            let _ = conn.sock.set_nodelay(true);
+            self.session.handle_connected(Instant::now());
+        }
+        self.read_socket();
+    }
+
+    fn read_socket(&mut self) {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let Some(conn) = &mut self.conn else { return };
+            match conn.sock.read(&mut buf) {
+                Ok(0) => return self.closed(),
+                Ok(n) => {
+                    let now = Instant::now();
+                    let session = &mut self.session;
+                    let _ = self.from_server.feed(&buf[..n], |frame| {
+                        if let Frame::Line(line) = frame {
+                            session.handle_line(&String::from_utf8_lossy(line), now);
+                        }
+                        ControlFlow::Continue(())
+                    });
+                    self.apply_effects();
                 }
-                Effect::AskName => {
-                    self.ui.editor.set_prompt(self.session.prompt());
-                    self.ui.redraw();
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.closed(),
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        let Some(conn) = self.conn.as_mut().filter(|c| !c.connecting) else {
+            return;
+        };
+        let out = self.session.to_server();
+        let mut written = 0;
+        let mut failed = false;
+        while written < out.len() {
+            match conn.sock.write(&out[written..]) {
+                Ok(0) => break,
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    failed = true;
+                    break;
                 }
-                Effect::StopInput => self.unwatch_stdin(),
+            }
+        }
+        out.drain(..written);
+        let want = !out.is_empty();
+        if failed {
+            return self.closed();
+        }
+        if want != conn.want_writable {
+            conn.want_writable = want;
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let _ = self
+                .poll
+                .registry()
+                .reregister(&mut conn.sock, SOCKET, interest);
+        }
+    }
+
+    /// Keys and pastes, drained from crossterm's reader until it has none:
+    /// it may hold parsed events that no longer make stdin readable.
+    fn read_keys(&mut self) {
+        let Some(tui) = &mut self.tui else { return };
+        loop {
+            match keys::poll(Duration::ZERO) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(_) => return self.session.quit(Instant::now()),
+            }
+            let now = Instant::now();
+            tui.dirty = true;
+            match keys::read() {
+                Ok(Event::Key(key)) if key.kind != KeyEventKind::Release => {
+                    if tui.app.on_key(key, &mut self.session, now) == Request::Quit {
+                        self.session.quit(now);
+                    }
+                }
+                Ok(Event::Paste(text)) => tui.app.on_paste(&text, &mut self.session, now),
+                Ok(_) => {}
+                Err(_) => return self.session.quit(now),
             }
         }
     }
 
     /// Stdin has more to give and the server is keeping up.
     fn stdin_ready(&mut self) -> bool {
-        self.stdin.again && self.session.to_server().len() < OUTPUT_HIGH_WATER
+        self.tui.is_none() && self.stdin.again && self.session.to_server().len() < OUTPUT_HIGH_WATER
     }
 
     fn watch_stdin(&mut self) {
@@ -299,6 +567,7 @@ impl Client {
         self.stdin.closed = true;
     }
 
+    /// Piped stdin: lines, as fast as the server takes them.
     fn read_stdin(&mut self) {
         self.stdin.again = false;
         let mut buf = [0u8; 8192];
@@ -318,102 +587,25 @@ impl Client {
                 }
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
-                    self.on_stdin_bytes(&buf[..n]);
-                }
-            }
-            // Effects in order with the lines that caused them; a refused
-            // name must re-prompt before the next typed line is read.
-            self.apply_effects();
-        }
-    }
-
-    fn on_stdin_bytes(&mut self, bytes: &[u8]) {
-        let now = Instant::now();
-        if self.ui.raw.is_some() {
-            let mut keys = Vec::new();
-            self.ui.editor.feed(bytes, &mut keys);
-            for key in keys {
-                match key {
-                    Key::Line(line) => self.session.handle_input(&line, now),
-                    Key::Interrupt | Key::Eof => self.session.quit(now),
-                }
-            }
-            self.apply_effects();
-            self.ui.redraw();
-            return;
-        }
-        let session = &mut self.session;
-        let _ = self.stdin.framer.feed(bytes, |frame| {
-            match frame {
-                Frame::Line(line) => session.handle_input(&String::from_utf8_lossy(line), now),
-                Frame::TooLong => self.ui.show("! line too long, not sent"),
-            }
-            ControlFlow::Continue(())
-        });
-    }
-
-    fn read_socket(&mut self) {
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            match self.sock.read(&mut buf) {
-                Ok(0) => {
-                    self.session.handle_closed();
-                    break;
-                }
-                Ok(n) => {
                     let now = Instant::now();
-                    let session = &mut self.session;
-                    let _ = self.from_server.feed(&buf[..n], |frame| {
-                        if let Frame::Line(line) = frame {
-                            session.handle_line(&String::from_utf8_lossy(line), now);
+                    let (session, target) = (&mut self.session, &self.target);
+                    let mut too_long = false;
+                    let _ = self.stdin.framer.feed(&buf[..n], |frame| {
+                        match frame {
+                            Frame::Line(line) => {
+                                session.handle_input(&String::from_utf8_lossy(line), target, now)
+                            }
+                            Frame::TooLong => too_long = true,
                         }
                         ControlFlow::Continue(())
                     });
-                    self.apply_effects();
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.session.handle_closed();
-                    break;
+                    if too_long {
+                        println!("! line too long, not sent");
+                    }
                 }
             }
-        }
-    }
-
-    fn flush(&mut self) {
-        let out = self.session.to_server();
-        let mut written = 0;
-        let mut failed = false;
-        while written < out.len() {
-            match self.sock.write(&out[written..]) {
-                Ok(0) => break,
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    failed = true;
-                    break;
-                }
-            }
-        }
-        out.drain(..written);
-        let want = !out.is_empty();
-        if failed {
-            self.session.handle_closed();
-            return;
-        }
-        if want != self.want_writable {
-            self.want_writable = want;
-            let interest = if want {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            let _ = self
-                .poll
-                .registry()
-                .reregister(&mut self.sock, SOCKET, interest);
+            // Effects in order with the lines that caused them.
+            self.apply_effects();
         }
     }
 }

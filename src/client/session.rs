@@ -1,84 +1,384 @@
 //! The client's side of the protocol, without a socket or a terminal: what
-//! to send for what the user typed, what to show for what the server said.
+//! to send for what the user typed, what to show for what the server said,
+//! and, for a terminal user, how to survive a dropped connection.
 //!
-//! `Client` owns the `Poll`, the socket and stdin and only moves bytes; every
-//! decision (log in, retry a refused name, find where a `WHO` list ends,
-//! time a `PING`, answer the server's heartbeat, leave) is made here, driven
-//! by lines and an explicit `now`, so it is unit-tested with a fake clock.
+//! The shell (`client::run`) owns the `Poll`, the socket and the terminal
+//! and only moves bytes; every decision (log in or resume, find where a `WHO`
+//! list ends, pace a paste under the server's flood limit, notice a dead
+//! server, back off before reconnecting, catch up on missed room messages,
+//! know which of the user's lines got through) is made here, driven by lines
+//! and an explicit `now`, so it is unit-tested with a fake clock.
+//!
+//! Delivery: a room message is delivered when its `SENT` comes back; a
+//! lobby or direct message when the `PONG` of a `PING` sent after it does.
+//! When the connection drops, room messages without a `SENT` are looked for
+//! in the room's history after the resume and sent again only if absent, so
+//! each arrives once. Lobby and direct messages are not stored by the server,
+//! so those caught in flight are marked unconfirmed, never sent twice.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::view::{self, describe_bye, describe_error, name_problem, parse_input, render, Action};
+use super::view::{self, describe_bye, describe_error, name_problem, parse_input, Action};
 use super::{EXIT_CLOSED, EXIT_OK};
+use crate::flood::{Bucket, FloodPolicy, Throttle};
+use crate::protocol::reply::MessageId;
 use crate::protocol::text::sanitize;
 use crate::protocol::{parse_reply, ByeReason, Command, ProtocolError, Reply};
 
 /// How long to wait for `BYE` after sending `QUIT`.
 pub const QUIT_GRACE: Duration = Duration::from_secs(2);
+/// Default silence from the server after which the client sends a `PING`
+/// of its own; twice that and the server is taken for gone.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+/// How long one reconnect attempt may take to connect.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// First reconnect delay; it doubles per failed attempt up to [`RETRY_CAP`].
+pub const RETRY_FIRST: Duration = Duration::from_millis(500);
+/// Longest wait between reconnect attempts.
+pub const RETRY_CAP: Duration = Duration::from_secs(30);
+/// Typed lines held while offline or paced; more are refused, not queued.
+pub const MAX_QUEUED: usize = 500;
+/// Messages loaded into a room's buffer when it is joined.
+pub const JOIN_HISTORY: u32 = 50;
+/// Lobby or direct messages sent before a `PING` confirms them, during a paste.
+const CONFIRM_EVERY: usize = 10;
 
-/// Where the conversation is.
+/// Where a line is shown and where typed text goes.
+#[derive(Debug, Clone, Eq)]
+pub enum Target {
+    /// Everyone logged in (v1 `MSG`).
+    Lobby,
+    /// A room, spelled as the server spells it.
+    Room(String),
+    /// A direct conversation with one person.
+    Dm(String),
+}
+
+impl PartialEq for Target {
+    /// Room and user names are ASCII and case-insensitive on the wire.
+    fn eq(&self, other: &Target) -> bool {
+        match (self, other) {
+            (Target::Lobby, Target::Lobby) => true,
+            (Target::Room(a), Target::Room(b)) | (Target::Dm(a), Target::Dm(b)) => {
+                a.eq_ignore_ascii_case(b)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Target {
+    /// The name of the buffer: `lobby`, `#room` or the other person's name.
+    pub fn title(&self) -> &str {
+        match self {
+            Target::Lobby => "lobby",
+            Target::Room(name) | Target::Dm(name) => name,
+        }
+    }
+}
+
+/// What kind of line it is, which decides how it is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Someone else's message.
+    Chat,
+    /// The user's own message.
+    Own,
+    /// An event: joins, departures, lists, state changes (`* ...`).
+    Notice,
+    /// Something went wrong (`! ...`).
+    Error,
+}
+
+/// Whether one of the user's messages got through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Typed, not yet confirmed by the server.
+    Pending,
+    /// Confirmed (rooms: with its id).
+    Delivered,
+    /// Refused by the server or never sent.
+    Failed,
+    /// In flight when the connection dropped; the server keeps no record.
+    Unconfirmed,
+}
+
+/// One line to show, already free of control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub kind: Kind,
+    /// The sender, for messages; empty for notices and errors.
+    pub from: String,
+    pub text: String,
+    /// The room message id, which orders a room's lines and drops repeats.
+    pub id: Option<MessageId>,
+    /// When the server accepted it (Unix ms), known for stored messages.
+    pub at: Option<u64>,
+    /// Stored history rather than live (drawn as such in piped mode).
+    pub history: bool,
+    /// For the user's own messages: the local number delivery reports use.
+    pub local: Option<u64>,
+}
+
+impl Line {
+    fn notice(kind: Kind, text: &str) -> Line {
+        Line {
+            kind,
+            from: String::new(),
+            text: sanitize(text).into_owned(),
+            id: None,
+            at: None,
+            history: false,
+            local: None,
+        }
+    }
+
+    fn message(kind: Kind, from: &str, text: &str) -> Line {
+        Line {
+            from: sanitize(from).into_owned(),
+            ..Line::notice(kind, text)
+        }
+    }
+
+    /// The line as piped mode prints it: no colour, the buffer as a prefix.
+    pub fn plain(&self, target: &Target) -> String {
+        let prefix = match target {
+            Target::Room(room) => format!("[{room}] "),
+            _ => String::new(),
+        };
+        match (self.kind, target) {
+            (Kind::Notice, _) => format!("* {prefix}{}", self.text),
+            (Kind::Error, _) => format!("! {prefix}{}", self.text),
+            (Kind::Own, Target::Dm(to)) => format!("[dm to {to}] {}: {}", self.from, self.text),
+            (_, Target::Dm(_)) => format!("[dm] {}: {}", self.from, self.text),
+            _ if self.history => format!("{prefix}({}): {}", self.from, self.text),
+            _ => format!("{prefix}{}: {}", self.from, self.text),
+        }
+    }
+}
+
+/// What the session asks of the shell, and tells the screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Show a line in a buffer (opening it if needed).
+    Show(Target, Line),
+    /// Show a line in every open buffer: the connection went or came back.
+    ShowAll(Line),
+    /// One of the user's messages changed state; rooms learn its id.
+    Delivery {
+        local: u64,
+        state: Delivery,
+        id: Option<MessageId>,
+    },
+    /// A room was joined: open its buffer, and look at it if the user asked.
+    Joined { room: Target, focus: bool },
+    /// A room was left: close its buffer.
+    Parted(Target),
+    /// Logged in; start reading the keyboard if not yet.
+    LoggedIn,
+    /// The name must be typed (again).
+    AskName,
+    /// Stop reading stdin.
+    StopInput,
+    /// Open a new connection and report back with `handle_connected` or `handle_closed`.
+    Connect,
+    /// Close the connection without reporting: the session already knows.
+    Disconnect,
+}
+
+/// Where the login is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     /// Waiting for the user to type a name (terminal only).
     AskName,
-    /// `LOGIN` sent, waiting for `OK`.
+    /// `LOGIN` sent, or to be sent once connected.
     LoggingIn,
+    /// `RESUME` sent; the `PING` behind it marks the end of its `JOINED` lines.
+    Resuming,
+    /// Logged in.
     Chatting,
-    /// `QUIT` sent, waiting for `BYE` and the close.
+    /// `QUIT` sent; waiting for the server to close.
     Quitting,
 }
 
-/// Something the terminal side must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
-    /// Print one line for the user.
-    Show(String),
-    /// Logged in: prompt for chat lines and read stdin.
-    LoggedIn,
-    /// The name was refused: prompt for another.
-    AskName,
-    /// Leaving: stop reading stdin.
-    StopInput,
+/// The state of the connection, for the status line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Open.
+    Up,
+    /// A connect is under way; it fails at the deadline.
+    Connecting(Instant),
+    /// Closed; the next attempt is due at this instant (never, if `None`).
+    Down(Option<Instant>),
+}
+
+/// How the session behaves: a person at a terminal, or a script.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Log in under this name; without it the name is asked for.
+    pub name: Option<String>,
+    /// A person who can pick another name when one is refused.
+    pub interactive: bool,
+    /// Reconnect and resume after a drop, pace typed lines, track delivery.
+    pub resilient: bool,
+    /// The server's flood limit, which paced lines stay under.
+    pub pace: FloodPolicy,
+    /// Server silence before a probe `PING`; twice that, a reconnect.
+    pub heartbeat: Duration,
+    /// Join this room after login (piped `--room`).
+    pub room: Option<String>,
+    /// Seeds the reconnect jitter.
+    pub seed: u64,
+}
+
+/// A room the user is in (or was in, before a drop).
+#[derive(Debug, Clone)]
+struct Room {
+    name: String,
+    /// The highest message id seen, for `HISTORY AFTER` after a drop.
+    last_id: MessageId,
+    /// The lowest id seen, for `HISTORY BEFORE` scrollback.
+    oldest: Option<MessageId>,
+    /// `JOINED` arrived on this connection.
+    joined: bool,
+    /// Scrollback reached the room's first stored message.
+    complete: bool,
+    members: Vec<String>,
+}
+
+/// One typed message on its way.
+#[derive(Debug, Clone)]
+struct Out {
+    local: u64,
+    to: Target,
+    text: String,
+}
+
+/// What a `HISTORY` request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fetch {
+    /// Recent messages after a fresh join.
+    Recent,
+    /// Messages missed during a drop; may need more pages.
+    CatchUp,
+    /// Older messages, for scrollback.
+    Older,
+}
+
+#[derive(Debug, Clone)]
+struct HistoryRequest {
+    room: String,
+    fetch: Fetch,
+    limit: u32,
+    got: u32,
+    last: Option<MessageId>,
+}
+
+/// A list being collected: `WHO` (ends at the `PONG` behind it) or `WHO #room`.
+#[derive(Debug, Clone)]
+struct WhoRequest {
+    room: Option<String>,
+    /// The token of the PING that ends a lobby `WHO`.
+    seq: u64,
+    /// Asked for by the user (else a quiet refresh for the roster).
+    shown_in: Option<Target>,
+    names: Vec<String>,
 }
 
 /// The protocol state of one `selectchat connect` run.
 #[derive(Debug)]
 pub struct Session {
+    cfg: Config,
     phase: Phase,
+    link: Link,
     name: String,
-    /// A person at a terminal can pick another name; a script cannot.
-    interactive: bool,
     to_server: Vec<u8>,
     effects: VecDeque<Effect>,
-    /// Numbers the tokens of the client's own PINGs (`p7`, `w8`).
+    /// Numbers the tokens of the client's own PINGs (`p7`, `w8`, `c9`).
     seq: u64,
     pings: VecDeque<(u64, Instant)>,
-    /// The `WHO` being collected: the token of the PING behind it, the names so far.
-    who: Option<(u64, Vec<String>)>,
+    whos: VecDeque<WhoRequest>,
+    /// Where the answer to the pending `ROOMS` goes.
+    rooms_list: VecDeque<Target>,
     bye: Option<ByeReason>,
     quit_deadline: Option<Instant>,
     exit: Option<u8>,
+    /// Why the run ended, for the last line printed after the screen is gone.
+    farewell: Option<String>,
+    token: Option<String>,
+    /// Set once logged in: later connections log back in by themselves.
+    logged_in_once: bool,
+    rooms: Vec<Room>,
+    online: Vec<String>,
+    /// JOINs sent and not answered, oldest first.
+    joins: VecDeque<String>,
+    /// Rooms listed after `RESUME`'s `OK`.
+    resumed: Vec<String>,
+    history: VecDeque<HistoryRequest>,
+    /// Rooms whose missed messages are still being fetched; the queue waits.
+    catching_up: usize,
+    /// Typed messages not yet sent.
+    outbox: VecDeque<Out>,
+    /// Room messages sent, waiting for `SENT`.
+    unsent: VecDeque<Out>,
+    /// Room messages whose `SENT` was lost with a connection.
+    unsure: Vec<Out>,
+    /// Lobby and direct messages sent, with the confirming PING's number.
+    unconfirmed: Vec<(Out, u64)>,
+    /// Number of the next confirming PING; messages sent now wait for it.
+    confirm_seq: u64,
+    local_seq: u64,
+    bucket: Bucket,
+    paused_until: Option<Instant>,
+    last_heard: Instant,
+    probed: bool,
+    attempts: u32,
+    rng: u64,
 }
 
 impl Session {
-    /// A session that logs in as `name` at once, or asks for a name first.
-    pub fn new(name: Option<String>, interactive: bool) -> Session {
+    /// A session that logs in as soon as it is connected, or asks for a name first.
+    pub fn new(cfg: Config, now: Instant) -> Session {
         let mut session = Session {
             phase: Phase::AskName,
+            link: Link::Down(None),
             name: String::new(),
-            interactive,
             to_server: Vec::new(),
             effects: VecDeque::new(),
             seq: 0,
             pings: VecDeque::new(),
-            who: None,
+            whos: VecDeque::new(),
+            rooms_list: VecDeque::new(),
             bye: None,
             quit_deadline: None,
             exit: None,
+            farewell: None,
+            token: None,
+            logged_in_once: false,
+            rooms: Vec::new(),
+            online: Vec::new(),
+            joins: VecDeque::new(),
+            resumed: Vec::new(),
+            history: VecDeque::new(),
+            catching_up: 0,
+            outbox: VecDeque::new(),
+            unsent: VecDeque::new(),
+            unsure: Vec::new(),
+            unconfirmed: Vec::new(),
+            confirm_seq: 1,
+            local_seq: 0,
+            bucket: Bucket::new(now, &cfg.pace),
+            paused_until: None,
+            last_heard: now,
+            probed: false,
+            attempts: 0,
+            rng: cfg.seed | 1,
+            cfg,
         };
-        if let Some(name) = name {
-            session.login(name);
+        if let Some(name) = session.cfg.name.clone() {
+            session.name = name;
+            session.phase = Phase::LoggingIn;
         }
         session
     }
@@ -88,7 +388,7 @@ impl Session {
         &mut self.to_server
     }
 
-    /// The next thing for the terminal side to do.
+    /// The next thing for the shell or the screen to do.
     pub fn poll_effect(&mut self) -> Option<Effect> {
         self.effects.pop_front()
     }
@@ -98,21 +398,44 @@ impl Session {
         self.exit
     }
 
-    /// When to give up waiting for the server's `BYE`.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.quit_deadline
+    /// Why the run ended, when there is more to say than the exit code.
+    pub fn farewell(&self) -> Option<&str> {
+        self.farewell.as_deref()
     }
 
-    /// Ends the session if the quit grace has run out.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        if self.quit_deadline.is_some_and(|t| now >= t) {
-            self.exit.get_or_insert(EXIT_OK);
-        }
-    }
-
-    /// Where the conversation is.
+    /// Where the login is.
     pub fn phase(&self) -> Phase {
         self.phase
+    }
+
+    /// Where the connection is.
+    pub fn link(&self) -> Link {
+        self.link
+    }
+
+    /// The name logged in (or being logged in) with.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Typed messages not yet confirmed, queued ones included.
+    pub fn pending(&self) -> usize {
+        self.outbox.len() + self.unsent.len() + self.unsure.len() + self.unconfirmed.len()
+    }
+
+    /// Names known to be online (from `WHO` and presence lines).
+    pub fn online(&self) -> &[String] {
+        &self.online
+    }
+
+    /// Rooms the user is in, as the server spells them.
+    pub fn rooms(&self) -> impl Iterator<Item = &str> {
+        self.rooms.iter().map(|r| r.name.as_str())
+    }
+
+    /// The members of a room the user is in, as last heard.
+    pub fn members(&self, room: &str) -> &[String] {
+        self.room(room).map_or(&[], |r| &r.members)
     }
 
     /// The prompt for the current phase.
@@ -123,18 +446,128 @@ impl Session {
         }
     }
 
-    fn send(&mut self, command: Command<'_>) {
+    /// The next instant `handle_timeout` has work at.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next = self.quit_deadline;
+        let mut at = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        match self.link {
+            Link::Down(retry) => at(retry),
+            Link::Connecting(deadline) => at(Some(deadline)),
+            Link::Up if self.cfg.resilient => {
+                let probe = self.last_heard + self.cfg.heartbeat;
+                at(Some(if self.probed {
+                    probe + self.cfg.heartbeat
+                } else {
+                    probe
+                }));
+            }
+            Link::Up => {}
+        }
+        if !self.outbox.is_empty() {
+            at(self.paused_until);
+        }
+        next
+    }
+
+    /// Does what is due at `now`: give up on a quit, reconnect, probe or
+    /// drop a silent server, send paced lines.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.quit_deadline.is_some_and(|t| now >= t) {
+            self.exit.get_or_insert(EXIT_OK);
+            return;
+        }
+        match self.link {
+            Link::Down(Some(retry)) if now >= retry => {
+                self.link = Link::Connecting(now + CONNECT_TIMEOUT);
+                self.effects.push_back(Effect::Connect);
+            }
+            Link::Connecting(deadline) if now >= deadline => {
+                self.effects.push_back(Effect::Disconnect);
+                self.lost(now, "the server did not answer");
+            }
+            Link::Up if self.cfg.resilient => {
+                let silent = now.saturating_duration_since(self.last_heard);
+                if silent >= 2 * self.cfg.heartbeat {
+                    self.effects.push_back(Effect::Disconnect);
+                    self.lost(now, "no answer from the server");
+                    return;
+                }
+                if silent >= self.cfg.heartbeat && !self.probed {
+                    self.probed = true;
+                    self.send(Command::Ping(Some("k")), now);
+                }
+            }
+            Link::Up | Link::Down(_) | Link::Connecting(_) => {}
+        }
+        self.pump(now);
+    }
+
+    /// Appends one control line; it is charged to the pace but never waits.
+    fn send(&mut self, command: Command<'_>, now: Instant) {
         command.write_to(&mut self.to_server);
+        if let Throttle::PauseUntil(t) = self.bucket.charge(now, &self.cfg.pace) {
+            self.paused_until = Some(self.paused_until.map_or(t, |p| p.max(t)));
+        }
     }
 
-    fn show(&mut self, text: String) {
-        self.effects.push_back(Effect::Show(text));
+    fn show(&mut self, to: Target, kind: Kind, text: &str) {
+        self.effects
+            .push_back(Effect::Show(to, Line::notice(kind, text)));
     }
 
-    fn login(&mut self, name: String) {
-        self.send(Command::Login(&name));
-        self.name = name;
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    fn room(&self, name: &str) -> Option<&Room> {
+        self.rooms
+            .iter()
+            .find(|r| r.name.eq_ignore_ascii_case(name))
+    }
+
+    fn room_mut(&mut self, name: &str) -> Option<&mut Room> {
+        self.rooms
+            .iter_mut()
+            .find(|r| r.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The connection is open (the first one, or a reconnect).
+    pub fn handle_connected(&mut self, now: Instant) {
+        self.link = Link::Up;
+        self.last_heard = now;
+        self.probed = false;
+        self.bye = None;
+        self.bucket = Bucket::new(now, &self.cfg.pace);
+        self.paused_until = None;
+        match (self.phase, self.token.clone()) {
+            (Phase::AskName | Phase::Quitting, _) => {}
+            (_, Some(token)) => {
+                self.phase = Phase::Resuming;
+                let name = self.name.clone();
+                self.send(
+                    Command::Resume {
+                        name: &name,
+                        token: &token,
+                    },
+                    now,
+                );
+                // RESUME's JOINED lines have no end marker; this PONG is it.
+                let seq = self.next_seq();
+                self.send(Command::Ping(Some(&format!("r{seq}"))), now);
+            }
+            (_, None) => self.login(now),
+        }
+    }
+
+    fn login(&mut self, now: Instant) {
         self.phase = Phase::LoggingIn;
+        let name = self.name.clone();
+        self.send(Command::Login(&name), now);
     }
 
     /// Sends `QUIT` and waits a little for the server's `BYE`.
@@ -142,109 +575,706 @@ impl Session {
         if self.phase == Phase::Quitting || self.exit.is_some() {
             return;
         }
-        self.send(Command::Quit(None));
         self.phase = Phase::Quitting;
-        self.quit_deadline = Some(now + QUIT_GRACE);
         self.effects.push_back(Effect::StopInput);
+        if self.link == Link::Up {
+            self.send(Command::Quit(None), now);
+            self.quit_deadline = Some(now + QUIT_GRACE);
+        } else {
+            self.exit = Some(EXIT_OK);
+        }
     }
 
-    /// One line the user typed.
-    pub fn handle_input(&mut self, line: &str, now: Instant) {
+    /// One line the user typed, while looking at `here`.
+    pub fn handle_input(&mut self, line: &str, here: &Target, now: Instant) {
         match self.phase {
             Phase::AskName => {
                 let name = line.trim();
                 match name_problem(name) {
-                    Some(problem) => self.show(format!("! {problem}")),
-                    None => self.login(name.to_string()),
+                    Some(problem) => self.show(here.clone(), Kind::Error, problem),
+                    None => {
+                        self.name = name.to_string();
+                        self.phase = Phase::LoggingIn;
+                        if self.link == Link::Up {
+                            self.login(now);
+                        }
+                    }
                 }
             }
-            Phase::LoggingIn => self.show("! still logging in".into()),
             Phase::Quitting => {}
-            Phase::Chatting => self.on_action(parse_input(line), now),
+            Phase::LoggingIn | Phase::Resuming if !self.logged_in_once => {
+                self.show(here.clone(), Kind::Error, "still logging in")
+            }
+            Phase::LoggingIn | Phase::Resuming | Phase::Chatting => {
+                self.on_action(parse_input(line), here, now)
+            }
         }
     }
 
-    fn on_action(&mut self, action: Action<'_>, now: Instant) {
+    /// Lines pasted at once: each is sent, paced, as if typed.
+    pub fn handle_paste(&mut self, text: &str, here: &Target, now: Instant) {
+        for line in text.lines() {
+            self.handle_input(line, here, now);
+        }
+    }
+
+    fn on_action(&mut self, action: Action<'_>, here: &Target, now: Instant) {
+        let online = self.phase == Phase::Chatting && self.link == Link::Up;
         match action {
             Action::Nothing => {}
-            Action::Say(text) => {
-                self.send(Command::Msg(text));
-                self.show(format!("{}: {}", self.name, sanitize(text)));
-            }
-            Action::Dm { to, text } => {
-                self.send(Command::Dm { to, text });
-                let (to, text) = (sanitize(to), sanitize(text));
-                self.show(format!("[dm to {to}] {}: {text}", self.name));
-            }
-            Action::Who => {
-                // WHO has no end marker; a PING behind it marks where the list ends.
-                self.seq += 1;
-                self.send(Command::Who);
-                self.send(Command::Ping(Some(&format!("w{}", self.seq))));
-                self.who = Some((self.seq, Vec::new()));
-            }
-            Action::Ping => {
-                self.seq += 1;
-                self.send(Command::Ping(Some(&format!("p{}", self.seq))));
-                self.pings.push_back((self.seq, now));
-            }
-            Action::Quit => self.quit(now),
+            Action::Say(text) => self.queue(here.clone(), text, now),
+            Action::Dm { to, text } => self.queue(Target::Dm(to.to_string()), text, now),
             Action::Help => {
                 for line in view::HELP {
-                    self.show((*line).to_string());
+                    self.show(here.clone(), Kind::Notice, line);
                 }
             }
-            Action::Hint(hint) => self.show(format!("! {hint}")),
+            Action::Hint(hint) => self.show(here.clone(), Kind::Error, &hint),
+            Action::Quit => self.quit(now),
+            _ if !online => self.show(
+                here.clone(),
+                Kind::Error,
+                "not connected: only messages are queued",
+            ),
+            Action::Join(room) => {
+                if let Some(r) = self.room(room) {
+                    let room = Target::Room(r.name.clone());
+                    self.effects.push_back(Effect::Joined { room, focus: true });
+                } else {
+                    self.join(room, now);
+                }
+            }
+            Action::Part(room) => match room.or(match here {
+                Target::Room(r) => Some(r.as_str()),
+                _ => None,
+            }) {
+                Some(room) => {
+                    let room = room.to_string();
+                    self.send(Command::Part(&room), now);
+                }
+                None => self.show(here.clone(), Kind::Error, "usage: /part #room"),
+            },
+            Action::Rooms => {
+                self.send(Command::Rooms, now);
+                self.rooms_list.push_back(here.clone());
+            }
+            Action::Who => {
+                let room = match here {
+                    Target::Room(r) => Some(r.clone()),
+                    _ => None,
+                };
+                self.who(room, Some(here.clone()), now);
+            }
+            Action::History(limit) => match here {
+                Target::Room(room) => {
+                    let room = room.clone();
+                    if self.room(&room).is_some_and(|r| r.complete) {
+                        let start = "start of the room's history";
+                        self.show(here.clone(), Kind::Notice, start);
+                    }
+                    self.older(&room, limit.unwrap_or(JOIN_HISTORY), now);
+                }
+                _ => self.show(
+                    here.clone(),
+                    Kind::Error,
+                    "history is kept for rooms only: /history in a room's buffer",
+                ),
+            },
+            Action::Ping => {
+                let seq = self.next_seq();
+                self.send(Command::Ping(Some(&format!("p{seq}"))), now);
+                self.pings.push_back((seq, now));
+            }
         }
+    }
+
+    fn who(&mut self, room: Option<String>, shown_in: Option<Target>, now: Instant) {
+        let seq = self.next_seq();
+        match &room {
+            Some(room) => self.send(Command::WhoIn(room), now),
+            // WHO has no end marker; a PING behind it marks where the list ends.
+            None => {
+                self.send(Command::Who, now);
+                self.send(Command::Ping(Some(&format!("w{seq}"))), now);
+            }
+        }
+        self.whos.push_back(WhoRequest {
+            room,
+            seq,
+            shown_in,
+            names: Vec::new(),
+        });
+    }
+
+    fn join(&mut self, room: &str, now: Instant) {
+        self.send(Command::Join(room), now);
+        self.joins.push_back(room.to_string());
+    }
+
+    /// Asks for messages older than the oldest one seen in `room`.
+    pub fn older(&mut self, room: &str, limit: u32, now: Instant) {
+        let Some(oldest) = self.room(room).filter(|r| !r.complete).map(|r| r.oldest) else {
+            return;
+        };
+        if self.history.iter().any(|h| h.fetch == Fetch::Older) {
+            return;
+        }
+        let args = match oldest {
+            Some(id) => format!("BEFORE {id} {limit}"),
+            None => limit.to_string(),
+        };
+        self.request_history(room, &args, Fetch::Older, limit, now);
+    }
+
+    fn request_history(&mut self, room: &str, args: &str, fetch: Fetch, limit: u32, now: Instant) {
+        let room = room.to_string();
+        self.send(Command::History { room: &room, args }, now);
+        self.history.push_back(HistoryRequest {
+            room,
+            fetch,
+            limit,
+            got: 0,
+            last: None,
+        });
+    }
+
+    /// Queues a message and shows it as pending.
+    fn queue(&mut self, to: Target, text: &str, now: Instant) {
+        if let Target::Room(room) = &to {
+            if self.room(room).is_none() {
+                let problem = describe_error(ProtocolError::NotInRoom);
+                return self.show(to.clone(), Kind::Error, problem);
+            }
+        }
+        if self.cfg.resilient && self.outbox.len() >= MAX_QUEUED {
+            let problem = format!("not sent: {MAX_QUEUED} lines are already waiting");
+            return self.show(to, Kind::Error, &problem);
+        }
+        self.local_seq += 1;
+        let mut line = Line::message(Kind::Own, &self.name, text);
+        line.local = Some(self.local_seq);
+        self.effects.push_back(Effect::Show(to.clone(), line));
+        self.outbox.push_back(Out {
+            local: self.local_seq,
+            to,
+            text: text.to_string(),
+        });
+        self.pump(now);
+    }
+
+    /// Sends queued messages as far as the connection, the catch-up and the pace allow.
+    fn pump(&mut self, now: Instant) {
+        if self.link != Link::Up || self.phase != Phase::Chatting || self.catching_up > 0 {
+            return;
+        }
+        while !self.outbox.is_empty() {
+            if self.paused_until.is_some_and(|t| now < t) {
+                break;
+            }
+            self.paused_until = None;
+            let Some(out) = self.outbox.pop_front() else {
+                break;
+            };
+            self.transmit(out, now);
+        }
+        let waiting = self
+            .unconfirmed
+            .iter()
+            .filter(|(_, c)| *c == self.confirm_seq);
+        let count = waiting.count();
+        if count > 0 && (self.outbox.is_empty() || count >= CONFIRM_EVERY) {
+            let seq = self.confirm_seq;
+            self.confirm_seq += 1;
+            self.send(Command::Ping(Some(&format!("c{seq}"))), now);
+        }
+    }
+
+    fn transmit(&mut self, out: Out, now: Instant) {
+        match &out.to {
+            Target::Room(room) if self.room(room).is_some() => {
+                let room = room.clone();
+                self.send(
+                    Command::Say {
+                        room: &room,
+                        text: &out.text,
+                    },
+                    now,
+                );
+                self.unsent.push_back(out);
+            }
+            Target::Room(room) => {
+                let room = room.clone();
+                self.fail(out.local, Target::Room(room), ProtocolError::NotInRoom);
+            }
+            Target::Lobby => {
+                self.send(Command::Msg(&out.text), now);
+                self.track(out);
+            }
+            Target::Dm(to) => {
+                let to = to.clone();
+                self.send(
+                    Command::Dm {
+                        to: &to,
+                        text: &out.text,
+                    },
+                    now,
+                );
+                self.track(out);
+            }
+        }
+    }
+
+    fn track(&mut self, out: Out) {
+        if self.cfg.resilient {
+            self.unconfirmed.push((out, self.confirm_seq));
+        }
+    }
+
+    fn deliver(&mut self, local: u64, state: Delivery, id: Option<MessageId>) {
+        if self.cfg.resilient {
+            self.effects
+                .push_back(Effect::Delivery { local, state, id });
+        }
+    }
+
+    fn fail(&mut self, local: u64, to: Target, e: ProtocolError) {
+        self.deliver(local, Delivery::Failed, None);
+        self.show(to, Kind::Error, describe_error(e));
     }
 
     /// One line from the server.
     pub fn handle_line(&mut self, line: &str, now: Instant) {
+        self.last_heard = now;
+        self.probed = false;
         let Some(reply) = parse_reply(line) else {
-            self.show(sanitize(line).into_owned());
+            self.show(Target::Lobby, Kind::Notice, line);
             return;
         };
         match reply {
-            Reply::Ping => self.send(Command::Pong),
+            Reply::Ping => self.send(Command::Pong, now),
             Reply::Pong(Some(token)) => self.on_pong(token, now),
             Reply::Pong(None) => {}
-            Reply::User(name) => match &mut self.who {
-                Some((_, names)) => names.push(sanitize(name).into_owned()),
-                None => self.show(format!("* online: {}", sanitize(name))),
-            },
-            Reply::Ok if self.phase == Phase::LoggingIn => self.on_logged_in(),
-            Reply::Err(e @ (ProtocolError::UsernameTaken | ProtocolError::InvalidUsername))
-                if self.phase == Phase::LoggingIn =>
-            {
-                self.on_login_refused(e)
-            }
+            Reply::Ok => self.on_ok(now),
+            Reply::Err(e) => self.on_err(e, now),
             Reply::Bye(reason) => self.bye = Some(reason),
-            other => {
-                if let Some(shown) = render(&other) {
-                    self.show(shown);
+            Reply::Token(token) => self.token = Some(token.to_string()),
+            Reply::User(name) => match self.whos.front_mut() {
+                Some(who) => who.names.push(sanitize(name).into_owned()),
+                None => self.show(Target::Lobby, Kind::Notice, &format!("online: {name}")),
+            },
+            Reply::EndWho(room) => {
+                if self.whos.front().is_some_and(|w| w.room.is_some()) {
+                    self.end_who();
+                } else {
+                    self.show(Target::Room(room.into()), Kind::Notice, "end of list");
                 }
+            }
+            Reply::Msg { from, text } => self.effects.push_back(Effect::Show(
+                Target::Lobby,
+                Line::message(Kind::Chat, from, text),
+            )),
+            Reply::Dm { from, text } => self.effects.push_back(Effect::Show(
+                Target::Dm(sanitize(from).into_owned()),
+                Line::message(Kind::Chat, from, text),
+            )),
+            Reply::Joined(name) => {
+                self.online_add(name);
+                self.show(Target::Lobby, Kind::Notice, &format!("{name} joined"));
+            }
+            Reply::Disconnected(name) => {
+                self.online.retain(|n| !n.eq_ignore_ascii_case(name));
+                let text = format!("{name} disconnected");
+                self.show(Target::Lobby, Kind::Notice, &text);
+            }
+            Reply::JoinedRoom { room, members } => self.on_joined(room, members, now),
+            Reply::PartedRoom(room) => {
+                self.rooms.retain(|r| !r.name.eq_ignore_ascii_case(room));
+                self.show(Target::Lobby, Kind::Notice, &format!("left {room}"));
+                self.effects
+                    .push_back(Effect::Parted(Target::Room(room.into())));
+            }
+            Reply::EnteredRoom { room, name } => {
+                if let Some(r) = self.room_mut(room) {
+                    if !r.members.iter().any(|m| m.eq_ignore_ascii_case(name)) {
+                        r.members.push(name.to_string());
+                    }
+                }
+                self.show(
+                    Target::Room(room.into()),
+                    Kind::Notice,
+                    &format!("{name} joined"),
+                );
+            }
+            Reply::LeftRoom { room, name } => {
+                if let Some(r) = self.room_mut(room) {
+                    r.members.retain(|m| !m.eq_ignore_ascii_case(name));
+                }
+                self.show(
+                    Target::Room(room.into()),
+                    Kind::Notice,
+                    &format!("{name} left"),
+                );
+            }
+            Reply::Said {
+                room,
+                id,
+                from,
+                text,
+            } => {
+                self.saw(room, id);
+                let mut line = Line::message(Kind::Chat, from, text);
+                line.id = Some(id);
+                self.effects
+                    .push_back(Effect::Show(Target::Room(room.into()), line));
+            }
+            Reply::Sent { room, id } => {
+                self.saw(room, id);
+                let mine = self
+                    .unsent
+                    .iter()
+                    .position(|o| o.to == Target::Room(room.into()));
+                if let Some(out) = mine.and_then(|i| self.unsent.remove(i)) {
+                    self.deliver(out.local, Delivery::Delivered, Some(id));
+                }
+            }
+            Reply::Hist {
+                room,
+                id,
+                ms,
+                from,
+                text,
+            } => self.on_hist(room, id, ms, from, text),
+            Reply::EndHistory(room) => self.on_end_history(room, now),
+            Reply::RoomInfo { room, members } => {
+                let to = self.rooms_list.front().cloned().unwrap_or(Target::Lobby);
+                self.show(to, Kind::Notice, &format!("{room} ({members})"));
+            }
+            Reply::EndRooms => {
+                let to = self.rooms_list.pop_front().unwrap_or(Target::Lobby);
+                self.show(to, Kind::Notice, "end of rooms");
             }
         }
     }
 
-    fn on_logged_in(&mut self) {
-        self.phase = Phase::Chatting;
-        let hint = if self.interactive {
-            " (/help lists commands)"
+    fn online_add(&mut self, name: &str) {
+        if !self.online.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            self.online.push(sanitize(name).into_owned());
+        }
+    }
+
+    fn saw(&mut self, room: &str, id: MessageId) {
+        if let Some(r) = self.room_mut(room) {
+            r.last_id = r.last_id.max(id);
+            r.oldest = Some(r.oldest.map_or(id, |o| o.min(id)));
+        }
+    }
+
+    fn on_ok(&mut self, now: Instant) {
+        match self.phase {
+            Phase::LoggingIn => {
+                self.phase = Phase::Chatting;
+                self.after_login(now, false);
+            }
+            // The rooms it holds follow; the PONG behind RESUME ends them.
+            Phase::Resuming => self.resumed.clear(),
+            _ => {}
+        }
+    }
+
+    /// Logged in or resumed: get the roster, rooms and missed messages back.
+    fn after_login(&mut self, now: Instant, resumed: bool) {
+        let first = !self.logged_in_once;
+        self.logged_in_once = true;
+        self.attempts = 0;
+        if first {
+            self.effects.push_back(Effect::LoggedIn);
+            let hint = if self.cfg.interactive {
+                " (/help lists commands)"
+            } else {
+                ""
+            };
+            let text = format!("logged in as {}{hint}", self.name);
+            self.show(Target::Lobby, Kind::Notice, &text);
         } else {
-            ""
+            let how = if resumed {
+                "resumed the session"
+            } else {
+                "logged in again"
+            };
+            let text = format!("reconnected: {how} as {}", self.name);
+            self.effects
+                .push_back(Effect::ShowAll(Line::notice(Kind::Notice, &text)));
+        }
+        if self.cfg.resilient {
+            if !resumed {
+                self.send(Command::Token, now);
+            }
+            self.online.clear();
+            self.who(None, None, now);
+        }
+        if first {
+            if let Some(room) = self.cfg.room.clone() {
+                self.join(&room, now);
+            }
+        }
+        // Rooms held before the drop: the resumed ones catch up, the others are joined again.
+        let rooms: Vec<String> = self.rooms.iter().map(|r| r.name.clone()).collect();
+        for room in rooms {
+            if self.resumed.iter().any(|r| r.eq_ignore_ascii_case(&room)) {
+                self.catch_up(&room, now);
+            } else {
+                self.catching_up += 1;
+                self.join(&room, now);
+            }
+        }
+        self.pump(now);
+    }
+
+    fn catch_up(&mut self, room: &str, now: Instant) {
+        let Some(r) = self.room_mut(room) else { return };
+        r.joined = true;
+        let after = r.last_id;
+        let target = Target::Room(r.name.clone());
+        self.effects.push_back(Effect::Joined {
+            room: target,
+            focus: false,
+        });
+        self.catching_up += 1;
+        self.catch_up_from(room, after, now);
+    }
+
+    fn catch_up_from(&mut self, room: &str, after: MessageId, now: Instant) {
+        let limit = view::MAX_HISTORY;
+        let args = if after == 0 {
+            JOIN_HISTORY.to_string()
+        } else {
+            format!("AFTER {after} {limit}")
         };
-        self.effects.push_back(Effect::LoggedIn);
-        self.show(format!("* logged in as {}{hint}", self.name));
+        let limit = if after == 0 { JOIN_HISTORY } else { limit };
+        self.request_history(room, &args, Fetch::CatchUp, limit, now);
+    }
+
+    fn on_joined(&mut self, room: &str, members: usize, now: Instant) {
+        if self.phase == Phase::Resuming {
+            self.resumed.push(room.to_string());
+            if self.room(room).is_none() {
+                self.rooms.push(Room {
+                    name: room.to_string(),
+                    last_id: 0,
+                    oldest: None,
+                    joined: true,
+                    complete: false,
+                    members: Vec::new(),
+                });
+            }
+            return;
+        }
+        if let Some(i) = self.joins.iter().position(|j| j.eq_ignore_ascii_case(room)) {
+            self.joins.remove(i);
+        }
+        let target = Target::Room(room.to_string());
+        let fresh = self.room(room).is_none();
+        self.effects.push_back(Effect::Joined {
+            room: target.clone(),
+            focus: fresh,
+        });
+        self.show(
+            target,
+            Kind::Notice,
+            &format!("joined {room} ({members} here)"),
+        );
+        let rejoined = match self.room_mut(room) {
+            Some(r) => {
+                // The server may spell it as first created after a restart.
+                r.name = room.to_string();
+                r.joined = true;
+                Some(r.last_id)
+            }
+            None => {
+                self.rooms.push(Room {
+                    name: room.to_string(),
+                    last_id: 0,
+                    oldest: None,
+                    joined: true,
+                    complete: false,
+                    members: Vec::new(),
+                });
+                None
+            }
+        };
+        match rejoined {
+            // counted in catching_up when the JOIN was sent
+            Some(after) => self.catch_up_from(room, after, now),
+            None => {
+                let args = JOIN_HISTORY.to_string();
+                self.request_history(room, &args, Fetch::Recent, JOIN_HISTORY, now);
+            }
+        }
+        if self.cfg.resilient {
+            self.who(Some(room.to_string()), None, now);
+        }
+    }
+
+    fn on_hist(&mut self, room: &str, id: MessageId, ms: u64, from: &str, text: &str) {
+        let fetch = match self.history.front_mut() {
+            Some(h) if h.room.eq_ignore_ascii_case(room) => {
+                h.got += 1;
+                h.last = Some(id);
+                h.fetch
+            }
+            _ => Fetch::Recent,
+        };
+        self.saw(room, id);
+        if fetch == Fetch::CatchUp && from.eq_ignore_ascii_case(&self.name) {
+            let target = Target::Room(room.into());
+            if let Some(i) = self
+                .unsure
+                .iter()
+                .position(|o| o.to == target && o.text == text)
+            {
+                let out = self.unsure.remove(i);
+                self.deliver(out.local, Delivery::Delivered, Some(id));
+                return;
+            }
+        }
+        let kind = if from.eq_ignore_ascii_case(&self.name) {
+            Kind::Own
+        } else {
+            Kind::Chat
+        };
+        let mut line = Line::message(kind, from, text);
+        line.id = Some(id);
+        line.at = Some(ms);
+        line.history = true;
+        self.effects
+            .push_back(Effect::Show(Target::Room(room.into()), line));
+    }
+
+    fn on_end_history(&mut self, room: &str, now: Instant) {
+        let Some(done) = self.history.pop_front() else {
+            return;
+        };
+        let target = Target::Room(room.into());
+        match done.fetch {
+            Fetch::CatchUp if done.got == done.limit && done.limit == view::MAX_HISTORY => {
+                let after = done.last.unwrap_or(0);
+                self.catch_up_from(room, after, now);
+            }
+            Fetch::CatchUp => {
+                // What is not in the history did not get through: send it again, first.
+                let (again, keep): (Vec<Out>, Vec<Out>) =
+                    self.unsure.drain(..).partition(|o| o.to == target);
+                self.unsure = keep;
+                for out in again.into_iter().rev() {
+                    self.outbox.push_front(out);
+                }
+                self.caught_up(now);
+            }
+            Fetch::Older | Fetch::Recent if done.got < done.limit => {
+                if let Some(r) = self.room_mut(room) {
+                    r.complete = true;
+                }
+                if done.fetch == Fetch::Older {
+                    self.show(target, Kind::Notice, "start of the room's history");
+                }
+            }
+            Fetch::Older | Fetch::Recent => {}
+        }
+    }
+
+    fn caught_up(&mut self, now: Instant) {
+        self.catching_up = self.catching_up.saturating_sub(1);
+        self.pump(now);
+    }
+
+    fn on_err(&mut self, e: ProtocolError, now: Instant) {
+        match (self.phase, e) {
+            (Phase::Resuming, ProtocolError::BadToken) => {
+                self.token = None;
+                self.login(now);
+            }
+            (Phase::LoggingIn, ProtocolError::UsernameTaken | ProtocolError::InvalidUsername) => {
+                self.on_login_refused(e)
+            }
+            (_, ProtocolError::AlreadyJoined | ProtocolError::TooManyRooms) => {
+                let room = self.joins.pop_front();
+                // A room held before a drop that cannot be joined again: stop waiting for it.
+                if let Some(room) = &room {
+                    if self.room(room).is_some_and(|r| !r.joined) {
+                        self.rooms.retain(|r| !r.name.eq_ignore_ascii_case(room));
+                        self.caught_up(now);
+                    }
+                }
+                let to = room.map_or(Target::Lobby, Target::Room);
+                self.show(to, Kind::Error, describe_error(e));
+            }
+            // The server reads nothing else during a HISTORY, so this is its answer.
+            (_, ProtocolError::StorageUnavailable) if !self.history.is_empty() => {
+                if let Some(h) = self.history.pop_front() {
+                    let to = Target::Room(h.room);
+                    self.show(to, Kind::Error, "the server could not read the history");
+                    if h.fetch == Fetch::CatchUp {
+                        self.caught_up(now);
+                    }
+                }
+            }
+            (_, ProtocolError::StorageUnavailable | ProtocolError::NotInRoom)
+                if !self.unsent.is_empty() =>
+            {
+                if let Some(out) = self.unsent.pop_front() {
+                    self.fail(out.local, out.to, e);
+                }
+            }
+            (_, ProtocolError::NoSuchUser) => {
+                // A DM to nobody: the oldest unconfirmed DM is the one refused.
+                match self
+                    .unconfirmed
+                    .iter()
+                    .position(|(o, _)| matches!(o.to, Target::Dm(_)))
+                {
+                    Some(i) => {
+                        let (out, _) = self.unconfirmed.remove(i);
+                        self.fail(out.local, out.to, e);
+                    }
+                    None => self.show(Target::Lobby, Kind::Error, describe_error(e)),
+                }
+            }
+            _ => self.show(Target::Lobby, Kind::Error, describe_error(e)),
+        }
     }
 
     fn on_login_refused(&mut self, e: ProtocolError) {
-        self.show(format!("! {}: {}", describe_error(e), self.name));
-        if self.interactive {
+        let text = format!("{}: {}", describe_error(e), self.name);
+        self.show(Target::Lobby, Kind::Error, &text);
+        if self.cfg.interactive {
             self.phase = Phase::AskName;
             self.effects.push_back(Effect::AskName);
         } else {
+            self.farewell = Some(text);
             self.exit = Some(EXIT_CLOSED);
+        }
+    }
+
+    fn end_who(&mut self) {
+        let Some(who) = self.whos.pop_front() else {
+            return;
+        };
+        match &who.room {
+            Some(room) => {
+                if let Some(r) = self.room_mut(room) {
+                    r.members = who.names.clone();
+                }
+            }
+            None => {
+                for name in &who.names {
+                    self.online_add(name);
+                }
+            }
+        }
+        if let Some(to) = who.shown_in {
+            let place = who.room.as_deref().unwrap_or("online");
+            let text = format!("{place} ({}): {}", who.names.len(), who.names.join(", "));
+            self.show(to, Kind::Notice, &text);
         }
     }
 
@@ -252,244 +1282,109 @@ impl Session {
         let (kind, n) = token.split_at(token.len().min(1));
         let Ok(n) = n.parse::<u64>() else { return };
         match kind {
-            "w" if self.who.as_ref().is_some_and(|(seq, _)| *seq == n) => {
-                let (_, names) = self.who.take().unwrap_or_default();
-                self.show(format!("* online ({}): {}", names.len(), names.join(", ")));
+            "w" if self
+                .whos
+                .front()
+                .is_some_and(|w| w.room.is_none() && w.seq == n) =>
+            {
+                self.end_who()
             }
             "p" => {
                 while let Some((seq, sent)) = self.pings.pop_front() {
                     if seq == n {
                         let ms = now.saturating_duration_since(sent).as_secs_f64() * 1000.0;
-                        self.show(format!("* pong from server in {ms:.2} ms"));
+                        let text = format!("pong from server in {ms:.2} ms");
+                        self.show(Target::Lobby, Kind::Notice, &text);
                         break;
                     }
                 }
+            }
+            "c" => {
+                let (done, left): (Vec<_>, Vec<_>) =
+                    self.unconfirmed.drain(..).partition(|(_, c)| *c <= n);
+                self.unconfirmed = left;
+                for (out, _) in done {
+                    self.deliver(out.local, Delivery::Delivered, None);
+                }
+            }
+            "r" if self.phase == Phase::Resuming => {
+                self.phase = Phase::Chatting;
+                self.after_login(now, true);
+                self.resumed.clear();
             }
             _ => {}
         }
     }
 
-    /// The connection ended (read end, or a failed write).
-    pub fn handle_closed(&mut self) {
-        if self.exit.is_some() {
+    /// The connection ended (read end, a failed write, or a failed connect).
+    pub fn handle_closed(&mut self, now: Instant) {
+        if self.exit.is_some() || matches!(self.link, Link::Down(_)) {
             return;
         }
-        self.to_server.clear();
         if self.phase == Phase::Quitting {
             self.exit = Some(EXIT_OK);
             return;
         }
-        self.show(format!("* disconnected: {}", describe_bye(self.bye)));
-        self.exit = Some(EXIT_CLOSED);
+        let why = describe_bye(self.bye);
+        self.lost(now, why);
+    }
+
+    /// Forgets the connection; a resilient session schedules the next one.
+    fn lost(&mut self, now: Instant, why: &str) {
+        self.to_server.clear();
+        self.whos.clear();
+        self.rooms_list.clear();
+        self.pings.clear();
+        self.joins.clear();
+        self.history.clear();
+        self.catching_up = 0;
+        for room in &mut self.rooms {
+            room.joined = false;
+        }
+        let stop = !self.cfg.resilient
+            || self.bye == Some(ByeReason::Replaced)
+            || self.phase == Phase::Quitting;
+        if stop {
+            self.link = Link::Down(None);
+            let text = format!("disconnected: {why}");
+            self.show(Target::Lobby, Kind::Notice, &text);
+            self.farewell = Some(text);
+            self.exit = Some(if self.phase == Phase::Quitting {
+                EXIT_OK
+            } else {
+                EXIT_CLOSED
+            });
+            return;
+        }
+        self.unsure.extend(self.unsent.drain(..));
+        for (out, _) in std::mem::take(&mut self.unconfirmed) {
+            self.deliver(out.local, Delivery::Unconfirmed, None);
+        }
+        let delay = self.backoff();
+        self.link = Link::Down(Some(now + delay));
+        let text = format!(
+            "disconnected: {why}; reconnecting in {:.1} s",
+            delay.as_secs_f64()
+        );
+        self.effects
+            .push_back(Effect::ShowAll(Line::notice(Kind::Notice, &text)));
+    }
+
+    /// Exponential backoff with jitter: each delay is drawn from the upper
+    /// half of the doubled range, so clients dropped together spread out.
+    fn backoff(&mut self) -> Duration {
+        let ceiling = RETRY_FIRST
+            .saturating_mul(1 << self.attempts.min(10))
+            .min(RETRY_CAP);
+        self.attempts += 1;
+        // xorshift64: jitter needs spread, not secrecy.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let half = ceiling / 2;
+        half + half.mul_f64((self.rng % 1000) as f64 / 1000.0)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A session with a fake clock, and what it sent and showed.
-    struct Pair {
-        session: Session,
-        now: Instant,
-    }
-
-    impl Pair {
-        fn new(name: Option<&str>, interactive: bool) -> Pair {
-            Pair {
-                session: Session::new(name.map(str::to_string), interactive),
-                now: Instant::now(),
-            }
-        }
-
-        fn logged_in(name: &str) -> Pair {
-            let mut p = Pair::new(Some(name), false);
-            p.server("OK");
-            p.sent();
-            p.effects();
-            p
-        }
-
-        fn sent(&mut self) -> String {
-            String::from_utf8(std::mem::take(self.session.to_server())).unwrap()
-        }
-
-        fn effects(&mut self) -> Vec<Effect> {
-            std::iter::from_fn(|| self.session.poll_effect()).collect()
-        }
-
-        fn shown(&mut self) -> Vec<String> {
-            self.effects()
-                .into_iter()
-                .filter_map(|e| match e {
-                    Effect::Show(s) => Some(s),
-                    _ => None,
-                })
-                .collect()
-        }
-
-        fn server(&mut self, line: &str) {
-            self.session.handle_line(line, self.now);
-        }
-
-        fn typed(&mut self, line: &str) {
-            self.session.handle_input(line, self.now);
-        }
-    }
-
-    #[test]
-    fn logs_in_with_the_given_name() {
-        let mut p = Pair::new(Some("alice"), false);
-        assert_eq!(p.sent(), "LOGIN alice\n");
-        assert_eq!(p.session.phase(), Phase::LoggingIn);
-        p.typed("too early");
-        assert_eq!(p.shown(), ["! still logging in"]);
-        assert_eq!(p.sent(), "", "nothing is sent before OK");
-        p.server("OK");
-        assert_eq!(
-            p.effects(),
-            [
-                Effect::LoggedIn,
-                Effect::Show("* logged in as alice".into())
-            ]
-        );
-        assert_eq!(p.session.phase(), Phase::Chatting);
-        assert_eq!(p.session.prompt(), "> ");
-    }
-
-    #[test]
-    fn a_person_is_asked_again_when_the_name_is_refused() {
-        let mut p = Pair::new(None, true);
-        assert_eq!(p.session.prompt(), "name: ");
-        p.typed("no spaces please");
-        assert_eq!(p.shown(), ["! a name is 1 to 32 letters, digits, _ or -"]);
-        assert_eq!(p.sent(), "");
-        p.typed(" bob ");
-        assert_eq!(p.sent(), "LOGIN bob\n");
-        p.server("ERR username-taken");
-        assert_eq!(
-            p.effects(),
-            [
-                Effect::Show("! that name is taken: bob".into()),
-                Effect::AskName
-            ]
-        );
-        assert_eq!(p.session.prompt(), "name: ");
-        assert_eq!(p.session.exit(), None);
-        p.typed("bob2");
-        assert_eq!(p.sent(), "LOGIN bob2\n");
-        p.server("OK");
-        assert_eq!(p.shown(), ["* logged in as bob2 (/help lists commands)"]);
-    }
-
-    #[test]
-    fn a_script_exits_when_the_name_is_refused() {
-        let mut p = Pair::new(Some("bob"), false);
-        p.server("ERR username-taken");
-        assert_eq!(p.shown(), ["! that name is taken: bob"]);
-        assert_eq!(p.session.exit(), Some(EXIT_CLOSED));
-    }
-
-    #[test]
-    fn who_collects_names_until_its_ping_comes_back() {
-        let mut p = Pair::logged_in("alice");
-        p.typed("/who");
-        assert_eq!(p.sent(), "WHO\nPING w1\n");
-        p.server("USER alice");
-        p.server("USER bob");
-        p.server("PONG p1");
-        assert_eq!(p.shown(), Vec::<String>::new(), "not the WHO's token");
-        p.server("PONG w1");
-        assert_eq!(p.shown(), ["* online (2): alice, bob"]);
-        p.server("USER carol");
-        assert_eq!(p.shown(), ["* online: carol"], "a USER outside a WHO");
-    }
-
-    #[test]
-    fn ping_reports_the_round_trip_on_its_own_token() {
-        let mut p = Pair::logged_in("alice");
-        p.typed("/ping");
-        p.typed("/ping");
-        assert_eq!(p.sent(), "PING p1\nPING p2\n");
-        p.now += Duration::from_millis(12);
-        p.server("PONG p2");
-        assert_eq!(p.shown(), ["* pong from server in 12.00 ms"]);
-        p.server("PONG p1");
-        assert_eq!(p.shown(), Vec::<String>::new(), "p1 was passed over");
-        p.server("PONG garbage");
-        p.server("PONG");
-        assert_eq!(p.shown(), Vec::<String>::new());
-    }
-
-    #[test]
-    fn the_servers_heartbeat_is_answered() {
-        let mut p = Pair::logged_in("alice");
-        p.server("PING");
-        assert_eq!(p.sent(), "PONG\n");
-        assert_eq!(p.shown(), Vec::<String>::new());
-    }
-
-    #[test]
-    fn chat_is_sent_and_echoed_locally_and_events_shown() {
-        let mut p = Pair::logged_in("alice");
-        p.typed("hello");
-        p.typed("/dm bob hi \u{1b}[2J");
-        assert_eq!(p.sent(), "MSG hello\nDM bob hi \u{1b}[2J\n");
-        p.server("MSG bob hey");
-        p.server("INFO carol joined");
-        p.server("something odd \u{7}");
-        assert_eq!(
-            p.shown(),
-            [
-                "alice: hello",
-                "[dm to bob] alice: hi \u{fffd}[2J",
-                "bob: hey",
-                "* carol joined",
-                "something odd \u{fffd}",
-            ]
-        );
-    }
-
-    #[test]
-    fn quit_waits_for_the_close_then_exits_cleanly() {
-        let mut p = Pair::logged_in("alice");
-        p.typed("/quit");
-        assert_eq!(p.sent(), "QUIT\n");
-        assert_eq!(p.effects(), [Effect::StopInput]);
-        p.session.quit(p.now);
-        assert_eq!(p.sent(), "", "one QUIT only");
-        p.typed("ignored");
-        assert_eq!(p.sent(), "");
-        p.server("BYE");
-        p.session.handle_closed();
-        assert_eq!(p.session.exit(), Some(EXIT_OK));
-        assert_eq!(p.shown(), Vec::<String>::new());
-    }
-
-    #[test]
-    fn quit_gives_up_on_a_silent_server_after_the_grace() {
-        let mut p = Pair::logged_in("alice");
-        p.session.quit(p.now);
-        let deadline = p.session.poll_timeout().unwrap();
-        assert_eq!(deadline, p.now + QUIT_GRACE);
-        p.session
-            .handle_timeout(deadline - Duration::from_millis(1));
-        assert_eq!(p.session.exit(), None);
-        p.session.handle_timeout(deadline);
-        assert_eq!(p.session.exit(), Some(EXIT_OK));
-    }
-
-    #[test]
-    fn a_close_by_the_server_says_why() {
-        let mut p = Pair::logged_in("alice");
-        p.server("BYE idle-timeout");
-        p.typed("unsent");
-        p.session.handle_closed();
-        assert_eq!(p.session.exit(), Some(EXIT_CLOSED));
-        assert_eq!(p.shown(), ["alice: unsent", "* disconnected: idle timeout"]);
-        assert_eq!(p.sent(), "", "nothing is left to send");
-        let mut lost = Pair::logged_in("bob");
-        lost.session.handle_closed();
-        assert_eq!(lost.shown(), ["* disconnected: connection lost"]);
-    }
-}
+mod tests;

@@ -1,6 +1,6 @@
-//! The few terminal and descriptor facts the client needs, from libc:
-//! raw mode (restored on drop), width, readiness of a blocking stdin, and the
-//! local time of day for the timestamp column.
+//! The few descriptor facts the client needs from libc: is it a terminal,
+//! readiness of a blocking stdin, and the local time of day for the
+//! timestamp column. Raw mode and drawing are crossterm's and ratatui's.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -9,54 +9,6 @@ use std::os::fd::RawFd;
 pub fn is_tty(fd: RawFd) -> bool {
     // SAFETY: isatty only inspects the descriptor.
     unsafe { libc::isatty(fd) == 1 }
-}
-
-/// Puts a terminal in raw input mode until dropped: no line buffering, no
-/// echo, no signals from keys (Ctrl-C arrives as a byte). Output processing
-/// stays on, so `\n` still starts a new line.
-pub struct RawMode {
-    fd: RawFd,
-    saved: libc::termios,
-}
-
-impl RawMode {
-    /// Switches `fd` to raw input mode.
-    pub fn enable(fd: RawFd) -> io::Result<RawMode> {
-        // SAFETY: termios is plain data; tcgetattr fills it or fails.
-        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-        if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut raw = saved;
-        raw.c_lflag &= !(libc::ICANON | libc::ECHO | libc::ISIG | libc::IEXTEN);
-        raw.c_iflag &= !(libc::IXON | libc::ICRNL | libc::INLCR);
-        raw.c_cc[libc::VMIN] = 1;
-        raw.c_cc[libc::VTIME] = 0;
-        // SAFETY: a termios derived from the one the terminal gave us.
-        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &raw) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(RawMode { fd, saved })
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        // SAFETY: restores the settings read in `enable`.
-        unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved) };
-    }
-}
-
-/// Columns of the terminal on `fd`, or 80 when unknown.
-pub fn width(fd: RawFd) -> usize {
-    // SAFETY: TIOCGWINSZ fills a winsize or fails.
-    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut size) };
-    if rc == 0 && size.ws_col > 0 {
-        size.ws_col as usize
-    } else {
-        80
-    }
 }
 
 /// True when a read on `fd` would not block (data, end of file or an error
@@ -88,13 +40,20 @@ pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// The local time of day as `HH:MM`.
-pub fn clock() -> String {
-    // SAFETY: time and localtime_r write only into the values we pass.
-    let now = unsafe { libc::time(std::ptr::null_mut()) };
+/// The local time of day at `secs` since the Unix epoch, as `HH:MM`.
+pub fn clock_at(secs: u64) -> String {
+    let when = libc::time_t::try_from(secs).unwrap_or(0);
+    // SAFETY: localtime_r writes only into the tm we pass.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    if unsafe { libc::localtime_r(&now, &mut tm) }.is_null() {
+    if unsafe { libc::localtime_r(&when, &mut tm) }.is_null() {
         return "--:--".into();
     }
     format!("{:02}:{:02}", tm.tm_hour, tm.tm_min)
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

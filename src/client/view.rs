@@ -1,20 +1,28 @@
 //! What the client shows and sends: typed input to actions, server lines to
 //! display text. Pure, so every rule here is unit-tested.
 
-use crate::protocol::text::{sanitize, split_word, valid_name};
-use crate::protocol::{ByeReason, ProtocolError, Reply};
+use crate::protocol::text::{split_word, valid_name, valid_room};
+use crate::protocol::{ByeReason, ProtocolError};
 
 /// What a line the user typed asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action<'a> {
     /// Nothing to do (a blank line).
     Nothing,
-    /// Broadcast this text.
+    /// Say this text where the user is: the lobby, a room or a DM.
     Say(&'a str),
     /// Send a direct message.
     Dm { to: &'a str, text: &'a str },
-    /// List who is online.
+    /// Join a room (its name checked).
+    Join(&'a str),
+    /// Leave a room: the one named, or the one being looked at.
+    Part(Option<&'a str>),
+    /// List the rooms that have members.
+    Rooms,
+    /// List who is online, or who is in the room being looked at.
     Who,
+    /// Load older messages of the room being looked at.
+    History(Option<u32>),
     /// Measure the round trip to the server.
     Ping,
     /// Leave.
@@ -27,13 +35,20 @@ pub enum Action<'a> {
 
 /// The `/help` text, one command a line.
 pub const HELP: &[&str] = &[
-    "text            say text to everyone",
-    "/dm NAME TEXT   direct message (alias /msg)",
-    "/who            who is online",
-    "/ping           round-trip time to the server",
-    "/quit           leave (also: quit, exit)",
-    "//text          say text that starts with /",
+    "text              say text here (lobby, room or DM)",
+    "/join #room       join a room and open its buffer",
+    "/part [#room]     leave this room (or the one named)",
+    "/rooms            rooms that have members",
+    "/who              who is online (in a room: who is in it)",
+    "/dm NAME TEXT     direct message (alias /msg)",
+    "/history [N]      load N older messages of this room",
+    "/ping             round-trip time to the server",
+    "/quit             leave (also: quit, exit)",
+    "//text            say text that starts with /",
 ];
+
+/// Largest `/history` request, the server's limit.
+pub const MAX_HISTORY: u32 = 500;
 
 /// Interprets one typed line.
 pub fn parse_input(line: &str) -> Action<'_> {
@@ -60,7 +75,23 @@ pub fn parse_input(line: &str) -> Action<'_> {
                 Action::Dm { to, text }
             }
         }
-        "who" => Action::Who,
+        "join" | "j" => match rest {
+            room if valid_room(room) => Action::Join(room),
+            "" => Action::Hint("usage: /join #room".into()),
+            _ => Action::Hint(describe_error(ProtocolError::InvalidRoom).into()),
+        },
+        "part" | "leave" => match rest {
+            "" => Action::Part(None),
+            room if valid_room(room) => Action::Part(Some(room)),
+            _ => Action::Hint(describe_error(ProtocolError::InvalidRoom).into()),
+        },
+        "rooms" | "list" => Action::Rooms,
+        "history" => match rest.parse::<u32>() {
+            _ if rest.is_empty() => Action::History(None),
+            Ok(n) if (1..=MAX_HISTORY).contains(&n) => Action::History(Some(n)),
+            _ => Action::Hint(format!("usage: /history [N], N from 1 to {MAX_HISTORY}")),
+        },
+        "who" | "names" => Action::Who,
         "ping" => Action::Ping,
         "quit" | "exit" => Action::Quit,
         "help" | "?" => Action::Help,
@@ -112,36 +143,6 @@ pub fn describe_bye(reason: Option<ByeReason>) -> &'static str {
     }
 }
 
-/// The display line for a chat event, or `None` for lines the client
-/// handles itself (OK, PING, PONG, USER, BYE) or that confirm what it
-/// already showed (SENT).
-pub fn render(reply: &Reply<'_>) -> Option<String> {
-    let line = match *reply {
-        Reply::Said {
-            room, from, text, ..
-        } => format!("[{room}] {from}: {text}"),
-        Reply::EnteredRoom { room, name } => format!("* [{room}] {name} joined"),
-        Reply::LeftRoom { room, name } => format!("* [{room}] {name} left"),
-        Reply::JoinedRoom { room, members } => format!("* joined {room} ({members} here)"),
-        Reply::PartedRoom(room) => format!("* left {room}"),
-        Reply::RoomInfo { room, members } => format!("* {room} ({members})"),
-        Reply::EndWho(room) => format!("* end of {room}"),
-        Reply::Hist {
-            room, from, text, ..
-        } => format!("[{room}] ({from}): {text}"),
-        Reply::Sent { .. } | Reply::EndRooms | Reply::EndHistory(_) | Reply::Token(_) => {
-            return None
-        }
-        Reply::Msg { from, text } => format!("{from}: {text}"),
-        Reply::Dm { from, text } => format!("[dm] {from}: {text}"),
-        Reply::Joined(name) => format!("* {name} joined"),
-        Reply::Disconnected(name) => format!("* {name} disconnected"),
-        Reply::Err(e) => format!("! {}", describe_error(e)),
-        Reply::Ok | Reply::User(_) | Reply::Ping | Reply::Pong(_) | Reply::Bye(_) => return None,
-    };
-    Some(sanitize(&line).into_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +172,12 @@ mod tests {
             assert_eq!(parse_input(q), Action::Quit, "{q}");
         }
         assert_eq!(parse_input("//etc/passwd"), Action::Say("/etc/passwd"));
+        assert_eq!(parse_input("/join #Rust"), Action::Join("#Rust"));
+        assert_eq!(parse_input("/part"), Action::Part(None));
+        assert_eq!(parse_input("/PART #rust"), Action::Part(Some("#rust")));
+        assert_eq!(parse_input("/rooms"), Action::Rooms);
+        assert_eq!(parse_input("/history"), Action::History(None));
+        assert_eq!(parse_input("/history 20"), Action::History(Some(20)));
     }
 
     #[test]
@@ -180,78 +187,16 @@ mod tests {
         assert!(
             matches!(parse_input("/frobnicate x"), Action::Hint(h) if h.contains("/frobnicate"))
         );
-    }
-
-    #[test]
-    fn renders_events() {
-        assert_eq!(
-            render(&Reply::Msg {
-                from: "bob",
-                text: "hi"
-            })
-            .unwrap(),
-            "bob: hi"
-        );
-        assert_eq!(
-            render(&Reply::Dm {
-                from: "bob",
-                text: "hi"
-            })
-            .unwrap(),
-            "[dm] bob: hi"
-        );
-        assert_eq!(render(&Reply::Joined("bob")).unwrap(), "* bob joined");
-        assert_eq!(
-            render(&Reply::Disconnected("bob")).unwrap(),
-            "* bob disconnected"
-        );
-        assert_eq!(
-            render(&Reply::Err(ProtocolError::NoSuchUser)).unwrap(),
-            "! no such user"
-        );
-        assert_eq!(render(&Reply::Ping), None);
-    }
-
-    #[test]
-    fn renders_room_events_and_hides_confirmations() {
-        let said = Reply::Said {
-            room: "#rust",
-            id: 7,
-            from: "bob",
-            text: "hi \u{1b}[2J",
-        };
-        assert_eq!(render(&said).unwrap(), "[#rust] bob: hi \u{fffd}[2J");
-        let entered = Reply::EnteredRoom {
-            room: "#rust",
-            name: "bob",
-        };
-        assert_eq!(render(&entered).unwrap(), "* [#rust] bob joined");
-        let joined = Reply::JoinedRoom {
-            room: "#rust",
-            members: 3,
-        };
-        assert_eq!(render(&joined).unwrap(), "* joined #rust (3 here)");
-        assert_eq!(
-            render(&Reply::Sent {
-                room: "#rust",
-                id: 7
-            }),
-            None
-        );
-        assert_eq!(render(&Reply::EndRooms), None);
-        assert_eq!(
-            render(&Reply::Err(ProtocolError::TooManyRooms)).unwrap(),
-            "! in too many rooms already"
-        );
-    }
-
-    #[test]
-    fn escape_sequences_never_reach_the_terminal() {
-        let shown = render(&Reply::Msg {
-            from: "evil",
-            text: "\u{1b}[2J\u{9b}31m\u{7}x\ty",
-        })
-        .unwrap();
-        assert_eq!(shown, "evil: \u{fffd}[2J\u{fffd}31m\u{fffd}x\ty");
+        for bad in [
+            "/join rust",
+            "/join #a b",
+            "/join",
+            "/part x",
+            "/history 0",
+            "/history 501",
+            "/history x",
+        ] {
+            assert!(matches!(parse_input(bad), Action::Hint(_)), "{bad}");
+        }
     }
 }

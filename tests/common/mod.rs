@@ -2,6 +2,8 @@
 //! port and talks to it with line clients whose every wait is bounded.
 #![allow(dead_code)]
 
+pub mod relay;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -292,6 +294,21 @@ impl Client {
 
     pub fn expect(&mut self, want: &str) {
         assert_eq!(self.line(), want);
+    }
+
+    /// Skips lines until one satisfies `ok`, and returns it.
+    pub fn wait_line(&mut self, ok: impl Fn(&str) -> bool) -> String {
+        loop {
+            let line = self.line();
+            if ok(&line) {
+                return line;
+            }
+        }
+    }
+
+    /// Skips lines until `want` arrives.
+    pub fn wait_for(&mut self, want: &str) {
+        self.wait_line(|l| l == want);
     }
 
     /// Asserts nothing arrives for `quiet`.
