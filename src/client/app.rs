@@ -287,12 +287,13 @@ impl App {
         let mut lines = text.split('\n');
         let Some(first) = lines.next() else { return };
         self.input.insert(first);
-        let here = self.here().target.clone();
+        let mut finished = Vec::new();
         for next in lines {
-            let line = self.input.take();
-            session.handle_input(&line, &here, now);
+            finished.push(self.input.take());
             self.input.insert(next);
         }
+        let here = self.here().target.clone();
+        session.handle_paste(&finished, &here, now);
     }
 
     fn page_up(&mut self, session: &mut Session, now: Instant) {
@@ -358,10 +359,10 @@ impl App {
         let choice = &c.choices[c.next % c.choices.len()];
         c.next += 1;
         // A name first on the line is addressed: "bob: ".
-        let suffix = if c.before.is_empty() && !choice.starts_with('#') {
-            ": "
-        } else {
-            " "
+        let suffix = match () {
+            _ if c.before.is_empty() && !choice.starts_with('#') => ": ",
+            _ if c.after.starts_with(' ') => "",
+            _ => " ",
         };
         let line = format!("{}{choice}{suffix}{}", c.before, c.after);
         let cursor = c.before.len() + choice.len() + suffix.len();
@@ -392,4 +393,225 @@ fn mentions(text: &str, me: &str) -> bool {
         && text
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
             .any(|w| w.eq_ignore_ascii_case(me))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::session::{Config, HEARTBEAT};
+    use crate::flood::FloodPolicy;
+    use ratatui::crossterm::event::KeyEvent;
+
+    /// An app with a logged-in session and a fake clock.
+    struct Rig {
+        app: App,
+        session: Session,
+        now: Instant,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let now = Instant::now();
+            let cfg = Config {
+                name: Some("alice".into()),
+                interactive: true,
+                resilient: true,
+                pace: FloodPolicy::OFF,
+                heartbeat: HEARTBEAT,
+                room: None,
+                seed: 1,
+            };
+            let mut session = Session::new(cfg, now);
+            session.handle_connected(now);
+            let mut rig = Rig {
+                app: App::new("test:7007".into()),
+                session,
+                now,
+            };
+            for line in ["OK", "USER alice", "USER bob", "USER Bella"] {
+                rig.server(line);
+            }
+            let seq = rig.sent().lines().last().unwrap().to_string();
+            rig.server(&seq.replace("PING", "PONG"));
+            rig
+        }
+
+        fn server(&mut self, line: &str) {
+            self.session.handle_line(line, self.now);
+            self.apply();
+        }
+
+        fn apply(&mut self) {
+            while let Some(e) = self.session.poll_effect() {
+                self.app.apply(e, "alice", 1_700_000_000_000);
+            }
+        }
+
+        fn sent(&mut self) -> String {
+            String::from_utf8(std::mem::take(self.session.to_server())).unwrap()
+        }
+
+        fn key(&mut self, code: KeyCode, modifiers: KeyModifiers) -> Request {
+            let r = self
+                .app
+                .on_key(KeyEvent::new(code, modifiers), &mut self.session, self.now);
+            self.apply();
+            r
+        }
+
+        fn typed(&mut self, text: &str) {
+            for c in text.chars() {
+                self.key(KeyCode::Char(c), KeyModifiers::NONE);
+            }
+            self.key(KeyCode::Enter, KeyModifiers::NONE);
+        }
+
+        fn titles(&self) -> Vec<(String, usize)> {
+            self.app
+                .buffers
+                .iter()
+                .map(|b| (b.target.title().to_string(), b.unread))
+                .collect()
+        }
+
+        fn texts(&self, i: usize) -> Vec<String> {
+            self.app.buffers[i]
+                .lines
+                .iter()
+                .map(|s| s.line.text.clone())
+                .collect()
+        }
+    }
+
+    #[test]
+    fn buffers_open_for_rooms_and_dms_and_count_what_was_missed() {
+        let mut r = Rig::new();
+        r.typed("/join #rust");
+        r.server("JOINED #rust 2");
+        assert_eq!(r.app.current, 1, "a room the user joined is shown");
+        r.server("DM bob psst");
+        r.server("SAY #rust 5 bob not for alice");
+        r.server("SAY #rust 6 bob ALICE look");
+        assert_eq!(
+            r.titles(),
+            [("lobby".into(), 0), ("#rust".into(), 0), ("bob".into(), 1)]
+        );
+        assert!(r.app.buffers[2].mentioned, "a DM is for the user");
+        r.key(KeyCode::Char('1'), KeyModifiers::ALT);
+        r.server("SAY #rust 7 bob alice?");
+        assert_eq!(r.app.buffers[1].unread, 1);
+        assert!(r.app.buffers[1].mentioned, "named as a word, any case");
+        r.key(KeyCode::Char('n'), KeyModifiers::CONTROL);
+        assert_eq!(
+            (r.app.current, r.app.buffers[1].unread),
+            (1, 0),
+            "looking reads it"
+        );
+        r.key(KeyCode::Char('p'), KeyModifiers::CONTROL);
+        r.key(KeyCode::Char('p'), KeyModifiers::CONTROL);
+        assert_eq!(r.app.current, 2, "Ctrl-P wraps around");
+        r.typed("hi back");
+        assert!(r.sent().ends_with("DM bob hi back\nPING c1\n"));
+        r.typed("/part #rust");
+        r.server("PARTED #rust");
+        assert_eq!(r.titles(), [("lobby".into(), 0), ("bob".into(), 0)]);
+        assert_eq!(r.app.current, 1, "still looking at bob");
+    }
+
+    #[test]
+    fn room_lines_stay_in_id_order_without_repeats() {
+        let mut r = Rig::new();
+        r.typed("/join #rust");
+        r.server("JOINED #rust 2");
+        r.server("SAY #rust 10 bob ten");
+        // Recent history answered after a live line: in order, ten only once.
+        for (id, text) in [(8, "eight"), (9, "nine"), (10, "ten")] {
+            r.server(&format!("HIST #rust {id} 1700000000000 bob {text}"));
+        }
+        r.server("END HISTORY #rust");
+        let texts = r.texts(1);
+        let said: Vec<&str> = texts.iter().map(String::as_str).skip(1).collect();
+        assert_eq!(said, ["eight", "nine", "ten"]);
+    }
+
+    #[test]
+    fn own_lines_show_pending_until_delivered() {
+        let mut r = Rig::new();
+        r.typed("/join #rust");
+        r.server("JOINED #rust 2");
+        r.typed("hello room");
+        let mine = |r: &Rig| r.app.buffers[1].lines.back().unwrap().clone();
+        assert_eq!(mine(&r).delivery, Some(Delivery::Pending));
+        r.server("SENT #rust 12");
+        assert_eq!(mine(&r).delivery, Some(Delivery::Delivered));
+        assert_eq!(mine(&r).line.id, Some(12));
+        // Its own copy from history later is the same line, not a second one.
+        r.server("HIST #rust 12 1700000000000 alice hello room");
+        assert_eq!(r.texts(1).iter().filter(|t| *t == "hello room").count(), 1);
+    }
+
+    #[test]
+    fn a_paste_sends_each_finished_line_and_keeps_the_rest_typed() {
+        let mut r = Rig::new();
+        r.sent();
+        r.app.input.insert("first: ");
+        r.app.on_paste("one\r\ntwo\nthree", &mut r.session, r.now);
+        assert_eq!(r.sent(), "MSG first: one\nMSG two\nPING c1\n");
+        assert_eq!(r.app.input.text(), "three");
+    }
+
+    #[test]
+    fn tab_completes_names_then_rooms_and_cycles() {
+        let mut r = Rig::new();
+        r.typed("/join #rust");
+        r.server("JOINED #rust 2");
+        r.app.input.insert("b");
+        r.key(KeyCode::Tab, KeyModifiers::NONE);
+        assert_eq!(
+            r.app.input.text(),
+            "Bella: ",
+            "first on the line: addressed"
+        );
+        r.key(KeyCode::Tab, KeyModifiers::NONE);
+        assert_eq!(r.app.input.text(), "bob: ");
+        r.key(KeyCode::Tab, KeyModifiers::NONE);
+        assert_eq!(r.app.input.text(), "Bella: ", "cycles");
+        r.key(KeyCode::End, KeyModifiers::NONE);
+        r.app.input.set("see #r and", 6);
+        r.key(KeyCode::Tab, KeyModifiers::NONE);
+        assert_eq!(r.app.input.text(), "see #rust and");
+        r.key(KeyCode::End, KeyModifiers::NONE);
+        r.app.input.set("al", 2);
+        r.key(KeyCode::Tab, KeyModifiers::NONE);
+        assert_eq!(r.app.input.text(), "al", "not the user's own name");
+    }
+
+    #[test]
+    fn page_up_at_the_top_of_a_room_loads_older_messages() {
+        let mut r = Rig::new();
+        r.app.page = 5;
+        r.typed("/join #rust");
+        r.server("JOINED #rust 2");
+        r.sent();
+        for id in 51..=100 {
+            r.server(&format!("HIST #rust {id} 1700000000000 bob m{id}"));
+        }
+        r.server("END HISTORY #rust");
+        let mut asked = String::new();
+        for _ in 0..20 {
+            r.key(KeyCode::PageUp, KeyModifiers::NONE);
+            asked.push_str(&r.sent());
+        }
+        assert_eq!(
+            asked, "HISTORY #rust BEFORE 51 50\n",
+            "once, until it answers"
+        );
+        assert!(r.app.here().scroll > 0);
+        r.key(KeyCode::Enter, KeyModifiers::NONE);
+        assert_eq!(r.app.here().scroll, 0, "sending returns to the newest line");
+        assert_eq!(
+            r.key(KeyCode::Char('c'), KeyModifiers::CONTROL),
+            Request::Quit
+        );
+    }
 }

@@ -329,6 +329,8 @@ pub struct Session {
     /// Number of the next confirming PING; messages sent now wait for it.
     confirm_seq: u64,
     local_seq: u64,
+    /// A paste is being queued: send once it is all in.
+    batching: bool,
     bucket: Bucket,
     paused_until: Option<Instant>,
     last_heard: Instant,
@@ -368,6 +370,7 @@ impl Session {
             unconfirmed: Vec::new(),
             confirm_seq: 1,
             local_seq: 0,
+            batching: false,
             bucket: Bucket::new(now, &cfg.pace),
             paused_until: None,
             last_heard: now,
@@ -467,7 +470,7 @@ impl Session {
             }
             Link::Up => {}
         }
-        if !self.outbox.is_empty() {
+        if self.can_send() && (!self.outbox.is_empty() || self.confirm_due()) {
             at(self.paused_until);
         }
         next
@@ -611,11 +614,15 @@ impl Session {
         }
     }
 
-    /// Lines pasted at once: each is sent, paced, as if typed.
-    pub fn handle_paste(&mut self, text: &str, here: &Target, now: Instant) {
-        for line in text.lines() {
+    /// Lines pasted at once: each is sent, paced, as if typed, with one
+    /// confirming PING behind the lot rather than one per line.
+    pub fn handle_paste(&mut self, lines: &[String], here: &Target, now: Instant) {
+        self.batching = true;
+        for line in lines {
             self.handle_input(line, here, now);
         }
+        self.batching = false;
+        self.pump(now);
     }
 
     fn on_action(&mut self, action: Action<'_>, here: &Target, now: Instant) {
@@ -759,34 +766,49 @@ impl Session {
             to,
             text: text.to_string(),
         });
-        self.pump(now);
+        if !self.batching {
+            self.pump(now);
+        }
     }
 
     /// Sends queued messages as far as the connection, the catch-up and the pace allow.
+    /// Logged in on an open connection, with nothing missed still to fetch.
+    fn can_send(&self) -> bool {
+        self.link == Link::Up && self.phase == Phase::Chatting && self.catching_up == 0
+    }
+
     fn pump(&mut self, now: Instant) {
-        if self.link != Link::Up || self.phase != Phase::Chatting || self.catching_up > 0 {
+        if !self.can_send() {
             return;
         }
-        while !self.outbox.is_empty() {
+        loop {
+            let confirm = self.confirm_due();
+            if !confirm && self.outbox.is_empty() {
+                break;
+            }
             if self.paused_until.is_some_and(|t| now < t) {
                 break;
             }
             self.paused_until = None;
-            let Some(out) = self.outbox.pop_front() else {
-                break;
-            };
-            self.transmit(out, now);
+            if confirm {
+                let seq = self.confirm_seq;
+                self.confirm_seq += 1;
+                self.send(Command::Ping(Some(&format!("c{seq}"))), now);
+            } else if let Some(out) = self.outbox.pop_front() {
+                self.transmit(out, now);
+            }
         }
+    }
+
+    /// A PING should confirm the lobby and DM lines sent since the last one:
+    /// after the last queued line, or every few lines during a paste.
+    fn confirm_due(&self) -> bool {
         let waiting = self
             .unconfirmed
             .iter()
-            .filter(|(_, c)| *c == self.confirm_seq);
-        let count = waiting.count();
-        if count > 0 && (self.outbox.is_empty() || count >= CONFIRM_EVERY) {
-            let seq = self.confirm_seq;
-            self.confirm_seq += 1;
-            self.send(Command::Ping(Some(&format!("c{seq}"))), now);
-        }
+            .filter(|(_, c)| *c == self.confirm_seq)
+            .count();
+        waiting > 0 && (self.outbox.is_empty() || waiting >= CONFIRM_EVERY)
     }
 
     fn transmit(&mut self, out: Out, now: Instant) {

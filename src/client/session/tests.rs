@@ -322,8 +322,7 @@ fn a_paste_is_paced_under_the_servers_flood_limit() {
     p.server("OK");
     p.server("PONG w1");
     let paste: Vec<String> = (0..50).map(|i| format!("line {i}")).collect();
-    p.session
-        .handle_paste(&paste.join("\n"), &Target::Lobby, p.now);
+    p.session.handle_paste(&paste, &Target::Lobby, p.now);
     let at_once = p.sent();
     assert_eq!(
         at_once.lines().count(),
@@ -557,6 +556,13 @@ fn the_offline_queue_is_bounded() {
         p.typed(&format!("line {i}"));
     }
     assert_eq!(p.session.pending(), MAX_QUEUED);
+    let Some(retry) = p.session.poll_timeout() else {
+        panic!("a retry is due")
+    };
+    assert!(
+        retry > p.now,
+        "a queue while offline does not spin the loop"
+    );
     let refused = p.shown().iter().filter(|l| l.contains("not sent")).count();
     assert_eq!(refused, 3);
     p.typed("/join #x");
