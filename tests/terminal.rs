@@ -134,7 +134,11 @@ impl Terminal {
 
     /// Waits until the screen satisfies `ok`, or fails showing it.
     fn wait(&self, what: &str, ok: impl Fn(&Screen) -> bool) {
-        if wait_until(WAIT, || ok(&self.screen())).is_none() {
+        self.wait_within(WAIT, what, ok)
+    }
+
+    fn wait_within(&self, limit: Duration, what: &str, ok: impl Fn(&Screen) -> bool) {
+        if wait_until(limit, || ok(&self.screen())).is_none() {
             let s = self.screen();
             panic!(
                 "screen never showed {what}; cursor row {:?}; screen:\n{}",
@@ -404,4 +408,66 @@ fn comes_back_after_the_server_is_killed_and_restarted() {
     term.keys(CTRL_C);
     term.exits_cleanly();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The scenario with default settings: two people chat from
+/// `selectchat connect`, one loses the network for 30 seconds and is back
+/// with the same name, rooms and every missed room message, by itself.
+#[test]
+fn thirty_seconds_in_a_tunnel() {
+    let s = Server::start(&[]);
+    let relay = Relay::start(s.addr);
+    let (server, tunnel) = (s.addr.to_string(), relay.addr.to_string());
+    let mut bob = Terminal::spawn(24, 80, &[&server, "--name", "bob"]);
+    let mut alice = Terminal::spawn(24, 80, &[&tunnel, "--name", "alice"]);
+    for t in [&bob, &alice] {
+        t.wait_shows("lobby: 2 users");
+    }
+    bob.type_line("/join #rust");
+    alice.type_line("/join #rust");
+    alice.wait_shows("#rust: 2 users");
+    alice.type_line("anyone up for a review?");
+    bob.wait_shows("alice: anyone up for a review?");
+    bob.type_line("/dm alice sure, send it over");
+    alice.wait("bob's DM counted", |s| s.row(" 3 @bob 1").is_some());
+
+    relay.blackhole();
+    alice.type_line("going into a tunnel");
+    bob.type_line("while you were in the tunnel");
+    alice.wait_within(Duration::from_secs(30), "the drop noticed", |s| {
+        s.has("offline") || s.has("connecting")
+    });
+    thread::sleep(Duration::from_secs(10));
+    relay.restore();
+
+    // Back within the reconnect backoff's cap, with nothing done by hand.
+    alice.wait_within(Duration::from_secs(40), "the resume", |s| {
+        s.has("resumed the session as alice") && s.has("bob: while you were in the tunnel")
+    });
+    bob.wait("alice's line, once", |s| {
+        s.count("alice: going into a tunnel") == 1
+    });
+    alice.wait("nothing pending", |s| {
+        !s.has("pending") && s.has("#rust: 2 users")
+    });
+    assert!(!bob.screen().has("alice left"), "nobody saw alice leave");
+    bob.keys(ALT_1);
+    bob.wait("the lobby", |s| s.has("lobby: 2 users"));
+    assert!(!bob.screen().has("alice disconnected"));
+
+    // The README's screen capture.
+    alice.keys(b"\x1b[5~\x1b[6~the draft being typed");
+    alice.wait_shows("the draft being typed");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let rows: Vec<String> = alice
+        .screen()
+        .rows
+        .iter()
+        .map(|r| r.trim_end().to_string())
+        .collect();
+    std::fs::write(dir.join("terminal-80x24.txt"), rows.join("\n") + "\n").unwrap();
+    for t in [&mut alice, &mut bob] {
+        t.keys(CTRL_C);
+        t.exits_cleanly();
+    }
 }

@@ -1382,14 +1382,15 @@ impl Session {
         for (out, _) in std::mem::take(&mut self.unconfirmed) {
             self.deliver(out.local, Delivery::Unconfirmed, None);
         }
+        // Only the first failure is news; the status line counts down the retries.
+        let first = self.attempts == 0;
         let delay = self.backoff();
         self.link = Link::Down(Some(now + delay));
-        let text = format!(
-            "disconnected: {why}; reconnecting in {:.1} s",
-            delay.as_secs_f64()
-        );
-        self.effects
-            .push_back(Effect::ShowAll(Line::notice(Kind::Notice, &text)));
+        if first {
+            let text = format!("disconnected: {why}; reconnecting by itself");
+            self.effects
+                .push_back(Effect::ShowAll(Line::notice(Kind::Notice, &text)));
+        }
     }
 
     /// Exponential backoff with jitter: each delay is drawn from the upper
