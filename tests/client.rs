@@ -177,3 +177,25 @@ fn escape_sequences_from_the_server_are_neutralised() {
         "{shown:?}"
     );
 }
+
+#[test]
+fn piped_lines_go_to_the_room_given_even_before_it_is_joined() {
+    let s = Server::start(&[]);
+    let mut bob = s.login("bob");
+    bob.send("JOIN #ops");
+    bob.expect("JOINED #ops 1");
+    let mut ci = ChatClient::start(s.addr, &["--name", "ci", "--room", "#ops"]);
+    // Typed at once: stdin is read as soon as the login is through.
+    ci.type_line("deploy finished");
+    ci.type_line("/quit");
+    bob.wait_for("INFO #ops ci joined");
+    bob.expect("SAY #ops 1 ci deploy finished");
+    assert!(ci.wait_exit().success());
+    let printed: Vec<String> = std::iter::from_fn(|| ci.try_line()).collect();
+    assert!(
+        printed.contains(&"[#ops] ci: deploy finished".to_string()),
+        "{printed:?}"
+    );
+    let bad = ChatClient::start(s.addr, &["--name", "x", "--room", "ops"]).wait_exit();
+    assert_eq!(bad.code(), Some(2));
+}

@@ -247,6 +247,20 @@ struct Room {
     members: Vec<String>,
 }
 
+impl Room {
+    /// A room just joined, of which nothing is seen yet.
+    fn joined(name: &str) -> Room {
+        Room {
+            name: name.to_string(),
+            last_id: 0,
+            oldest: None,
+            joined: true,
+            complete: false,
+            members: Vec::new(),
+        }
+    }
+}
+
 /// One typed message on its way.
 #[derive(Debug, Clone)]
 struct Out {
@@ -533,6 +547,11 @@ impl Session {
             .find(|r| r.name.eq_ignore_ascii_case(name))
     }
 
+    /// In the room, or about to be: the server reads a SAY after the JOIN before it.
+    fn in_room(&self, name: &str) -> bool {
+        self.room(name).is_some() || self.joins.iter().any(|j| j.eq_ignore_ascii_case(name))
+    }
+
     fn room_mut(&mut self, name: &str) -> Option<&mut Room> {
         self.rooms
             .iter_mut()
@@ -748,7 +767,7 @@ impl Session {
     /// Queues a message and shows it as pending.
     fn queue(&mut self, to: Target, text: &str, now: Instant) {
         if let Target::Room(room) = &to {
-            if self.room(room).is_none() {
+            if !self.in_room(room) {
                 let problem = describe_error(ProtocolError::NotInRoom);
                 return self.show(to.clone(), Kind::Error, problem);
             }
@@ -813,7 +832,7 @@ impl Session {
 
     fn transmit(&mut self, out: Out, now: Instant) {
         match &out.to {
-            Target::Room(room) if self.room(room).is_some() => {
+            Target::Room(room) if self.in_room(room) => {
                 let room = room.clone();
                 self.send(
                     Command::Say {
@@ -1080,14 +1099,7 @@ impl Session {
         if self.phase == Phase::Resuming {
             self.resumed.push(room.to_string());
             if self.room(room).is_none() {
-                self.rooms.push(Room {
-                    name: room.to_string(),
-                    last_id: 0,
-                    oldest: None,
-                    joined: true,
-                    complete: false,
-                    members: Vec::new(),
-                });
+                self.rooms.push(Room::joined(room));
             }
             return;
         }
@@ -1113,14 +1125,7 @@ impl Session {
                 Some(r.last_id)
             }
             None => {
-                self.rooms.push(Room {
-                    name: room.to_string(),
-                    last_id: 0,
-                    oldest: None,
-                    joined: true,
-                    complete: false,
-                    members: Vec::new(),
-                });
+                self.rooms.push(Room::joined(room));
                 None
             }
         };

@@ -449,6 +449,11 @@ impl ChatClient {
         assert_eq!(self.line(), want);
     }
 
+    /// A line already printed, if any.
+    pub fn try_line(&self) -> Option<String> {
+        self.lines.recv_timeout(Duration::from_millis(200)).ok()
+    }
+
     /// Waits for a printed line satisfying `ok`, returning it.
     pub fn wait_for(&self, ok: impl Fn(&str) -> bool) -> String {
         loop {
