@@ -60,7 +60,7 @@ const STDIN_BUDGET: usize = 64 * 1024;
 const MAX_SERVER_LINE: usize = 1 << 20;
 /// Paced lines stay this far under the server's limit, for timing jitter.
 const PACE_MARGIN: f64 = 0.9;
-/// The screen is redrawn at least this often (the retry countdown moves).
+/// While offline the screen is redrawn this often: the retry countdown moves.
 const REDRAW_EVERY: Duration = Duration::from_secs(1);
 
 /// What `selectchat connect` was asked to do.
@@ -122,6 +122,16 @@ pub fn run(opts: Options) -> u8 {
     }
 }
 
+/// Seeds the reconnect jitter differently in every client, so a crowd
+/// dropped together spreads out.
+fn jitter_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return u64::from(std::process::id());
+    }
+    u64::from_le_bytes(bytes)
+}
+
 /// The first connection: blocking, so a wrong address is reported at once.
 fn connect(addrs: &[SocketAddr]) -> io::Result<std::net::TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address found");
@@ -134,6 +144,11 @@ fn connect(addrs: &[SocketAddr]) -> io::Result<std::net::TcpStream> {
         }
     }
     Err(last)
+}
+
+/// The status line shows a countdown to the next reconnect attempt.
+fn ticking(session: &Session) -> bool {
+    matches!(session.link(), session::Link::Down(Some(_)))
 }
 
 /// Piped mode: one line per event.
@@ -170,7 +185,9 @@ impl Tui {
     }
 
     fn draw(&mut self, session: &Session, now: Instant) {
-        if !self.dirty && now.saturating_duration_since(self.drawn) < REDRAW_EVERY {
+        let countdown =
+            ticking(session) && now.saturating_duration_since(self.drawn) >= REDRAW_EVERY;
+        if !self.dirty && !countdown {
             return;
         }
         let Tui { terminal, app, .. } = self;
@@ -258,7 +275,7 @@ impl Client {
             pace,
             heartbeat: Duration::from_secs_f64(opts.heartbeat),
             room: opts.room.clone(),
-            seed: now.elapsed().as_nanos() as u64 ^ u64::from(std::process::id()) << 32,
+            seed: jitter_seed(),
         };
         let mut session = Session::new(cfg, now);
         session.handle_connected(now);
@@ -311,7 +328,7 @@ impl Client {
                 .session
                 .poll_timeout()
                 .map(|t| t.saturating_duration_since(now));
-            if self.tui.is_some() {
+            if self.tui.is_some() && ticking(&self.session) {
                 timeout = Some(timeout.map_or(REDRAW_EVERY, |t| t.min(REDRAW_EVERY)));
             }
             if self.stdin_ready() {
@@ -464,6 +481,10 @@ impl Client {
                         }
                         ControlFlow::Continue(())
                     });
+                    // Rosters and states change without a line to show.
+                    if let Some(tui) = &mut self.tui {
+                        tui.dirty = true;
+                    }
                     self.apply_effects();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
