@@ -123,6 +123,23 @@ impl Terminal {
         Screen { rows, cursor }
     }
 
+    /// Resizes the terminal, as dragging the window does (SIGWINCH).
+    fn resize(&mut self, rows: u16, cols: u16) {
+        use std::os::fd::AsRawFd;
+        let size = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let mut parser = self.parser.lock().unwrap();
+        // SAFETY: TIOCSWINSZ reads one winsize from the pointer.
+        let rc = unsafe { libc::ioctl(self.keyboard.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+        assert_eq!(rc, 0, "TIOCSWINSZ failed");
+        parser.set_size(rows, cols);
+        self.cols = cols;
+    }
+
     fn keys(&mut self, keys: &[u8]) {
         self.keyboard.write_all(keys).unwrap();
     }
@@ -220,6 +237,14 @@ fn buffers_unread_counts_and_a_line_being_typed_at_80x24() {
     });
     term.type_line("back at you");
     bob.wait_for("DM alice back at you");
+
+    // A resized terminal is laid out again.
+    term.keys(b"draft");
+    term.resize(40, 120);
+    term.wait("the layout at 120x40", |s| {
+        s.rows[38].contains("online") && s.rows[39].trim_end() == "> draft" && s.has("bob: psst")
+    });
+    term.keys(b"\x15");
 
     // Ctrl-C quits cleanly and gives the terminal back.
     term.keys(CTRL_C);
