@@ -9,7 +9,7 @@ use std::time::Instant;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::input::Input;
-use super::session::{Delivery, Effect, Kind, Line, Phase, Session, Target, JOIN_HISTORY};
+use super::session::{Delivery, Effect, Kind, Line, Session, Target, JOIN_HISTORY};
 use crate::protocol::reply::MessageId;
 
 /// Lines a buffer keeps from live traffic; older ones are dropped (and can
@@ -375,14 +375,6 @@ impl App {
             Target::Lobby => session.online().len(),
             Target::Room(room) => session.members(room).len(),
             Target::Dm(_) => 2,
-        }
-    }
-
-    /// The prompt before the input line.
-    pub fn prompt(&self, session: &Session) -> &'static str {
-        match session.phase() {
-            Phase::AskName => "name: ",
-            _ => "> ",
         }
     }
 }

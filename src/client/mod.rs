@@ -404,7 +404,7 @@ impl Client {
                 Effect::StopInput if self.tui.is_none() => self.unwatch_stdin(),
                 Effect::Connect => self.reconnect(),
                 Effect::Disconnect => self.drop_conn(),
-                Effect::StopInput | Effect::AskName => {}
+                Effect::StopInput => {}
                 Effect::Delivery { .. } | Effect::Joined { .. } | Effect::Parted(_) => {}
             }
         }

@@ -259,7 +259,7 @@ fn draw_status(
 }
 
 fn draw_input(frame: &mut Frame, app: &App, session: &Session, area: Rect) {
-    let prompt = app.prompt(session);
+    let prompt = session.prompt();
     let text = app.input.text();
     let cursor = width(prompt) + app.input.cursor_column();
     let room = usize::from(area.width).saturating_sub(1).max(1);

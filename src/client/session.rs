@@ -177,8 +177,6 @@ pub enum Effect {
     Parted(Target),
     /// Logged in; start reading the keyboard if not yet.
     LoggedIn,
-    /// The name must be typed (again).
-    AskName,
     /// Stop reading stdin.
     StopInput,
     /// Open a new connection and report back with `handle_connected` or `handle_closed`.
@@ -1275,7 +1273,6 @@ impl Session {
         self.show(Target::Lobby, Kind::Error, &text);
         if self.cfg.interactive {
             self.phase = Phase::AskName;
-            self.effects.push_back(Effect::AskName);
         } else {
             self.farewell = Some(text);
             self.exit = Some(EXIT_CLOSED);

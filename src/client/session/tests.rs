@@ -165,8 +165,8 @@ fn a_person_is_asked_again_when_the_name_is_refused() {
     p.typed(" bob ");
     assert_eq!(p.sent(), "LOGIN bob\n");
     p.server("ERR username-taken");
-    let effects = p.effects();
-    assert!(effects.contains(&Effect::AskName), "{effects:?}");
+    assert_eq!(p.shown(), ["! that name is taken: bob"]);
+    assert_eq!(p.session.phase(), Phase::AskName);
     assert_eq!(p.session.prompt(), "name: ");
     assert_eq!(p.session.exit(), None);
     p.typed("bob2");
