@@ -196,6 +196,12 @@ fn piped_lines_go_to_the_room_given_even_before_it_is_joined() {
         printed.contains(&"[#ops] ci: deploy finished".to_string()),
         "{printed:?}"
     );
-    let bad = ChatClient::start(s.addr, &["--name", "x", "--room", "ops"]).wait_exit();
-    assert_eq!(bad.code(), Some(2));
+    for bad in [
+        &["--room", "ops"][..],
+        &["--heartbeat", "0"],
+        &["--heartbeat", "nan"],
+    ] {
+        let mut client = ChatClient::start(s.addr, &[&["--name", "x"][..], bad].concat());
+        assert_eq!(client.wait_exit().code(), Some(2), "{bad:?}");
+    }
 }
