@@ -6,6 +6,8 @@ mod common;
 use common::{Client, Read1, Server};
 use std::collections::HashMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -252,9 +254,16 @@ fn a_flood_with_slow_readers_keeps_memory_bounded_and_fast_readers_whole() {
     let fast: Vec<Client> = (0..3).map(|i| s.login(&format!("fast{i}"))).collect();
     let mut sender = s.login("sender");
     const MESSAGES: usize = 30_000;
+    // A reader that keeps up is at most this many messages (about 130 KB)
+    // behind the sender, under its sendq. Without the bound a server that
+    // fans out faster than the reader threads read (they share two cores
+    // with it and the sender) drops them too, rightly.
+    const LAG: usize = 256;
+    let progress: Vec<Arc<AtomicUsize>> = (0..3).map(|_| Arc::default()).collect();
     let readers: Vec<_> = fast
         .into_iter()
-        .map(|mut c| {
+        .zip(progress.clone())
+        .map(|(mut c, read)| {
             thread::spawn(move || {
                 let mut next = 0;
                 let mut others = Vec::new();
@@ -264,13 +273,16 @@ fn a_flood_with_slow_readers_keeps_memory_bounded_and_fast_readers_whole() {
                             let n: usize = l.split(' ').nth(2).unwrap().parse().unwrap();
                             assert_eq!(n, next, "a fast reader lost a message");
                             next += 1;
+                            read.store(next, Ordering::Relaxed);
                         }
                         Read1::Line(l) => others.push(l),
                         other => panic!("fast reader: {other:?} at {next}"),
                     }
                 }
                 others.extend(c.sync());
-                others
+                // Held open until every reader is done, so none sees
+                // another leave.
+                (others, c)
             })
         })
         .collect();
@@ -279,7 +291,14 @@ fn a_flood_with_slow_readers_keeps_memory_bounded_and_fast_readers_whole() {
     let mut peak = 0;
     for i in 0..MESSAGES {
         batch.push_str(&format!("MSG {i} {payload}\n"));
-        if batch.len() > 128 * 1024 {
+        if batch.len() > 64 * 1024 {
+            // A reader that died stops the wait; its join says why.
+            let deadline = Instant::now() + common::WAIT;
+            while progress.iter().any(|r| r.load(Ordering::Relaxed) + LAG < i)
+                && Instant::now() < deadline
+            {
+                thread::sleep(Duration::from_millis(1));
+            }
             sender.stream.write_all(batch.as_bytes()).unwrap();
             batch.clear();
             peak = peak.max(s.rss_kib());
@@ -291,15 +310,20 @@ fn a_flood_with_slow_readers_keeps_memory_bounded_and_fast_readers_whole() {
         .map(|i| format!("INFO slow{i} disconnected"))
         .collect();
     dropped.sort();
-    for r in readers {
-        let mut departures: Vec<String> = r
-            .join()
-            .unwrap()
-            .into_iter()
+    let done: Vec<(Vec<String>, Client)> = readers
+        .into_iter()
+        .map(|r| {
+            r.join()
+                .unwrap_or_else(|_| panic!("a fast reader failed; log:\n{}", s.log()))
+        })
+        .collect();
+    for (others, _) in &done {
+        let mut departures: Vec<&String> = others
+            .iter()
             .filter(|l| l.ends_with(" disconnected"))
             .collect();
         departures.sort();
-        assert_eq!(departures, dropped);
+        assert_eq!(departures, dropped.iter().collect::<Vec<_>>());
     }
     // 15 MB went to each reader; the server held at most a sendq per client.
     let bound = rss_start + 9 * SENDQ / 1024 + 16 * 1024;

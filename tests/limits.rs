@@ -70,6 +70,30 @@ fn running_out_of_descriptors_refuses_politely_and_recovers() {
 }
 
 #[test]
+fn a_reader_that_pauses_gets_broadcasts_and_its_own_lines_in_order() {
+    // 4 MB for a reader that reads nothing meanwhile: far more than the
+    // kernel holds for it, so the server keeps the rest across turns and
+    // partial writes, under an 8 MiB sendq. Each `MSG` is one copy shared
+    // by all its recipients, each `DM` the reader's own: they interleave.
+    let s = Server::start(&["--sendq", "8388608", "--rate", "0"]);
+    let mut reader = s.login("reader");
+    let mut sender = s.login("sender");
+    reader.sync();
+    let text = "y".repeat(200);
+    let mut batch = String::new();
+    for i in 0..10_000 {
+        batch.push_str(&format!("MSG {i} {text}\nDM reader {i} {text}\n"));
+    }
+    sender.send_raw(batch.as_bytes());
+    assert_eq!(sender.sync(), Vec::<String>::new());
+    for i in 0..10_000 {
+        assert_eq!(reader.line(), format!("MSG sender {i} {text}"));
+        assert_eq!(reader.line(), format!("DM sender {i} {text}"));
+    }
+    assert_eq!(reader.sync(), Vec::<String>::new());
+}
+
+#[test]
 fn slow_consumer_is_dropped_without_bye_and_memory_stays_bounded() {
     let s = Server::start(&["--sendq", "65536", "--rate", "0"]);
     let stalled = s.login("stalled");

@@ -42,6 +42,16 @@ pub type ConnId = usize;
 pub trait Outbox {
     /// Queues one or more complete lines for `to`.
     fn send(&mut self, to: ConnId, bytes: &[u8]);
+
+    /// The hot path: queues the same lines for everyone on `roster` but
+    /// `except`. An outbox may keep one copy for all of them.
+    fn send_to_all(&mut self, roster: &[ConnId], except: Option<ConnId>, bytes: &[u8]) {
+        for &to in roster {
+            if Some(to) != except {
+                self.send(to, bytes);
+            }
+        }
+    }
 }
 
 /// What the caller must do after a line was handled.
@@ -335,7 +345,7 @@ impl Chat {
             self.scratch.clear();
             let name = self.users.name(id).unwrap_or_default();
             Reply::Joined(name).write_to(&mut self.scratch);
-            send_to_all(self.users.roster(), Some(id), &self.scratch, out);
+            out.send_to_all(self.users.roster(), Some(id), &self.scratch);
         }
     }
 
@@ -352,7 +362,7 @@ impl Chat {
         // Field borrows, not `self.broadcast`: `from` borrows the registry.
         self.scratch.clear();
         Reply::Msg { from, text }.write_to(&mut self.scratch);
-        send_to_all(self.users.roster(), Some(id), &self.scratch, out);
+        out.send_to_all(self.users.roster(), Some(id), &self.scratch);
         Ok(Step::Continue)
     }
 
@@ -436,7 +446,7 @@ impl Chat {
             let name = self.users.name(id).unwrap_or_default();
             self.scratch.clear();
             Reply::EnteredRoom { room, name }.write_to(&mut self.scratch);
-            send_to_all(members, Some(id), &self.scratch, out);
+            out.send_to_all(members, Some(id), &self.scratch);
         }
         self.scratch.clear();
         let members = members.len();
@@ -467,7 +477,7 @@ impl Chat {
             let name = self.users.name(id).unwrap_or_default();
             self.scratch.clear();
             Reply::LeftRoom { room, name }.write_to(&mut self.scratch);
-            send_to_all(members, Some(id), &self.scratch, out);
+            out.send_to_all(members, Some(id), &self.scratch);
         }
         self.rooms.part(id, r);
     }
@@ -505,7 +515,7 @@ impl Chat {
             text,
         }
         .write_to(&mut self.scratch);
-        send_to_all(self.rooms.members(r), Some(id), &self.scratch, out);
+        out.send_to_all(self.rooms.members(r), Some(id), &self.scratch);
         // The sender hears `SENT` once the store has committed it.
         let message = Message {
             id: message,
@@ -748,7 +758,7 @@ impl Chat {
     fn broadcast(&mut self, except: Option<ConnId>, line: Reply<'_>, out: &mut impl Outbox) {
         self.scratch.clear();
         line.write_to(&mut self.scratch);
-        send_to_all(self.users.roster(), except, &self.scratch, out);
+        out.send_to_all(self.users.roster(), except, &self.scratch);
     }
 
     /// Checks the registry's invariants; for tests and fuzzing.
@@ -783,16 +793,6 @@ fn history_lines<'a>(room: &str, messages: impl Iterator<Item = &'a Message>) ->
     }
     Reply::EndHistory(room).write_to(&mut lines);
     lines
-}
-
-/// The hot path: one formatted line, one append per recipient. A free
-/// function so callers can lend it fields while other fields are borrowed.
-fn send_to_all(roster: &[ConnId], except: Option<ConnId>, bytes: &[u8], out: &mut impl Outbox) {
-    for &to in roster {
-        if Some(to) != except {
-            out.send(to, bytes);
-        }
-    }
 }
 
 #[cfg(test)]

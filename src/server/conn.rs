@@ -26,6 +26,8 @@ pub struct Conn {
     pub write_queued: bool,
     /// On the list of connections to write out before the turn ends.
     pub through_queued: bool,
+    /// On the list of connections holding ranges of the broadcast buffer.
+    pub shares: bool,
     /// On the loop's read-again list (stopped before WouldBlock).
     pub read_queued: bool,
     /// Registered for WRITABLE because the kernel buffer filled up.
@@ -46,6 +48,7 @@ impl Conn {
             mute: false,
             write_queued: false,
             through_queued: false,
+            shares: false,
             read_queued: false,
             want_writable: false,
             reaping: false,

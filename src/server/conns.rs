@@ -2,12 +2,16 @@
 //!
 //! The chat only appends: a line for a connection goes into its transport's
 //! queue and the connection onto the turn's pending-write list. No chat call
-//! performs a syscall. When a call has returned, [`Conns::write_through`]
-//! writes out the connections whose queue passed `WRITE_THROUGH` (so a
-//! burst costs each connection about a page, not its whole backlog) and
-//! names those that failed: a write error, or more than the sendq still
-//! queued after the kernel took what it would. Every other write happens
-//! once per turn, in [`Conns::flush`].
+//! performs a syscall. A line for many recipients is written once into the
+//! turn's broadcast buffer, and plain-TCP recipients queue a range of it
+//! (see `transport::outbuf`), so a fan-out costs each of them a few bytes
+//! of bookkeeping, not a copy. When a call has returned,
+//! [`Conns::write_through`] writes out the connections whose own queue
+//! passed `WRITE_THROUGH` (so a burst costs each connection about a page,
+//! not its whole backlog) and names those that failed: a write error, or
+//! more than the sendq still queued after the kernel took what it would.
+//! Every other write happens once per turn, in [`Conns::flush`], and
+//! [`Conns::end_turn`] then frees the broadcast buffer for the next turn.
 
 use std::time::Instant;
 
@@ -21,8 +25,17 @@ use crate::session::Departure;
 use super::conn::Conn;
 use super::memory::Trimmer;
 
-/// Queued bytes past which a connection is written out before the turn ends.
+/// Bytes a connection's queue holds for itself (own bytes and broadcast
+/// ranges, not the broadcast bytes) past which it is written out before
+/// the turn ends.
 const WRITE_THROUGH: usize = 4096;
+/// Bytes queued for a connection, broadcast ranges included, past which it
+/// is written out before the turn ends: one write per turn would limit a
+/// reader that keeps up to one kernel buffer per turn, and drop it for its
+/// sendq in a long enough flood.
+const STREAM_THROUGH: usize = 64 * 1024;
+/// The broadcast buffer keeps this much capacity between turns.
+const KEEP_BROADCAST: usize = 1 << 20;
 
 /// What a flush left the connection in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +57,11 @@ pub struct Conns {
     through: Vec<ConnId>,
     sendq: usize,
     scratch: Vec<u8>,
+    /// This turn's lines for many recipients, each written once; queues
+    /// hold ranges of it until the turn's writes are done.
+    broadcast: Vec<u8>,
+    /// Connections that queued a broadcast range this turn.
+    sharing: Vec<ConnId>,
     pub trimmer: Trimmer,
     /// Lines queued to recipients in this phase of the turn: the measure of
     /// work the loop's per-turn bound counts.
@@ -59,6 +77,8 @@ impl Conns {
             through: Vec::new(),
             sendq,
             scratch: Vec::new(),
+            broadcast: Vec::new(),
+            sharing: Vec::new(),
             trimmer: Trimmer::new(),
             appended: 0,
         }
@@ -100,7 +120,7 @@ impl Conns {
             if conn.want_writable && buffered <= self.sendq {
                 continue;
             }
-            let failure = match conn.transport.write_to(&mut conn.sock) {
+            let failure = match conn.transport.write_shared(&mut conn.sock, &self.broadcast) {
                 Err(e) => {
                     log::debug!("conn {id} write error: {e}");
                     Some(Departure::Reset)
@@ -132,7 +152,7 @@ impl Conns {
         let Some(conn) = self.slab.get_mut(id) else {
             return Flushed::Empty;
         };
-        match conn.transport.write_to(&mut conn.sock) {
+        match conn.transport.write_shared(&mut conn.sock, &self.broadcast) {
             Ok(freed) => self.trimmer.freed(freed),
             Err(e) => {
                 log::debug!("conn {id} write error: {e}");
@@ -157,6 +177,28 @@ impl Conns {
         } else {
             Flushed::Empty
         }
+    }
+
+    /// The turn's writes are done: any queue still pointing into the
+    /// broadcast buffer (one not written this turn) copies what it needs,
+    /// and the buffer starts empty for the next turn.
+    pub fn end_turn(&mut self) {
+        for id in self.sharing.drain(..) {
+            if let Some(conn) = self.slab.get_mut(id) {
+                conn.shares = false;
+                self.trimmer.freed(conn.transport.detach(&self.broadcast));
+            }
+        }
+        self.broadcast.clear();
+        if self.broadcast.capacity() > KEEP_BROADCAST {
+            self.trimmer.freed(self.broadcast.capacity());
+            self.broadcast = Vec::new();
+        }
+    }
+
+    /// Bytes in this turn's broadcast buffer.
+    pub fn broadcast_len(&self) -> usize {
+        self.broadcast.len()
     }
 
     /// Bytes queued for clients and not yet taken by the kernel.
@@ -185,9 +227,45 @@ impl Outbox for Conns {
             return;
         }
         conn.transport.queue(bytes);
+        self.queued_for(to);
+    }
+
+    fn send_to_all(&mut self, roster: &[ConnId], except: Option<ConnId>, bytes: &[u8]) {
+        let start = self.broadcast.len();
+        self.broadcast.extend_from_slice(bytes);
+        let range = start..self.broadcast.len();
+        for &to in roster {
+            if Some(to) == except {
+                continue;
+            }
+            let Some(conn) = self.slab.get_mut(to) else {
+                debug_assert!(false, "chat wrote to unknown connection {to}");
+                continue;
+            };
+            if conn.mute {
+                continue;
+            }
+            conn.transport.queue_shared(&self.broadcast, range.clone());
+            if !conn.shares {
+                conn.shares = true;
+                self.sharing.push(to);
+            }
+            self.queued_for(to);
+        }
+    }
+}
+
+impl Conns {
+    /// The bookkeeping after a line was queued for `to`: the turn's work,
+    /// the write-through and sendq marks, and the pending-write list.
+    fn queued_for(&mut self, to: ConnId) {
+        let conn = &mut self.slab[to];
         self.appended += 1;
         let buffered = conn.transport.buffered();
-        if (buffered > WRITE_THROUGH || buffered > self.sendq) && !conn.through_queued {
+        let over = conn.transport.held() > WRITE_THROUGH
+            || buffered > STREAM_THROUGH
+            || buffered > self.sendq;
+        if over && !conn.through_queued {
             conn.through_queued = true;
             self.through.push(to);
         }

@@ -11,7 +11,7 @@ use crate::protocol::{Frame, ProtocolError};
 use crate::session::{Departure, Dispatched, Session};
 use crate::transport::Received;
 
-use super::{Server, HANDSHAKES_PER_TURN, READ_BUDGET, TURN_WORK};
+use super::{Server, HANDSHAKES_PER_TURN, READ_BUDGET};
 
 impl Server {
     pub(super) fn read(&mut self, id: ConnId, now: Instant) {
@@ -45,7 +45,7 @@ impl Server {
                     reading =
                         session.handle_bytes(bytes, now, &rules, |f| self.dispatch(id, f, now));
                     budget = budget.saturating_sub(n);
-                    if reading && (budget == 0 || self.conns.appended >= TURN_WORK) {
+                    if reading && (budget == 0 || self.turn_full()) {
                         self.read_later(id);
                         break;
                     }
@@ -158,7 +158,7 @@ impl Server {
                 continue;
             }
             conn.read_queued = false;
-            if self.conns.appended < TURN_WORK {
+            if !self.turn_full() {
                 self.isolate(id, now, |server| server.read(id, now));
             } else {
                 self.read_later(id);

@@ -53,6 +53,9 @@ pub(crate) use listen::{is_listener, signals, Accepted, Listeners, SIGNALS, STOR
 /// announces every login to everyone; without a bound one turn could queue
 /// millions of lines and hold every live message back behind them.
 const TURN_WORK: usize = 100_000;
+/// Bytes of broadcast lines per turn (each kept once, for all recipients,
+/// until the turn's writes) before further input waits for the next turn.
+const TURN_BROADCAST: usize = 1 << 20;
 /// TLS handshakes advanced per turn; connections still in theirs wait for
 /// the next turn past it. A full handshake costs the loop about 0.2 ms of
 /// CPU, so a storm of them is sliced, and people already chatting are
@@ -216,7 +219,7 @@ impl Server {
                     token if is_listener(token) => self.accept_all(token, now),
                     Token(id) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            if self.conns.appended < TURN_WORK {
+                            if !self.turn_full() {
                                 self.isolate(id, now, |server| server.read(id, now));
                             } else {
                                 self.read_later(id);
@@ -238,6 +241,7 @@ impl Server {
             self.expire_timers(now);
             self.store.submit(self.chat.take_requests());
             self.flush_pending(now);
+            self.conns.end_turn();
             self.reap_closed();
             self.conns.trimmer.maybe_trim(now);
             self.log_stats(now);
@@ -251,6 +255,12 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// True when this phase of the turn did its share of work: input left
+    /// waits for the next phase or turn.
+    fn turn_full(&self) -> bool {
+        self.conns.appended >= TURN_WORK || self.conns.broadcast_len() >= TURN_BROADCAST
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {

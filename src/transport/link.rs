@@ -118,9 +118,10 @@ impl Link {
         &mut self,
         out: &mut OutBuf,
         sock: &mut impl Write,
+        broadcast: &[u8],
     ) -> io::Result<usize> {
         match self {
-            Link::Plain => out.write_to(sock),
+            Link::Plain => out.write_to(sock, broadcast),
             Link::Tls(tls) => tls.write_out(out, sock),
         }
     }

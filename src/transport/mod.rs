@@ -18,6 +18,7 @@ pub mod tls;
 mod web;
 
 use std::io::{self, Read, Write};
+use std::ops::Range;
 use std::sync::Arc;
 
 use link::{Link, LinkReader};
@@ -196,15 +197,43 @@ impl Transport {
         }
     }
 
+    /// Queues `range` of the turn's `broadcast` buffer (complete lines for
+    /// many recipients): by reference on plain TCP, where the kernel takes
+    /// it from there; encoded into this transport's own queue otherwise.
+    pub fn queue_shared(&mut self, broadcast: &[u8], range: Range<usize>) {
+        match (&self.codec, &self.link) {
+            (Codec::Lines, Link::Plain) => self.out.queue_shared(range),
+            _ => self.queue(&broadcast[range]),
+        }
+    }
+
     /// Writes queued bytes to `sock` until none are left or the kernel's
     /// buffer is full. Returns the buffer capacity freed (a burst's leftover).
     pub fn write_to(&mut self, sock: &mut impl Write) -> io::Result<usize> {
-        self.link.write_out(&mut self.out, sock)
+        self.write_shared(sock, &[])
+    }
+
+    /// [`write_to`](Self::write_to) for a queue that may hold ranges of
+    /// `broadcast`; what stays queued afterwards no longer points into it.
+    pub fn write_shared(&mut self, sock: &mut impl Write, broadcast: &[u8]) -> io::Result<usize> {
+        self.link.write_out(&mut self.out, sock, broadcast)
+    }
+
+    /// Copies the ranges of `broadcast` still queued into this transport's
+    /// own queue, before the buffer is reused. Returns the capacity freed.
+    pub fn detach(&mut self, broadcast: &[u8]) -> usize {
+        self.out.detach(broadcast)
     }
 
     /// Bytes queued and not yet taken by the kernel: what the sendq limits.
     pub fn buffered(&self) -> usize {
         self.out.len()
+    }
+
+    /// Memory the queue holds for this connection alone (broadcast bytes
+    /// are counted once for all, by the loop).
+    pub fn held(&self) -> usize {
+        self.out.held()
     }
 
     /// True while a TLS handshake is not finished.
