@@ -201,61 +201,6 @@ impl Conns {
         self.broadcast.len()
     }
 
-    /// Bytes queued for clients and not yet taken by the kernel.
-    pub fn queued(&self) -> usize {
-        self.slab.iter().map(|(_, c)| c.transport.buffered()).sum()
-    }
-
-    /// Heap bytes reserved by all connections' buffers.
-    pub fn buffers(&self) -> usize {
-        self.slab.iter().map(|(_, c)| c.buffer_capacity()).sum()
-    }
-
-    /// When a trim of the heap is due, if one is owed.
-    pub fn trim_deadline(&self, now: Instant) -> Option<Instant> {
-        self.trimmer.deadline(now)
-    }
-}
-
-impl Outbox for Conns {
-    fn send(&mut self, to: ConnId, bytes: &[u8]) {
-        let Some(conn) = self.slab.get_mut(to) else {
-            debug_assert!(false, "chat wrote to unknown connection {to}");
-            return;
-        };
-        if conn.mute {
-            return;
-        }
-        conn.transport.queue(bytes);
-        self.queued_for(to);
-    }
-
-    fn send_to_all(&mut self, roster: &[ConnId], except: Option<ConnId>, bytes: &[u8]) {
-        let start = self.broadcast.len();
-        self.broadcast.extend_from_slice(bytes);
-        let range = start..self.broadcast.len();
-        for &to in roster {
-            if Some(to) == except {
-                continue;
-            }
-            let Some(conn) = self.slab.get_mut(to) else {
-                debug_assert!(false, "chat wrote to unknown connection {to}");
-                continue;
-            };
-            if conn.mute {
-                continue;
-            }
-            conn.transport.queue_shared(&self.broadcast, range.clone());
-            if !conn.shares {
-                conn.shares = true;
-                self.sharing.push(to);
-            }
-            self.queued_for(to);
-        }
-    }
-}
-
-impl Conns {
     /// The bookkeeping after a line was queued for `to`: the turn's work,
     /// the write-through and sendq marks, and the pending-write list.
     fn queued_for(&mut self, to: ConnId) {
@@ -274,4 +219,55 @@ impl Conns {
             self.pending_writes.push(to);
         }
     }
+
+    /// Bytes queued for clients and not yet taken by the kernel.
+    pub fn queued(&self) -> usize {
+        self.slab.iter().map(|(_, c)| c.transport.buffered()).sum()
+    }
+
+    /// Heap bytes reserved by all connections' buffers.
+    pub fn buffers(&self) -> usize {
+        self.slab.iter().map(|(_, c)| c.buffer_capacity()).sum()
+    }
+
+    /// When a trim of the heap is due, if one is owed.
+    pub fn trim_deadline(&self, now: Instant) -> Option<Instant> {
+        self.trimmer.deadline(now)
+    }
+}
+
+impl Outbox for Conns {
+    fn send(&mut self, to: ConnId, bytes: &[u8]) {
+        if let Some(conn) = taking(&mut self.slab, to) {
+            conn.transport.queue(bytes);
+            self.queued_for(to);
+        }
+    }
+
+    fn send_to_all(&mut self, roster: &[ConnId], except: Option<ConnId>, bytes: &[u8]) {
+        let start = self.broadcast.len();
+        self.broadcast.extend_from_slice(bytes);
+        let range = start..self.broadcast.len();
+        for &to in roster {
+            if Some(to) == except {
+                continue;
+            }
+            let Some(conn) = taking(&mut self.slab, to) else {
+                continue;
+            };
+            conn.transport.queue_shared(&self.broadcast, range.clone());
+            if !conn.shares {
+                conn.shares = true;
+                self.sharing.push(to);
+            }
+            self.queued_for(to);
+        }
+    }
+}
+
+/// `to`'s connection, if it still takes output.
+fn taking(slab: &mut Slab<Conn>, to: ConnId) -> Option<&mut Conn> {
+    let conn = slab.get_mut(to);
+    debug_assert!(conn.is_some(), "chat wrote to unknown connection {to}");
+    conn.filter(|c| !c.mute)
 }
