@@ -30,9 +30,8 @@ use super::memory::Trimmer;
 /// the turn ends.
 const WRITE_THROUGH: usize = 4096;
 /// Bytes queued for a connection, broadcast ranges included, past which it
-/// is written out before the turn ends: one write per turn would limit a
-/// reader that keeps up to one kernel buffer per turn, and drop it for its
-/// sendq in a long enough flood.
+/// is written out before the turn ends: with one write per turn, a reader
+/// that keeps up could take at most one kernel buffer's worth per turn.
 const STREAM_THROUGH: usize = 64 * 1024;
 /// The broadcast buffer keeps this much capacity between turns.
 const KEEP_BROADCAST: usize = 1 << 20;
