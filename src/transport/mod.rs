@@ -202,7 +202,7 @@ impl Transport {
     /// it from there; encoded into this transport's own queue otherwise.
     pub fn queue_shared(&mut self, broadcast: &[u8], range: Range<usize>) {
         match (&self.codec, &self.link) {
-            (Codec::Lines, Link::Plain) => self.out.queue_shared(range),
+            (Codec::Lines, Link::Plain) => self.out.queue_shared(broadcast, range),
             _ => self.queue(&broadcast[range]),
         }
     }
