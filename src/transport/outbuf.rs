@@ -187,35 +187,18 @@ impl OutBuf {
         }
     }
 
-    /// Replaces the queue with its bytes from `skip` on, all own. Own bytes
-    /// queued before the first range stay where they are: a connection
-    /// whose kernel buffer is full keeps its backlog there, and copying it
-    /// again every turn would cost the loop its whole sendq each time.
+    /// Replaces the queue with its bytes from `skip` on, all own. A queue
+    /// that holds a range holds at most this turn's bytes (a backlog of own
+    /// bytes makes the next broadcast line a copy), so this copies little.
     fn keep_from(&mut self, skip: usize, broadcast: &[u8]) -> usize {
-        let first = self.shared.first().map_or(self.bytes.len(), |s| s.at);
-        if skip > first {
-            // The backlog went out: what is left is this turn's.
-            let mut rest = Vec::with_capacity(self.len() - skip);
-            self.for_each_piece(broadcast, skip, |piece| {
-                rest.extend_from_slice(piece);
-                true
-            });
-            self.shared.clear();
-            self.shared_len = 0;
-            return std::mem::replace(&mut self.bytes, rest).capacity();
-        }
-        let tail = self.bytes.split_off(first);
-        self.bytes.drain(..skip);
-        let mut own = first;
-        for splice in self.shared.drain(..) {
-            self.bytes
-                .extend_from_slice(&tail[own - first..splice.at - first]);
-            self.bytes.extend_from_slice(&broadcast[splice.range]);
-            own = splice.at;
-        }
-        self.bytes.extend_from_slice(&tail[own - first..]);
+        let mut rest = Vec::with_capacity(self.len() - skip);
+        self.for_each_piece(broadcast, skip, |piece| {
+            rest.extend_from_slice(piece);
+            true
+        });
+        self.shared.clear();
         self.shared_len = 0;
-        0
+        std::mem::replace(&mut self.bytes, rest).capacity()
     }
 
     /// Fills `slices` with the queue's pieces from byte `skip` on; returns
