@@ -185,7 +185,7 @@ impl Conns {
         for id in self.sharing.drain(..) {
             if let Some(conn) = self.slab.get_mut(id) {
                 conn.shares = false;
-                self.trimmer.freed(conn.transport.detach(&self.broadcast));
+                conn.transport.end_turn(&self.broadcast);
             }
         }
         self.broadcast.clear();
@@ -238,11 +238,6 @@ impl Conns {
 impl Outbox for Conns {
     fn send(&mut self, to: ConnId, bytes: &[u8]) {
         if let Some(conn) = taking(&mut self.slab, to) {
-            // A queue is its own bytes or one broadcast range, never both
-            // (see `OutBuf::queue_shared`).
-            if conn.shares {
-                self.trimmer.freed(conn.transport.detach(&self.broadcast));
-            }
             conn.transport.queue(bytes);
             self.queued_for(to);
         }

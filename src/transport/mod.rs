@@ -219,10 +219,10 @@ impl Transport {
         self.link.write_out(&mut self.out, sock, broadcast)
     }
 
-    /// Copies the ranges of `broadcast` still queued into this transport's
-    /// own queue, before the buffer is reused. Returns the capacity freed.
-    pub fn detach(&mut self, broadcast: &[u8]) -> usize {
-        self.out.detach(broadcast)
+    /// The turn that wrote `broadcast` is over: a range of it still queued
+    /// is copied into this transport's own queue before the buffer is reused.
+    pub fn end_turn(&mut self, broadcast: &[u8]) {
+        self.out.end_turn(broadcast);
     }
 
     /// Bytes queued and not yet taken by the kernel: what the sendq limits.

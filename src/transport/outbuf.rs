@@ -1,44 +1,38 @@
 //! A connection's outgoing bytes, held until the kernel (or TLS) takes them.
 //!
 //! Most bytes a fan-out sends are the same line for every recipient, so a
-//! queue holds two kinds: the connection's own bytes (its replies, its
-//! encoded frames) and ranges of the loop's broadcast buffer, where such a
-//! line is written once per turn for all its plain-TCP recipients. A write
-//! hands the kernel both at once (`writev`), so the line is copied once,
-//! into each socket, and never into each connection's buffer.
+//! queue may start with a range of the loop's broadcast buffer, where such
+//! a line is written once per turn for all its plain-TCP recipients, and
+//! goes on with the connection's own bytes (its replies, its encoded
+//! frames). A write hands the kernel both at once, so a broadcast line is
+//! copied once, into each socket, and never into each connection's buffer.
 //!
-//! Invariants: the queue holds exactly the bytes not yet taken, in order;
-//! a range never outlives the turn its broadcast buffer belongs to (a
-//! write that leaves part of the queue behind copies the rest into the own
-//! buffer, and the loop calls [`OutBuf::detach`] on any queue it did not
-//! write before the broadcast buffer is reused); and an emptied own buffer
-//! larger than `KEEP_CAPACITY` is freed, so a burst does not leave every
-//! connection holding its high-water mark.
+//! Invariants: the range holds older bytes than the own buffer; a range
+//! never outlives the turn its broadcast buffer belongs to (the loop calls
+//! [`OutBuf::end_turn`] on every queue that took a line of it before the
+//! buffer is reused); and an emptied own buffer larger than `KEEP_CAPACITY` is freed,
+//! so a burst does not leave every connection holding its high-water mark.
 
 use std::io::{self, IoSlice, Write};
 use std::ops::Range;
 
 /// An emptied write buffer keeps this much capacity for the next line.
 const KEEP_CAPACITY: usize = 1024;
-/// Most pieces handed to one `writev`.
-const MAX_SLICES: usize = 64;
-
-/// A range of the broadcast buffer, and where it falls among own bytes.
-#[derive(Debug, Clone)]
-struct Splice {
-    /// Own bytes queued before this range.
-    at: usize,
-    range: Range<usize>,
-}
 
 /// Bytes queued for one connection, oldest first.
 #[derive(Debug, Default)]
 pub struct OutBuf {
+    /// The oldest queued bytes: a range of this turn's broadcast buffer
+    /// (empty between turns).
+    shared: Range<usize>,
+    /// The connection's own bytes, after the range.
     bytes: Vec<u8>,
-    /// Broadcast ranges interleaved with `bytes`, in order; empty between turns.
-    shared: Vec<Splice>,
-    /// Bytes the ranges in `shared` cover.
-    shared_len: usize,
+    /// Where this turn's last broadcast line for this queue ended.
+    run_end: Option<usize>,
+    /// This turn's broadcast lines for this queue did not follow each other.
+    split: bool,
+    /// Last turn's lines were split, so this turn's are copied at once.
+    copy: bool,
 }
 
 impl OutBuf {
@@ -48,27 +42,34 @@ impl OutBuf {
     }
 
     /// Appends `range` of this turn's `broadcast` buffer after everything
-    /// already queued. It stays a range only where it makes the queue one
-    /// piece: in an empty queue, or continuing the range the queue is.
-    /// Anything else is copied, the queue's range first: a `writev` of
-    /// several small pieces measured slower than copying them (lines of
-    /// several rooms interleave, so their ranges rarely touch).
+    /// already queued. It stays a range only where the queue is that range
+    /// and nothing else: in an empty queue, or continuing the range. Any
+    /// other line is copied, the range first. A queue whose lines did not
+    /// follow each other last turn (a member of several busy rooms) copies
+    /// from its first line on, since its range would be copied at the next
+    /// line anyway: taking it cost the rooms bench about 15 % more CPU per
+    /// delivery at saturation (docs/PERFORMANCE.md).
     pub fn queue_shared(&mut self, broadcast: &[u8], range: Range<usize>) {
-        let at = self.bytes.len();
-        match self.shared.last_mut() {
-            Some(last) if last.at == at && last.range.end == range.start => {
-                self.shared_len += range.len();
-                last.range.end = range.end;
-            }
-            None if at == 0 => {
-                self.shared_len += range.len();
-                self.shared.push(Splice { at, range });
-            }
-            _ => {
-                self.detach(broadcast);
-                self.bytes.extend_from_slice(&broadcast[range]);
-            }
+        self.split |= self.run_end.is_some_and(|end| end != range.start);
+        self.run_end = Some(range.end);
+        let ranged = !self.copy && self.bytes.is_empty();
+        if ranged && self.shared.is_empty() {
+            self.shared = range;
+        } else if ranged && self.shared.end == range.start {
+            self.shared.end = range.end;
+        } else {
+            self.detach(broadcast);
+            self.bytes.extend_from_slice(&broadcast[range]);
         }
+    }
+
+    /// The turn is over: copies what is left of its range (the broadcast
+    /// buffer is about to be reused) and remembers whether its lines were
+    /// split.
+    pub fn end_turn(&mut self, broadcast: &[u8]) {
+        self.detach(broadcast);
+        self.copy = std::mem::take(&mut self.split);
+        self.run_end = None;
     }
 
     /// The bytes not yet taken, oldest first. Only for queues that never
@@ -97,50 +98,60 @@ impl OutBuf {
     }
 
     /// Writes pending bytes to `sock` until none are left or the kernel's
-    /// buffer is full; `broadcast` is the buffer this turn's ranges point
-    /// into. What is left afterwards is all own bytes. Returns the capacity
-    /// freed.
+    /// buffer is full; `broadcast` is the buffer this turn's range points
+    /// into. Returns the capacity freed.
     pub fn write_to(&mut self, sock: &mut impl Write, broadcast: &[u8]) -> io::Result<usize> {
-        let total = self.len();
-        let mut written = 0;
-        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let mut taken = 0;
         let result = loop {
-            if written == total {
-                break Ok(());
-            }
-            let n = self.slices(broadcast, written, &mut slices);
-            match sock.write_vectored(&slices[..n]) {
+            let shared = &broadcast[self.shared.clone()];
+            let own = &self.bytes[taken..];
+            // One piece goes by `send`, which costs the kernel less than a
+            // `writev`.
+            let sent = match (shared.is_empty(), own.is_empty()) {
+                (true, true) => break Ok(()),
+                (false, true) => sock.write(shared),
+                (true, false) => sock.write(own),
+                (false, false) => sock.write_vectored(&[IoSlice::new(shared), IoSlice::new(own)]),
+            };
+            match sent {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
+                Ok(n) => {
+                    let from_shared = n.min(self.shared.len());
+                    self.shared.start += from_shared;
+                    taken += n - from_shared;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Err(e),
             }
         };
-        let freed = if written == total {
+        let freed = if self.shared.is_empty() && taken == self.bytes.len() {
             self.emptied()
-        } else if self.shared.is_empty() {
-            self.bytes.drain(..written);
-            0
         } else {
-            self.keep_from(written, broadcast)
+            self.bytes.drain(..taken);
+            0
         };
         result.map(|()| freed)
     }
 
-    /// Copies the broadcast ranges still queued into the own buffer, so
-    /// the broadcast buffer may be reused. Returns the capacity freed.
-    pub fn detach(&mut self, broadcast: &[u8]) -> usize {
-        if self.shared.is_empty() {
-            0
+    /// Copies the broadcast range still queued to the front of the own
+    /// buffer, so the broadcast buffer may be reused. The own buffer keeps
+    /// its capacity: a turn's copies reuse it rather than allocate.
+    fn detach(&mut self, broadcast: &[u8]) {
+        let range = std::mem::take(&mut self.shared);
+        if range.is_empty() {
+            return;
+        }
+        if self.bytes.is_empty() {
+            self.bytes.extend_from_slice(&broadcast[range]);
         } else {
-            self.keep_from(0, broadcast)
+            self.bytes.splice(0..0, broadcast[range].iter().copied());
         }
     }
 
     /// Bytes queued and not yet taken.
     pub fn len(&self) -> usize {
-        self.bytes.len() + self.shared_len
+        self.shared.len() + self.bytes.len()
     }
 
     /// True when nothing is queued.
@@ -148,10 +159,10 @@ impl OutBuf {
         self.len() == 0
     }
 
-    /// Memory this queue holds for itself: its own bytes and its ranges
-    /// (the broadcast bytes belong to the turn, not to the connection).
+    /// Memory this queue holds for itself: its own bytes (the broadcast
+    /// bytes belong to the turn, not to the connection).
     pub fn held(&self) -> usize {
-        self.bytes.len() + self.shared.len() * std::mem::size_of::<Splice>()
+        self.bytes.len()
     }
 
     /// Frees the buffer if it is empty; returns the capacity freed.
@@ -165,79 +176,23 @@ impl OutBuf {
 
     /// Drops everything queued; returns the capacity freed.
     pub fn discard(&mut self) -> usize {
-        self.shared = Vec::new();
-        self.shared_len = 0;
+        self.shared = 0..0;
         std::mem::take(&mut self.bytes).capacity()
     }
 
     /// Heap bytes the buffer holds.
     pub fn capacity(&self) -> usize {
-        self.bytes.capacity() + self.shared.capacity() * std::mem::size_of::<Splice>()
+        self.bytes.capacity()
     }
 
     /// Everything was taken: keeps a small buffer for the next line.
     fn emptied(&mut self) -> usize {
-        self.shared.clear();
-        self.shared_len = 0;
+        self.shared = 0..0;
         if self.bytes.capacity() > KEEP_CAPACITY {
             std::mem::take(&mut self.bytes).capacity()
         } else {
             self.bytes.clear();
             0
-        }
-    }
-
-    /// Replaces the queue with its bytes from `skip` on, all own. A queue
-    /// that holds a range holds at most this turn's bytes (a backlog of own
-    /// bytes makes the next broadcast line a copy), so this copies little.
-    fn keep_from(&mut self, skip: usize, broadcast: &[u8]) -> usize {
-        let mut rest = Vec::with_capacity(self.len() - skip);
-        self.for_each_piece(broadcast, skip, |piece| {
-            rest.extend_from_slice(piece);
-            true
-        });
-        self.shared.clear();
-        self.shared_len = 0;
-        std::mem::replace(&mut self.bytes, rest).capacity()
-    }
-
-    /// Fills `slices` with the queue's pieces from byte `skip` on; returns
-    /// how many it filled.
-    fn slices<'a>(&'a self, broadcast: &'a [u8], skip: usize, slices: &mut [IoSlice<'a>]) -> usize {
-        let mut n = 0;
-        self.for_each_piece(broadcast, skip, |piece| {
-            slices[n] = IoSlice::new(piece);
-            n += 1;
-            n < slices.len()
-        });
-        n
-    }
-
-    /// Calls `f` with each non-empty piece of the queue in order, from
-    /// byte `skip` on, while it returns true.
-    fn for_each_piece<'a>(
-        &'a self,
-        broadcast: &'a [u8],
-        mut skip: usize,
-        mut f: impl FnMut(&'a [u8]) -> bool,
-    ) {
-        let mut own = 0;
-        let splices = self
-            .shared
-            .iter()
-            .map(|s| (s.at, Some(&broadcast[s.range.clone()])));
-        for (at, shared) in splices.chain([(self.bytes.len(), None)]) {
-            for piece in [&self.bytes[own..at], shared.unwrap_or_default()] {
-                if skip >= piece.len() {
-                    skip -= piece.len();
-                    continue;
-                }
-                if !f(&piece[skip..]) {
-                    return;
-                }
-                skip = 0;
-            }
-            own = at;
         }
     }
 }
@@ -299,7 +254,7 @@ mod tests {
         }
     }
 
-    /// A queue of own and broadcast lines interleaved, with the broadcast
+    /// A queue of two broadcast lines and an own line, with the broadcast
     /// buffer they point into, and what a peer should read.
     fn mixed() -> (OutBuf, Vec<u8>, Vec<u8>) {
         let broadcast = b"MSG a one\nMSG a two\n".to_vec();
@@ -312,37 +267,35 @@ mod tests {
     }
 
     #[test]
-    fn adjacent_ranges_merge_and_one_write_takes_everything_in_order() {
+    fn adjacent_lines_are_one_range_and_one_write_takes_everything_in_order() {
         let (mut out, broadcast, expected) = mixed();
-        assert_eq!(out.shared.len(), 1, "two ranges in a row are one");
+        assert_eq!(out.shared, 0..20, "two lines in a row are one range");
         assert_eq!(out.len(), expected.len());
         let mut sock = socket(usize::MAX);
         out.write_to(&mut sock, &broadcast).unwrap();
         assert_eq!(sock.taken, expected);
-        assert_eq!(sock.writes, 1, "one writev for every piece");
+        assert_eq!(sock.writes, 1, "one writev for both pieces");
         assert!(out.is_empty());
-        assert_eq!(out.held(), 0);
     }
 
     #[test]
-    fn a_partial_write_keeps_the_rest_as_own_bytes() {
+    fn a_partial_write_keeps_the_rest_in_order() {
         for room in 0..30 {
-            let (mut out, broadcast, expected) = mixed();
+            let (mut out, mut broadcast, expected) = mixed();
             let mut sock = socket(room);
             out.write_to(&mut sock, &broadcast).unwrap();
-            assert!(
-                out.shared.is_empty(),
-                "room {room}: a range outlived the write"
-            );
+            assert_eq!(out.len(), expected.len() - sock.taken.len(), "room {room}");
+            out.end_turn(&broadcast);
+            broadcast.clear();
             let rest = out.pending().to_vec();
             assert_eq!([sock.taken, rest].concat(), expected, "room {room}");
         }
     }
 
     #[test]
-    fn detach_copies_the_ranges_so_the_broadcast_buffer_can_go() {
+    fn the_turns_end_copies_the_range_so_the_broadcast_buffer_can_go() {
         let (mut out, mut broadcast, expected) = mixed();
-        out.detach(&broadcast);
+        out.end_turn(&broadcast);
         broadcast.clear();
         assert_eq!(out.pending(), &expected[..]);
         let mut sock = socket(usize::MAX);
@@ -351,41 +304,62 @@ mod tests {
     }
 
     #[test]
-    fn held_counts_own_bytes_and_ranges_not_the_broadcast_bytes() {
+    fn held_counts_own_bytes_not_the_broadcast_bytes() {
         let broadcast = [b'b'; 1010];
         let mut out = OutBuf::default();
         for i in 0..100 {
             out.queue_shared(&broadcast, i * 10..i * 10 + 10);
         }
         assert_eq!(out.len(), 1000);
-        assert_eq!(
-            out.held(),
-            std::mem::size_of::<Splice>(),
-            "one merged range"
-        );
+        assert_eq!(out.held(), 0, "one range, no bytes of its own");
         out.queue(b"x");
         out.queue_shared(&broadcast, 1000..1010);
-        assert!(out.shared.is_empty(), "a range after own bytes is copied");
+        assert!(out.shared.is_empty(), "a line after own bytes is copied");
         assert_eq!(out.held(), 1011);
+    }
+
+    /// Every other line of a broadcast buffer, as for a member of one room
+    /// in two: no two of its lines are adjacent.
+    fn every_other_line(out: &mut OutBuf, broadcast: &[u8]) -> Vec<u8> {
+        let mut expected = Vec::new();
+        for line in (0..broadcast.len() / 2).step_by(2) {
+            out.queue_shared(broadcast, line * 2..line * 2 + 2);
+            expected.extend_from_slice(&broadcast[line * 2..line * 2 + 2]);
+        }
+        expected
     }
 
     #[test]
     fn lines_that_do_not_continue_the_range_are_copied_in_order() {
-        // Every other line of the broadcast buffer, as for a member of one
-        // room in two: no two ranges are adjacent.
         let broadcast: Vec<u8> = (0..40u8).flat_map(|i| [b'a' + i % 26, b'\n']).collect();
         let mut out = OutBuf::default();
-        let mut expected = Vec::new();
-        for line in (0..40).step_by(2) {
-            out.queue_shared(&broadcast, line * 2..line * 2 + 2);
-            expected.extend_from_slice(&broadcast[line * 2..line * 2 + 2]);
-        }
+        let expected = every_other_line(&mut out, &broadcast);
         assert!(out.shared.is_empty(), "the queue is one piece, its own");
         assert_eq!(out.pending(), &expected[..]);
         let mut sock = socket(usize::MAX);
         out.write_to(&mut sock, &broadcast).unwrap();
         assert_eq!(sock.taken, expected);
         assert_eq!(sock.writes, 1);
+    }
+
+    #[test]
+    fn a_queue_split_last_turn_copies_its_first_line_and_one_that_was_not_does_not() {
+        let broadcast: Vec<u8> = (0..40u8).flat_map(|i| [b'a' + i % 26, b'\n']).collect();
+        let mut out = OutBuf::default();
+        every_other_line(&mut out, &broadcast);
+        out.write_to(&mut socket(usize::MAX), &broadcast).unwrap();
+        out.end_turn(&broadcast);
+        out.queue_shared(&broadcast, 0..2);
+        assert!(out.shared.is_empty(), "split last turn: copied");
+        assert_eq!(out.pending(), &broadcast[..2]);
+        out.write_to(&mut socket(usize::MAX), &broadcast).unwrap();
+        out.end_turn(&broadcast);
+        out.queue_shared(&broadcast, 0..2);
+        assert_eq!(
+            out.shared,
+            0..2,
+            "one line last turn: not split, a range again"
+        );
     }
 
     #[test]
