@@ -26,7 +26,7 @@ pub struct Conn {
     pub write_queued: bool,
     /// On the list of connections to write out before the turn ends.
     pub through_queued: bool,
-    /// On the list of connections holding ranges of the broadcast buffer.
+    /// On the list of connections sent broadcast lines this turn.
     pub shares: bool,
     /// On the loop's read-again list (stopped before WouldBlock).
     pub read_queued: bool,

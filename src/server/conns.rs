@@ -59,7 +59,8 @@ pub struct Conns {
     /// This turn's lines for many recipients, each written once; queues
     /// hold ranges of it until the turn's writes are done.
     broadcast: Vec<u8>,
-    /// Connections that queued a broadcast range this turn.
+    /// Connections sent broadcast lines this turn: their queues may point
+    /// into the buffer, and they note whether those lines were adjacent.
     sharing: Vec<ConnId>,
     pub trimmer: Trimmer,
     /// Lines queued to recipients in this phase of the turn: the measure of
@@ -179,8 +180,9 @@ impl Conns {
     }
 
     /// The turn's writes are done: any queue still pointing into the
-    /// broadcast buffer (one not written this turn) copies what it needs,
-    /// and the buffer starts empty for the next turn.
+    /// broadcast buffer (one not written out this turn) copies what it
+    /// needs, every queue sent a broadcast line closes its turn, and the
+    /// buffer starts empty for the next turn.
     pub fn end_turn(&mut self) {
         for id in self.sharing.drain(..) {
             if let Some(conn) = self.slab.get_mut(id) {

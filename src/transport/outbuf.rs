@@ -10,8 +10,9 @@
 //! Invariants: the range holds older bytes than the own buffer; a range
 //! never outlives the turn its broadcast buffer belongs to (the loop calls
 //! [`OutBuf::end_turn`] on every queue that took a line of it before the
-//! buffer is reused); and an emptied own buffer larger than `KEEP_CAPACITY` is freed,
-//! so a burst does not leave every connection holding its high-water mark.
+//! buffer is reused); and an emptied own buffer larger than
+//! `KEEP_CAPACITY` is freed, so a burst does not leave every connection
+//! holding its high-water mark.
 
 use std::io::{self, IoSlice, Write};
 use std::ops::Range;
@@ -105,8 +106,7 @@ impl OutBuf {
         let result = loop {
             let shared = &broadcast[self.shared.clone()];
             let own = &self.bytes[taken..];
-            // One piece goes by `send`, which costs the kernel less than a
-            // `writev`.
+            // Usually one piece, which `send` takes as it is.
             let sent = match (shared.is_empty(), own.is_empty()) {
                 (true, true) => break Ok(()),
                 (false, true) => sock.write(shared),
