@@ -255,6 +255,8 @@ impl Server {
                     "warn",
                     "--max-clients",
                     "20000",
+                    "--max-per-ip",
+                    "0",
                     "--rate",
                     "0",
                     "--max-rooms",

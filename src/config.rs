@@ -52,6 +52,8 @@ pub mod defaults {
     pub const LOGIN_TIMEOUT: Secs = Secs::whole(30);
     pub const MAX_LINE: usize = 4096;
     pub const MAX_CLIENTS: usize = 10_000;
+    /// Connections from one address (an IPv6 /64) at once.
+    pub const MAX_PER_IP: usize = 64;
     pub const SENDQ: usize = 1 << 20;
     /// Lines per second, sustained.
     pub const RATE: f64 = 10.0;
@@ -94,6 +96,8 @@ pub struct Config {
     pub max_line: usize,
     /// Most connections served at once; more get `BYE server-full`.
     pub max_clients: usize,
+    /// Most connections from one address (IPv6: one /64); 0 for no limit.
+    pub max_per_ip: usize,
     /// Most unsent bytes queued for one connection before it is dropped.
     pub sendq: usize,
     /// Per-connection line rate limit.
@@ -173,6 +177,7 @@ impl Config {
             },
             max_line: defaults::MAX_LINE,
             max_clients: defaults::MAX_CLIENTS,
+            max_per_ip: defaults::MAX_PER_IP,
             sendq: defaults::SENDQ,
             flood: FloodPolicy::new(defaults::RATE, defaults::BURST, defaults::FLOOD_TIMEOUT.0),
             stats_interval: Some(defaults::STATS_INTERVAL.0),

@@ -280,6 +280,9 @@ struct ServeArgs {
     /// Most connections at once (capped by the open-file limit); more get `BYE server-full`.
     #[arg(long, value_name = "N", default_value_t = defaults::MAX_CLIENTS)]
     max_clients: usize,
+    /// Most connections from one address (an IPv6 /64) at once, over all transports; more get `BYE server-full`. 0 turns the limit off.
+    #[arg(long, value_name = "N", default_value_t = defaults::MAX_PER_IP)]
+    max_per_ip: usize,
     /// Most unsent bytes (at least 1024) queued for one client before it is dropped as a slow consumer.
     #[arg(long, value_name = "BYTES", default_value_t = defaults::SENDQ)]
     sendq: usize,
@@ -359,8 +362,13 @@ impl LogArgs {
     }
 
     fn init(&self) -> Result<(), ExitCode> {
+        // The WebSocket library logs every message it receives (resume
+        // tokens, everyone's text) at trace and frames at debug: an
+        // operator needs none of that, and no secret belongs in a log.
         simple_logger::SimpleLogger::new()
             .with_level(self.level())
+            .with_module_level("tungstenite", LevelFilter::Error)
+            .with_module_level("rustls", LevelFilter::Error)
             .with_utc_timestamps()
             .init()
             .map_err(|e| {
@@ -382,6 +390,7 @@ impl ServeArgs {
             },
             max_line: self.max_line,
             max_clients: self.max_clients,
+            max_per_ip: self.max_per_ip,
             sendq: self.sendq,
             flood: FloodPolicy::new(self.rate, self.burst, self.flood_timeout.0),
             stats_interval: Some(self.stats_interval.0),

@@ -21,6 +21,12 @@ use crate::flood::{Bucket, FloodPolicy, Throttle};
 use crate::liveness::{Liveness, Timeouts, Verdict};
 use crate::protocol::{ByeReason, Frame, Framer};
 
+/// What a connection may hold before it logs in, each way: the longest
+/// line (and WebSocket message) it may send, and the most output queued
+/// for it. Anonymous connections cost little, and `LOGIN`, `RESUME`,
+/// `PING` and `QUIT` all fit with room to spare.
+pub const PRE_LOGIN_BYTES: usize = 16 * 1024;
+
 /// The limits every session obeys, from the server's configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct Rules {
@@ -140,7 +146,7 @@ impl Session {
     /// A session for a connection accepted at `now`.
     pub fn new(now: Instant, rules: &Rules) -> Self {
         Session {
-            framer: Framer::new(rules.max_line),
+            framer: Framer::new(rules.max_line.min(PRE_LOGIN_BYTES)),
             live: Liveness::new(now),
             bucket: Bucket::new(now, &rules.flood),
             logged_in: false,
@@ -255,6 +261,11 @@ impl Session {
             self.after_line(dispatched, now, rules)
         });
         self.framer = framer;
+        if self.logged_in {
+            // Lines after the login in the same read were held to the
+            // pre-login limit; later ones get the server's.
+            self.framer.raise_max_line(rules.max_line);
+        }
         match flow {
             ControlFlow::Continue(()) => true,
             ControlFlow::Break(used) => {
@@ -310,6 +321,18 @@ impl Session {
         }
         let dispatched = dispatch();
         self.after_line(dispatched, now, rules).is_continue()
+    }
+
+    /// Takes one control frame (a WebSocket ping or pong): it is not a
+    /// line and not activity, but flood control charges it as one, so a
+    /// stream of them is slowed and then closed like a stream of lines.
+    /// Returns whether the loop may read more now.
+    pub fn handle_control(&mut self, now: Instant, rules: &Rules) -> bool {
+        if !self.wants_read() {
+            return false;
+        }
+        self.after_line(Ok(Step::Continue), now, rules)
+            .is_continue()
     }
 
     /// The peer has nothing more to send right now: it is not flooding.

@@ -612,3 +612,129 @@ fn every_line_gets_the_same_answer_over_every_transport() {
     assert_eq!(tls, plain);
     assert_eq!(web, plain);
 }
+
+/// A line conversation over any transport, for tests that run the same
+/// script over each.
+trait Talk {
+    fn say(&mut self, line: &str);
+    fn hear(&mut self) -> String;
+}
+
+impl Talk for common::Client {
+    fn say(&mut self, line: &str) {
+        self.send(line);
+    }
+    fn hear(&mut self) -> String {
+        self.line()
+    }
+}
+
+impl Talk for TlsClient {
+    fn say(&mut self, line: &str) {
+        self.send(line);
+    }
+    fn hear(&mut self) -> String {
+        self.line()
+    }
+}
+
+impl<S: Read + Write> Talk for WebSocket<S> {
+    fn say(&mut self, line: &str) {
+        self.send(Message::text(line)).unwrap();
+    }
+    fn hear(&mut self) -> String {
+        loop {
+            match self.read().expect("a WebSocket message") {
+                Message::Text(text) => return text.to_string(),
+                Message::Close(frame) => panic!("closed: {frame:?}"),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Logs in as `name`, takes a token, says `text` in a room, drops the
+/// connection, and resumes on a new one made by `connect`. Returns the
+/// token, which must appear nowhere in the server's log.
+fn resume_over(mut connect: impl FnMut() -> Box<dyn Talk>, name: &str, text: &str) -> String {
+    let mut first = connect();
+    first.say(&format!("LOGIN {name}"));
+    assert_eq!(first.hear(), "OK");
+    first.say("TOKEN");
+    let token = first.hear().strip_prefix("TOKEN ").unwrap().to_owned();
+    first.say(&format!("JOIN #{name}"));
+    assert_eq!(first.hear(), format!("JOINED #{name} 1"));
+    first.say(&format!("SAY #{name} {text}"));
+    assert!(first.hear().starts_with("SENT "));
+    drop(first);
+    let mut second = connect();
+    second.say(&format!("RESUME {name} {token}"));
+    assert_eq!(second.hear(), "OK");
+    second.say(&format!("HISTORY #{name}"));
+    loop {
+        if second.hear().starts_with("END HISTORY") {
+            break;
+        }
+    }
+    token
+}
+
+#[test]
+fn no_token_or_message_text_reaches_the_log_at_trace_level() {
+    let certs = CertFiles::localhost("logs");
+    let tls_server = Server::start(&[
+        "-vv",
+        "--tls-port",
+        "0",
+        "--tls-cert",
+        &certs.cert(),
+        "--tls-key",
+        &certs.key(),
+        "--web-port",
+        "0",
+    ]);
+    let web_server = Server::start(&["-vv", "--web-port", "0"]);
+    let (plain, tls) = (tls_server.addr, tls_server.listener("tls"));
+    let (wss, ws) = (tls_server.listener("web-tls"), web_server.listener("web"));
+    let der = certs.der.clone();
+    let mut said = vec![];
+    let mut check = |server: &Server, name: &str, connect: &mut dyn FnMut() -> Box<dyn Talk>| {
+        let text = format!("secret words of {name}");
+        let token = resume_over(connect, name, &text);
+        said.push((token, text));
+        // Whether it took over the old connection or came back after it,
+        // the second session's lifecycle line is logged as its OK goes out.
+        let logged = common::wait_until(WAIT, || server.log().matches(name).count() >= 2);
+        assert!(logged.is_some(), "{}", server.log());
+    };
+    check(&tls_server, "plainuser", &mut || {
+        Box::new(common::Client::connect(plain))
+    });
+    check(&tls_server, "tlsuser", &mut || {
+        Box::new(TlsClient::connect(tls, &der))
+    });
+    check(&web_server, "wsuser", &mut || {
+        let sock = TcpStream::connect_timeout(&ws, WAIT).unwrap();
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        let url = format!("ws://{ws}/chat");
+        Box::new(tungstenite::client::client(url.as_str(), sock).unwrap().0)
+    });
+    check(&tls_server, "wssuser", &mut || {
+        let sock = TcpStream::connect_timeout(&wss, WAIT).unwrap();
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        let name = "localhost".try_into().unwrap();
+        let conn = rustls::ClientConnection::new(trusting(&der), name).unwrap();
+        let stream = rustls::StreamOwned::new(conn, sock);
+        let url = format!("wss://localhost:{}/chat", wss.port());
+        Box::new(tungstenite::client::client(url.as_str(), stream).unwrap().0)
+    });
+    let log = tls_server.log() + &web_server.log();
+    assert!(log.contains("TRACE"), "the log is at trace level:\n{log}");
+    for (token, text) in &said {
+        assert!(!log.contains(token.as_str()), "a token in the log:\n{log}");
+        assert!(
+            !log.contains(text.as_str()),
+            "message text in the log:\n{log}"
+        );
+    }
+}

@@ -422,7 +422,7 @@ impl Load {
                         ControlFlow::Continue(())
                     });
                 }
-                Ok(Received::NotText) => {}
+                Ok(Received::NotText | Received::Control | Received::Progress) => {}
                 Ok(Received::WouldBlock) => break,
                 Err(e) => {
                     self.peers[i].closed = true;

@@ -34,6 +34,12 @@ impl Framer {
         }
     }
 
+    /// Lets lines grow to `max_line` bytes from now on; a line already
+    /// partly held is measured against the new limit.
+    pub fn raise_max_line(&mut self, max_line: usize) {
+        self.max_line = self.max_line.max(max_line);
+    }
+
     /// Feeds `input`, calling `on_frame` for each frame it completes.
     ///
     /// Complete lines inside `input` are handed out without copying; only an

@@ -18,6 +18,9 @@ pub struct Conn {
     pub peer: SocketAddr,
     pub transport: Transport,
     pub session: Session,
+    /// Most bytes queued for it before it is dropped: the pre-login
+    /// allowance, then `--sendq` once logged in.
+    pub sendq: usize,
     /// The connection's one wheel entry, and the instant it was armed for.
     pub timer: Option<(TimerId, Instant)>,
     /// Takes no more output: it departed, or failed while being written to.
@@ -37,13 +40,20 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// A freshly accepted connection.
-    pub fn new(sock: TcpStream, peer: SocketAddr, transport: Transport, session: Session) -> Self {
+    /// A freshly accepted connection, allowed `sendq` bytes of output.
+    pub fn new(
+        sock: TcpStream,
+        peer: SocketAddr,
+        transport: Transport,
+        session: Session,
+        sendq: usize,
+    ) -> Self {
         Conn {
             sock,
             peer,
             transport,
             session,
+            sendq,
             timer: None,
             mute: false,
             write_queued: false,

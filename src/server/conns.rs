@@ -54,6 +54,7 @@ pub struct Conns {
     pending_writes: Vec<ConnId>,
     /// Past `WRITE_THROUGH` (or the sendq) since the last chat call returned.
     through: Vec<ConnId>,
+    /// The output limit of a logged-in connection (`--sendq`).
     sendq: usize,
     scratch: Vec<u8>,
     /// This turn's lines for many recipients, each written once; queues
@@ -117,7 +118,7 @@ impl Conns {
             let buffered = conn.transport.buffered();
             // A connection waiting for writability has a full kernel buffer:
             // only a sendq overflow is worth a try.
-            if conn.want_writable && buffered <= self.sendq {
+            if conn.want_writable && buffered <= conn.sendq {
                 continue;
             }
             let failure = match conn.transport.write_shared(&mut conn.sock, &self.broadcast) {
@@ -127,7 +128,7 @@ impl Conns {
                 }
                 Ok(freed) => {
                     self.trimmer.freed(freed);
-                    (conn.transport.buffered() > self.sendq).then_some(Departure::Sendq)
+                    (conn.transport.buffered() > conn.sendq).then_some(Departure::Sendq)
                 }
             };
             if let Some(why) = failure {
@@ -202,15 +203,39 @@ impl Conns {
         self.broadcast.len()
     }
 
+    /// `id` logged in: its output limit rises from the pre-login allowance
+    /// to `--sendq`, and its transport lifts its own pre-login limits.
+    pub fn logged_in(&mut self, id: ConnId) {
+        if let Some(conn) = self.slab.get_mut(id) {
+            conn.sendq = self.sendq;
+            conn.transport.logged_in();
+        }
+    }
+
+    /// `id`'s transport may have queued bytes of its own while reading (a
+    /// response, a pong, a close frame): they are held to the same marks
+    /// as chat output, so a peer that provokes replies and never reads is
+    /// dropped at its sendq like any other.
+    pub fn transport_replied(&mut self, id: ConnId) {
+        if self.slab[id].transport.wants_write() {
+            self.mark(id);
+        }
+    }
+
     /// The bookkeeping after a line was queued for `to`: the turn's work,
-    /// the write-through and sendq marks, and the pending-write list.
+    /// then the marks.
     fn queued_for(&mut self, to: ConnId) {
-        let conn = &mut self.slab[to];
         self.appended += 1;
+        self.mark(to);
+    }
+
+    /// The write-through and sendq marks, and the pending-write list.
+    fn mark(&mut self, to: ConnId) {
+        let conn = &mut self.slab[to];
         let buffered = conn.transport.buffered();
         let over = conn.transport.held() > WRITE_THROUGH
             || buffered > STREAM_THROUGH
-            || buffered > self.sendq;
+            || buffered > conn.sendq;
         if over && !conn.through_queued {
             conn.through_queued = true;
             self.through.push(to);

@@ -38,23 +38,23 @@ impl Server {
         let mut budget = READ_BUDGET;
         while reading {
             let conn = &mut self.conns.slab[id];
-            match conn.transport.read(&mut conn.sock, &mut chunk) {
+            let received = conn.transport.read(&mut conn.sock, &mut chunk);
+            // Every byte off the socket counts, whatever it decoded to.
+            budget = budget.saturating_sub(conn.transport.take_wire_read());
+            match received {
                 Ok(Received::Bytes(n)) => {
                     trace!("conn {id} read {n} bytes");
                     let bytes = &chunk[..n];
                     reading =
                         session.handle_bytes(bytes, now, &rules, |f| self.dispatch(id, f, now));
-                    budget = budget.saturating_sub(n);
-                    if reading && (budget == 0 || self.turn_full()) {
-                        self.read_later(id);
-                        break;
-                    }
                 }
                 Ok(Received::NotText) => {
                     reading = session.handle_not_text(now, &rules, || {
                         self.reject(id, ProtocolError::InvalidText, now)
                     });
                 }
+                Ok(Received::Control) => reading = session.handle_control(now, &rules),
+                Ok(Received::Progress) => {}
                 Ok(Received::WouldBlock) => {
                     session.caught_up();
                     break;
@@ -69,13 +69,22 @@ impl Server {
                     break;
                 }
             }
+            // What the transport answered by itself (a pong) counts
+            // against the sendq like any reply.
+            self.conns.transport_replied(id);
+            if let Some(why) = self.settle(Some(id), now) {
+                session.depart(why, now, &rules);
+                break;
+            }
+            if reading && (budget == 0 || self.turn_full()) {
+                self.read_later(id);
+                break;
+            }
         }
         let conn = &mut self.conns.slab[id];
         conn.session = session;
         // Bytes the transport made itself: a handshake, a response, a pong.
-        if conn.transport.wants_write() {
-            self.conns.queue_write(id);
-        }
+        self.conns.transport_replied(id);
         self.read_chunk = chunk;
         self.after_session(id);
     }
@@ -88,6 +97,9 @@ impl Server {
         };
         let peer = self.conns.slab[id].peer;
         let name = self.chat.name(id).unwrap_or("?");
+        if matches!(step, Step::LoggedIn | Step::Replaced(_)) {
+            self.conns.logged_in(id);
+        }
         match step {
             Step::LoggedIn => info!("conn {id} {peer} logged in as {name}"),
             Step::Replaced(ghost) => {

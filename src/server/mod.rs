@@ -24,6 +24,7 @@ mod input;
 mod lifecycle;
 mod listen;
 mod memory;
+mod per_ip;
 
 use std::io;
 use std::net::SocketAddr;
@@ -37,7 +38,7 @@ use signal_hook_mio::v1_0::Signals;
 use crate::chat::{Chat, ConnId, WallClock};
 use crate::config::Config;
 use crate::protocol::{ByeReason, Reply};
-use crate::session::{Departure, Rules, Session};
+use crate::session::{Departure, Rules, Session, PRE_LOGIN_BYTES};
 use crate::store::db::Db;
 use crate::store::Store;
 use crate::transport::tls::{self, TlsSource};
@@ -47,6 +48,7 @@ use crate::wheel::Wheel;
 use conn::Conn;
 use conns::{Conns, Flushed};
 pub(crate) use listen::{is_listener, signals, Accepted, Listeners, SIGNALS, STORE};
+use per_ip::PerIp;
 
 /// Lines queued to recipients per phase of a turn (events, then retried
 /// reads) before further input waits for the next turn. A join storm
@@ -96,6 +98,8 @@ pub struct Server {
     listeners: Listeners,
     signals: Signals,
     conns: Conns,
+    /// Open connections per peer address, under `--max-per-ip`.
+    per_ip: PerIp,
     chat: Chat,
     store: Store,
     wheel: Wheel<ConnId>,
@@ -145,6 +149,7 @@ impl Server {
             listeners,
             signals,
             conns: Conns::new(cfg.sendq),
+            per_ip: PerIp::new(cfg.max_per_ip),
             chat: Chat::start(cfg.chat, stored, WallClock::system()),
             store,
             wheel: Wheel::new(WHEEL_TICK, WHEEL_SLOTS, Instant::now()),
@@ -187,8 +192,9 @@ impl Server {
         self.next_stats = Some(now + interval);
         let s = self.stats();
         debug!(
-            "stats: connections={} users={} timers={} queued_bytes={} buffer_bytes={} freed_untrimmed={}",
+            "stats: connections={} addresses={} users={} timers={} queued_bytes={} buffer_bytes={} freed_untrimmed={}",
             s.connections,
+            self.per_ip.addresses(),
             s.users,
             s.timers,
             s.queued,
@@ -293,9 +299,16 @@ impl Server {
             peer,
             kind,
         } = accepted;
-        if self.conns.slab.len() >= self.cfg.max_clients {
+        let refusal = if self.conns.slab.len() >= self.cfg.max_clients {
+            Some("server full")
+        } else if !self.per_ip.admit(peer.ip()) {
+            Some("too many connections from its address")
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
             info!(
-                "refusing {peer}: server full ({} connections)",
+                "refusing {peer}: {why} ({} connections)",
                 self.conns.slab.len()
             );
             listen::refuse(
@@ -317,6 +330,7 @@ impl Server {
             .register(&mut sock, Token(id), Interest::READABLE)
         {
             warn!("cannot register {peer}: {e}");
+            self.per_ip.release(peer.ip());
             return;
         }
         let transport = match Transport::new(kind, &self.setup) {
@@ -324,11 +338,14 @@ impl Server {
             Err(e) => {
                 warn!("cannot serve {peer}: {e}");
                 let _ = self.poll.registry().deregister(&mut sock);
+                self.per_ip.release(peer.ip());
                 return;
             }
         };
         let session = Session::new(now, &self.rules);
-        entry.insert(Conn::new(sock, peer, transport, session));
+        // Anonymous connections get the pre-login allowance until they log in.
+        let sendq = self.cfg.sendq.min(PRE_LOGIN_BYTES);
+        entry.insert(Conn::new(sock, peer, transport, session, sendq));
         self.arm(id);
         info!("conn {id} {peer} connected ({})", kind.as_str());
     }
@@ -364,6 +381,7 @@ impl Server {
                     .trimmer
                     .freed(conn.buffer_capacity() + DEPARTURE_FREES);
                 let _ = self.poll.registry().deregister(&mut conn.sock);
+                self.per_ip.release(conn.peer.ip());
                 if let Some((timer, _)) = conn.timer {
                     self.wheel.cancel(timer);
                 }

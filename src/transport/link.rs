@@ -42,28 +42,39 @@ impl Tls {
         }
     }
 
+    /// Hands up plaintext rustls already holds; otherwise reads the
+    /// socket once and processes what came. One socket read per call, so
+    /// records that decrypt to nothing (alerts, handshake messages, empty
+    /// fragments) come back as [`Received::Progress`] and the loop's read
+    /// budget counts them like any other bytes.
     fn read(&mut self, sock: &mut (impl Read + Write), buf: &mut [u8]) -> io::Result<Received> {
-        loop {
-            match self.conn.reader().read(buf) {
-                Ok(0) => return Ok(Received::Closed),
-                Ok(n) => return Ok(Received::Bytes(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // The peer closed TCP without a close_notify.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Received::Closed),
-                Err(e) => return Err(e),
-            }
-            match self.conn.read_tls(sock) {
-                Ok(0) => return Ok(Received::Closed),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Received::WouldBlock),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            if let Err(e) = self.conn.process_new_packets() {
-                // rustls queued an alert saying why; the peer may read it.
-                let _ = self.conn.write_tls(sock);
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-            }
+        if let Some(received) = self.plaintext(buf)? {
+            return Ok(received);
+        }
+        match self.conn.read_tls(sock) {
+            Ok(0) => return Ok(Received::Closed),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Received::WouldBlock),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Received::Progress),
+            Err(e) => return Err(e),
+        }
+        if let Err(e) = self.conn.process_new_packets() {
+            // rustls queued an alert saying why; the peer may read it.
+            let _ = self.conn.write_tls(sock);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+        Ok(self.plaintext(buf)?.unwrap_or(Received::Progress))
+    }
+
+    /// Plaintext already decrypted, or the end; `None` when there is none yet.
+    fn plaintext(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
+        match self.conn.reader().read(buf) {
+            Ok(0) => Ok(Some(Received::Closed)),
+            Ok(n) => Ok(Some(Received::Bytes(n))),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            // The peer closed TCP without a close_notify.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(Some(Received::Closed)),
+            Err(e) => Err(e),
         }
     }
 
@@ -92,7 +103,7 @@ impl Tls {
 }
 
 impl Link {
-    /// Reads once (for TLS: until some plaintext, or the socket is drained).
+    /// Reads from the socket once.
     pub(super) fn read(
         &mut self,
         sock: &mut (impl Read + Write),
@@ -150,7 +161,9 @@ impl Link {
 }
 
 /// The link seen as a byte stream, for a layer above it (WebSocket) that
-/// reads with `io::Read`: `WouldBlock` when it has nothing, `Ok(0)` at the end.
+/// reads with `io::Read`: `WouldBlock` when it has nothing, `Ok(0)` at the
+/// end, and `Interrupted` when the link read bytes but has none to hand up
+/// yet (the layer above reports that as [`Received::Progress`]).
 pub(super) struct LinkReader<'a, S> {
     pub link: &'a mut Link,
     pub sock: &'a mut S,
@@ -161,8 +174,11 @@ impl<S: Read + Write> Read for LinkReader<'_, S> {
         match self.link.read(self.sock, buf)? {
             Received::Bytes(n) => Ok(n),
             Received::Closed => Ok(0),
-            // A link hands up bytes only; `NotText` is a WebSocket verdict.
-            Received::WouldBlock | Received::NotText => Err(io::ErrorKind::WouldBlock.into()),
+            Received::Progress => Err(io::ErrorKind::Interrupted.into()),
+            // A link hands up bytes only; these are WebSocket verdicts.
+            Received::WouldBlock | Received::NotText | Received::Control => {
+                Err(io::ErrorKind::WouldBlock.into())
+            }
         }
     }
 }

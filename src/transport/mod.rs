@@ -91,6 +91,13 @@ pub enum Received {
     /// One message that is not text (a WebSocket binary message): it gets
     /// `ERR invalid-text` and counts as a line.
     NotText,
+    /// One control frame (a WebSocket ping or pong): nothing to hand up,
+    /// but it costs the peer what a line costs, since its answer (a pong)
+    /// costs the server what a reply does.
+    Control,
+    /// Bytes came off the socket but nothing is decoded yet (a partial TLS
+    /// record or frame, a record with no plaintext): read again.
+    Progress,
     /// The socket has nothing more for now.
     WouldBlock,
     /// The peer finished sending (or is told to go away: a web request
@@ -113,6 +120,8 @@ pub struct Transport {
     link: Link,
     codec: Codec,
     out: OutBuf,
+    /// Bytes read off the socket since the loop last took the count.
+    wire_read: usize,
 }
 
 impl Transport {
@@ -137,6 +146,7 @@ impl Transport {
             link,
             codec,
             out: OutBuf::default(),
+            wire_read: 0,
         })
     }
 
@@ -172,20 +182,45 @@ impl Transport {
         } else {
             Codec::Lines
         };
-        Ok(Transport { link, codec, out })
+        Ok(Transport {
+            link,
+            codec,
+            out,
+            wire_read: 0,
+        })
     }
 
-    /// Reads from `sock` and decodes into `buf`.
+    /// Reads from `sock` and decodes into `buf`: at most one unit (bytes,
+    /// one message, one control frame) per call, so the caller's read
+    /// budget sees everything the peer sends.
     pub fn read(&mut self, sock: &mut (impl Read + Write), buf: &mut [u8]) -> io::Result<Received> {
+        let mut sock = Counted {
+            inner: sock,
+            read: &mut self.wire_read,
+        };
         match &mut self.codec {
-            Codec::Lines => self.link.read(sock, buf),
+            Codec::Lines => self.link.read(&mut sock, buf),
             Codec::Web(web) => {
                 let mut lower = LinkReader {
                     link: &mut self.link,
-                    sock,
+                    sock: &mut sock,
                 };
                 web.read(&mut lower, buf, &mut self.out)
             }
+        }
+    }
+
+    /// Bytes read off the socket since the last call: what the loop's read
+    /// budget charges, whatever they decoded to.
+    pub fn take_wire_read(&mut self) -> usize {
+        std::mem::take(&mut self.wire_read)
+    }
+
+    /// The peer logged in: the pre-login limits on what it may send at
+    /// once (the WebSocket message size) rise to the server's own.
+    pub fn logged_in(&mut self) {
+        if let Codec::Web(web) = &mut self.codec {
+            web.logged_in();
         }
     }
 
@@ -277,6 +312,29 @@ impl Transport {
             Codec::Lines => 0,
         };
         web + self.out.capacity()
+    }
+}
+
+/// A socket that counts the bytes read from it.
+struct Counted<'a, S> {
+    inner: &'a mut S,
+    read: &'a mut usize,
+}
+
+impl<S: Read> Read for Counted<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        *self.read += n;
+        Ok(n)
+    }
+}
+
+impl<S: Write> Write for Counted<'_, S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -10,6 +10,7 @@ use tungstenite::protocol::frame::coding::{Data, OpCode};
 use tungstenite::protocol::frame::{Frame, FrameHeader};
 
 use super::*;
+use crate::session::PRE_LOGIN_BYTES;
 
 /// One side of a socket: bytes the peer sent wait in `input`; what this
 /// side writes goes to `output`, at most `room` bytes until it would block.
@@ -75,6 +76,8 @@ fn drain_bytes(t: &mut Transport, sock: &mut MemSock) -> Vec<u8> {
         match t.read(sock, &mut buf).expect("read") {
             Received::Bytes(n) => seen.extend_from_slice(&buf[..n]),
             Received::NotText => seen.extend_from_slice(b"<not-text>\n"),
+            Received::Control => seen.extend_from_slice(b"<control>\n"),
+            Received::Progress => {}
             Received::WouldBlock => return seen,
             Received::Closed => {
                 seen.extend_from_slice(b"<closed>\n");
@@ -275,7 +278,7 @@ fn web_session() -> Vec<u8> {
     wire
 }
 
-const WEB_SESSION_SEEN: &str = "LOGIN alice\nMSG one\nMSG two\n<not-text>\n";
+const WEB_SESSION_SEEN: &str = "LOGIN alice\nMSG one\nMSG two\n<not-text>\n<control>\n";
 
 #[test]
 fn websocket_messages_are_lines_and_lines_are_text_frames() {
@@ -331,6 +334,74 @@ fn an_oversize_websocket_message_closes_with_1009() {
     assert_eq!(drain(&mut t, &mut sock), "<closed>\n");
     t.write_to(&mut sock).unwrap();
     assert_eq!(server_texts(&sock.output), ["<Control(Close)>"]);
+}
+
+#[test]
+fn each_control_frame_is_reported_alone_with_its_bytes_counted() {
+    let mut t = Transport::new(TransportKind::Web, &setup(None)).unwrap();
+    let mut wire = UPGRADE.as_bytes().to_vec();
+    let ping = masked(Frame::ping(vec![b'p'; 125]));
+    for _ in 0..50 {
+        wire.extend(&ping);
+    }
+    wire.extend(masked(Frame::pong(b"unasked".to_vec())));
+    let total = wire.len();
+    let mut sock = MemSock {
+        input: wire.into_iter().collect(),
+        ..MemSock::default()
+    };
+    let mut buf = [0u8; 4096];
+    let mut queued = Vec::new();
+    loop {
+        match t.read(&mut sock, &mut buf).unwrap() {
+            Received::Control => queued.push(t.buffered()),
+            Received::Progress => {}
+            Received::WouldBlock => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(queued.len(), 51, "one report per ping and pong");
+    // The 101 response, then one pong (125 bytes and a 2-byte header) per
+    // ping: the caller sees the queue grow a frame at a time.
+    let response = queued[0] - 127;
+    for (i, &held) in queued.iter().take(50).enumerate() {
+        assert_eq!(held, response + 127 * (i + 1), "after ping {i}");
+    }
+    assert_eq!(queued[50], queued[49], "an unasked pong is not answered");
+    assert_eq!(
+        t.take_wire_read(),
+        total,
+        "every byte off the socket counted"
+    );
+    assert_eq!(t.take_wire_read(), 0);
+}
+
+#[test]
+fn an_anonymous_websocket_may_send_only_small_messages() {
+    let big = text(&"z".repeat(PRE_LOGIN_BYTES + 1));
+    let mut t = Transport::new(TransportKind::Web, &setup(None)).unwrap();
+    let mut wire = UPGRADE.as_bytes().to_vec();
+    wire.extend(&big);
+    let mut sock = MemSock {
+        input: wire.into_iter().collect(),
+        ..MemSock::default()
+    };
+    assert_eq!(
+        drain(&mut t, &mut sock),
+        "<closed>\n",
+        "refused before login"
+    );
+
+    let mut t = Transport::new(TransportKind::Web, &setup(None)).unwrap();
+    let mut sock = MemSock {
+        input: UPGRADE.bytes().collect(),
+        ..MemSock::default()
+    };
+    assert_eq!(drain(&mut t, &mut sock), "");
+    t.logged_in();
+    sock.input.extend(big);
+    let seen = drain(&mut t, &mut sock);
+    assert_eq!(seen.len(), PRE_LOGIN_BYTES + 2, "read whole after login");
 }
 
 #[test]

@@ -24,6 +24,7 @@ use tungstenite::{Error, Message};
 
 use super::outbuf::OutBuf;
 use super::Received;
+use crate::session::PRE_LOGIN_BYTES;
 
 /// The web page, served at `/`.
 const PAGE: &str = include_str!("../../web/index.html");
@@ -44,14 +45,19 @@ pub struct WebPolicy {
     /// The longest message read whole: longer than the line limit (so an
     /// oversize line gets `ERR line-too-long`, as on TCP), still bounded.
     pub max_message: usize,
+    /// The longest message read whole before the peer logs in: an
+    /// anonymous connection holds no more than this of a frame.
+    pub pre_login_message: usize,
 }
 
 impl WebPolicy {
     /// The policy for a server whose lines may be `max_line` bytes long.
     pub fn new(origin: Option<String>, max_line: usize) -> WebPolicy {
+        let max_message = (2 * max_line).max(64 * 1024);
         WebPolicy {
             origin,
-            max_message: (2 * max_line).max(64 * 1024),
+            max_message,
+            pre_login_message: max_message.min(PRE_LOGIN_BYTES),
         }
     }
 }
@@ -108,12 +114,13 @@ impl<R> io::Write for Duplex<'_, R> {
     }
 }
 
-fn socket_config(policy: &WebPolicy) -> WebSocketConfig {
+/// The WebSocket settings for messages of at most `max_message` bytes.
+fn socket_config(max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
-        .max_message_size(Some(policy.max_message))
-        .max_frame_size(Some(policy.max_message))
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
 }
 
 impl Web {
@@ -150,9 +157,11 @@ impl Web {
         }
     }
 
-    /// Reads from `lower` until there is something to hand up: decoded
-    /// text (each message ends with `\n`), a message that is not text, the
-    /// end, or nothing for now. Responses, pongs and close frames go to `out`.
+    /// Reads from `lower` until there is something to report: decoded text
+    /// (each message ends with `\n`), a message that is not text, one
+    /// control frame, the end, or nothing for now. Responses, pongs and
+    /// close frames go to `out`: one control frame queues at most one
+    /// small frame, so the caller's checks after each call bound them.
     pub(super) fn read(
         &mut self,
         lower: &mut impl Read,
@@ -184,7 +193,7 @@ impl Web {
                         Answer::Upgrade { key, used } => {
                             out.queue(&upgrade_response(&key));
                             let rest = head[used..].to_vec();
-                            let config = Some(socket_config(&policy));
+                            let config = Some(socket_config(policy.pre_login_message));
                             let ctx =
                                 WebSocketContext::from_partially_read(rest, Role::Server, config);
                             self.state = State::Socket(Box::new(ctx));
@@ -200,7 +209,7 @@ impl Web {
                     };
                     let rest = head[used..].to_vec();
                     let early = std::mem::take(early);
-                    let config = Some(socket_config(&policy));
+                    let config = Some(socket_config(policy.max_message));
                     let ctx = WebSocketContext::from_partially_read(rest, Role::Client, config);
                     self.state = State::Socket(Box::new(ctx));
                     self.queue(&early, out);
@@ -213,10 +222,15 @@ impl Web {
                     match read {
                         Ok(Message::Text(text)) => return Ok(self.hand_up(text.as_bytes(), buf)),
                         Ok(Message::Binary(_)) => return Ok(Received::NotText),
-                        Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                        Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {
+                            return Ok(Received::Control)
+                        }
                         Ok(Message::Close(_)) => return Ok(Received::Closed),
                         Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                             return Ok(Received::WouldBlock)
+                        }
+                        Err(Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {
+                            return Ok(Received::Progress)
                         }
                         Err(Error::Io(e)) => return Err(e),
                         Err(Error::ConnectionClosed | Error::AlreadyClosed) => {
@@ -298,6 +312,17 @@ impl Web {
         }
     }
 
+    /// The peer logged in: it may send messages up to the server's limit.
+    pub(super) fn logged_in(&mut self) {
+        if let State::Socket(ctx) = &mut self.state {
+            let max = Some(self.policy.max_message);
+            ctx.set_config(|config| {
+                config.max_message_size = max;
+                config.max_frame_size = max;
+            });
+        }
+    }
+
     /// The connection is ending: a close frame follows what is queued.
     pub(super) fn end(&mut self, out: &mut OutBuf) {
         if let State::Socket(ctx) = &mut self.state {
@@ -333,24 +358,27 @@ impl Web {
     }
 }
 
-/// Reads more of a head into `head`. Returns what to hand up when the
-/// read ended it (nothing for now, or the end), `None` when bytes came.
+/// Reads more of a head into `head`, never past one byte over `MAX_HEAD`
+/// (which is enough to refuse it). Returns what to hand up when the read
+/// ended it (nothing for now, bytes that decoded to nothing yet, or the
+/// end), `None` when bytes came.
 fn read_more(
     lower: &mut impl Read,
     buf: &mut [u8],
     head: &mut Vec<u8>,
 ) -> io::Result<Option<Received>> {
-    loop {
-        return match lower.read(buf) {
-            Ok(0) => Ok(Some(Received::Closed)),
-            Ok(n) => {
-                head.extend_from_slice(&buf[..n]);
-                Ok(None)
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Some(Received::WouldBlock)),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => Err(e),
-        };
+    let room = (MAX_HEAD + 1)
+        .saturating_sub(head.len())
+        .clamp(1, buf.len());
+    match lower.read(&mut buf[..room]) {
+        Ok(0) => Ok(Some(Received::Closed)),
+        Ok(n) => {
+            head.extend_from_slice(&buf[..n]);
+            Ok(None)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Some(Received::WouldBlock)),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Some(Received::Progress)),
+        Err(e) => Err(e),
     }
 }
 
@@ -395,9 +423,10 @@ fn answer(head: &[u8], policy: &WebPolicy) -> Answer {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let used = match req.parse(head) {
-        Ok(httparse::Status::Complete(used)) => used,
-        Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => return Answer::Incomplete,
-        Ok(httparse::Status::Partial) => return Answer::Respond(status(431)),
+        Ok(httparse::Status::Complete(used)) if used <= MAX_HEAD => used,
+        Ok(httparse::Status::Partial) if head.len() <= MAX_HEAD => return Answer::Incomplete,
+        // However it arrived, in one write or many.
+        Ok(_) => return Answer::Respond(status(431)),
         Err(_) => return Answer::Respond(status(400)),
     };
     let header = |name: &str| {
@@ -554,6 +583,15 @@ mod tests {
         );
         let huge = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD));
         assert_eq!(code(answer(huge.as_bytes(), &policy())), 431);
+        let whole = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+        assert_eq!(
+            code(answer(whole.as_bytes(), &policy())),
+            431,
+            "a complete head over the limit"
+        );
+        let at_limit = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD - 23));
+        assert_eq!(at_limit.len(), MAX_HEAD);
+        assert_eq!(code(answer(at_limit.as_bytes(), &policy())), 200);
     }
 
     #[test]

@@ -97,6 +97,11 @@ impl Server {
             // Tests that do not test the database keep none on disk.
             cmd.args(["--db", ":memory:"]);
         }
+        if !args.contains(&"--max-per-ip") {
+            // Every test client comes from 127.0.0.1; the tests of the
+            // per-address cap set it themselves.
+            cmd.args(["--max-per-ip", "0"]);
+        }
         cmd.args(args)
             .arg("--port-file")
             .arg(&port_file.0)
