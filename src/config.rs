@@ -14,6 +14,7 @@ use std::time::Duration;
 use crate::chat::Limits;
 use crate::flood::FloodPolicy;
 use crate::liveness::Timeouts;
+use crate::store::db::Retention;
 use crate::transport::tls::TlsSource;
 use crate::transport::TransportKind;
 
@@ -71,6 +72,10 @@ pub mod defaults {
     pub const DB: &str = "selectchat.db";
     /// Messages kept per room, at least.
     pub const HISTORY: u64 = 10_000;
+    /// Days a message is kept; 0 keeps it as long as its room keeps it.
+    pub const HISTORY_DAYS: u32 = 0;
+    /// Rooms whose history is stored; the least recently active go first.
+    pub const MAX_STORED_ROOMS: u64 = 100_000;
     /// How long a dropped session can be taken back with `RESUME`.
     pub const RESUME_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
     /// Bytes of recent room messages kept in memory for `HISTORY`.
@@ -108,8 +113,8 @@ pub struct Config {
     pub chat: Limits,
     /// The message database's path, or `:memory:`.
     pub db: String,
-    /// Messages kept per room in the database, at least.
-    pub history: u64,
+    /// How long the database keeps history: per room, by age, rooms.
+    pub retention: Retention,
     /// Where the TLS certificate comes from; `None` serves no TLS.
     pub tls: Option<TlsSource>,
     /// Port of the listener for protocol lines over TLS.
@@ -183,7 +188,11 @@ impl Config {
             stats_interval: Some(defaults::STATS_INTERVAL.0),
             chat: Limits::default(),
             db: defaults::DB.into(),
-            history: defaults::HISTORY,
+            retention: Retention {
+                per_room: defaults::HISTORY,
+                max_age: None,
+                max_rooms: defaults::MAX_STORED_ROOMS,
+            },
             tls: None,
             tls_port: None,
             web_port: None,
@@ -256,10 +265,16 @@ impl Config {
             "must be at least 1".into(),
         )?;
         check(
-            self.history >= 1,
+            self.retention.per_room >= 1,
             "--history",
-            self.history,
+            self.retention.per_room,
             "must be at least 1 message".into(),
+        )?;
+        check(
+            self.retention.max_rooms >= 1,
+            "--max-stored-rooms",
+            self.retention.max_rooms,
+            "must be at least 1 room".into(),
         )?;
         check(
             !self.db.is_empty(),
@@ -409,7 +424,11 @@ mod tests {
             "--stats-interval"
         );
         assert_eq!(refused_flag(|c| c.chat.max_rooms = 0), "--max-rooms");
-        assert_eq!(refused_flag(|c| c.history = 0), "--history");
+        assert_eq!(refused_flag(|c| c.retention.per_room = 0), "--history");
+        assert_eq!(
+            refused_flag(|c| c.retention.max_rooms = 0),
+            "--max-stored-rooms"
+        );
         assert_eq!(refused_flag(|c| c.db.clear()), "--db");
         let mut c = cfg();
         c.max_line = 10;

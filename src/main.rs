@@ -15,6 +15,7 @@ use selectchat::echo::EchoServer;
 use selectchat::flood::FloodPolicy;
 use selectchat::liveness::Timeouts;
 use selectchat::server::Server;
+use selectchat::store::db::Retention;
 use selectchat::transport::tls::TlsSource;
 use selectchat::transport::TransportKind;
 use selectchat::{bench, client};
@@ -310,6 +311,12 @@ struct ServeArgs {
     /// Messages kept per room in the database, at least; older ones are pruned in the background.
     #[arg(long, value_name = "N", default_value_t = defaults::HISTORY)]
     history: u64,
+    /// Days a stored message is kept; 0 keeps it as long as its room keeps it.
+    #[arg(long, value_name = "DAYS", default_value_t = defaults::HISTORY_DAYS)]
+    history_days: u32,
+    /// Most rooms whose history is stored; past it the least recently active room is deleted with its history.
+    #[arg(long, value_name = "N", default_value_t = defaults::MAX_STORED_ROOMS)]
+    max_stored_rooms: u64,
     /// Seconds after a session ends during which `RESUME` with its token takes it back; 0 turns that off.
     #[arg(long, value_name = "SECS", default_value_t = Secs(defaults::RESUME_WINDOW))]
     resume_window: Secs,
@@ -402,7 +409,12 @@ impl ServeArgs {
                 ..Limits::default()
             },
             db: self.db.clone(),
-            history: self.history,
+            retention: Retention {
+                per_room: self.history,
+                max_age: (self.history_days > 0)
+                    .then(|| Duration::from_secs(u64::from(self.history_days) * 86_400)),
+                max_rooms: self.max_stored_rooms,
+            },
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsSource::Files {
                     cert: cert.clone(),

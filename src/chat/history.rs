@@ -2,20 +2,20 @@
 //! what the store answers, and the in-memory ring of recent committed
 //! messages that answers most `HISTORY` requests without leaving the loop.
 //!
-//! Every room that ever had a stored message has a [`RoomLog`]: its
-//! spelling and its recent messages. The ring of all logs together is held
-//! under a byte budget by evicting the oldest message of the whole server,
-//! so a busy room can push a quiet one's messages out, never the reverse of
-//! memory bounds. Invariant: a log holds every committed message of its
-//! room whose id is greater than its `floor`; a floor of 0 means the log
-//! holds every message the room ever stored.
+//! Only a room with members has a [`RoomLog`]: it is opened when the room
+//! is created in memory and closed, ring and all, when its last member
+//! leaves, so a room nobody is in costs no memory and a restart loads
+//! none. The rings of all open logs are held under one byte budget by
+//! evicting the oldest message of the whole server, so a busy room can
+//! push a quiet one's messages out. Invariant: a log holds every committed
+//! message of its room whose id is greater than its `floor`; a floor of 0
+//! means the log holds every message the room ever stored.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::ops::Range;
 
 use slab::Slab;
 
-use super::name::{Folded, NameKey};
 use crate::protocol::reply::MessageId;
 use crate::protocol::{Anchor, HistoryQuery};
 
@@ -48,6 +48,21 @@ pub enum Request {
         room: Box<str>,
         query: HistoryQuery,
     },
+    /// Say how `room` was first spelled and its last stored id, answered
+    /// under `ticket`: a room is looked up when it is created in memory.
+    Lookup { ticket: u64, room: Box<str> },
+}
+
+/// What the store holds of one room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// The room was stored with this spelling; `last` is the id of its
+    /// newest stored message (0 if none is left).
+    Stored { spelling: Box<str>, last: MessageId },
+    /// The store never held the room (or evicted it).
+    Unknown,
+    /// The read failed.
+    Failed,
 }
 
 /// What the store reports back.
@@ -67,13 +82,14 @@ pub enum Outcome {
         ticket: u64,
         rows: Option<Vec<Message>>,
     },
+    /// The answer to a `Lookup`.
+    Looked { ticket: u64, found: Found },
 }
 
 /// What the store found when it opened: the state the chat starts from.
+/// Rooms are not part of it: each is looked up when someone joins it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stored {
-    /// Every room with stored messages: its spelling and its last id.
-    pub rooms: Vec<(String, MessageId)>,
     /// The id the next message gets.
     pub next_id: MessageId,
     /// The highest id that may be handed out before the store confirms more.
@@ -85,7 +101,6 @@ impl Stored {
     /// tests of the chat alone.
     pub fn unlimited() -> Stored {
         Stored {
-            rooms: Vec::new(),
             next_id: 1,
             reserved: MessageId::MAX,
         }
@@ -95,90 +110,105 @@ impl Stored {
 /// One room's recent history.
 #[derive(Debug)]
 struct RoomLog {
-    spelling: Box<str>,
     ring: VecDeque<Message>,
     /// Every committed message with a greater id is in `ring`.
     floor: MessageId,
 }
 
-/// Identifies a room's log; stable for the life of the process.
+/// Identifies an open room log; reused once the log is closed.
 pub type LogId = usize;
 
-/// The logs of every room that stored a message, under one byte budget.
+/// The logs of the rooms with members, under one byte budget.
 #[derive(Debug)]
 pub struct History {
     logs: Slab<RoomLog>,
-    by_name: HashMap<NameKey, LogId>,
-    /// Every message in a ring, oldest first: the eviction order.
+    /// Every message in a ring, oldest first: the eviction order. Entries
+    /// of closed logs stay until they reach the front or the queue is
+    /// compacted; an entry is live while its log's ring holds its id.
     order: VecDeque<(MessageId, LogId)>,
+    /// Messages held in rings: the live entries of `order`.
+    held: usize,
     bytes: usize,
     budget: usize,
 }
 
+/// Dead entries `order` may carry, beyond as many as it has live ones,
+/// before it is compacted.
+const DEAD_ENTRIES: usize = 1024;
+
 impl History {
-    /// Empty logs that keep at most `budget` bytes of messages in memory.
+    /// No logs; at most `budget` bytes of messages will be kept in memory.
     pub fn new(budget: usize) -> History {
         History {
             logs: Slab::new(),
-            by_name: HashMap::new(),
             order: VecDeque::new(),
+            held: 0,
             bytes: 0,
             budget,
         }
     }
 
-    /// Registers a room the store already holds messages of, up to `last`:
-    /// its ring starts empty, so requests for those go to the store.
-    pub fn load(&mut self, spelling: &str, last: MessageId) {
-        let log = self.log_of(spelling);
-        self.logs[log].floor = last;
-    }
-
-    /// The spelling a room was first stored with, if it was.
-    pub fn spelling(&self, room: &str) -> Option<&str> {
-        let log = *self.by_name.get(Folded::new(room))?;
-        Some(&self.logs[log].spelling)
-    }
-
-    /// The log of `room`, created (holding everything: nothing) if new.
-    pub fn log_of(&mut self, room: &str) -> LogId {
-        if let Some(&log) = self.by_name.get(Folded::new(room)) {
-            return log;
-        }
-        let log = self.logs.insert(RoomLog {
-            spelling: room.into(),
+    /// Opens a log for a room whose committed messages up to `floor` are
+    /// in the store only (0: the room has none there).
+    pub fn open(&mut self, floor: MessageId) -> LogId {
+        self.logs.insert(RoomLog {
             ring: VecDeque::new(),
-            floor: 0,
-        });
-        self.by_name.insert(NameKey::new(room), log);
-        log
+            floor,
+        })
     }
 
-    /// The room's spelling.
-    pub fn room(&self, log: LogId) -> &str {
-        &self.logs[log].spelling
+    /// Closes a log: its messages leave memory (the store keeps them).
+    pub fn close(&mut self, log: LogId) {
+        let Some(closed) = self.logs.try_remove(log) else {
+            debug_assert!(false, "closed log {log} twice");
+            return;
+        };
+        self.held -= closed.ring.len();
+        self.bytes -= closed.ring.iter().map(Message::weight).sum::<usize>();
+        if self.order.len() > 2 * self.held + DEAD_ENTRIES {
+            let logs = &self.logs;
+            self.order.retain(|&(id, log)| is_live(logs, id, log));
+        }
     }
 
-    /// The log of `room`, if it has one.
-    pub fn find(&self, room: &str) -> Option<LogId> {
-        self.by_name.get(Folded::new(room)).copied()
+    /// Number of open logs.
+    pub fn len(&self) -> usize {
+        self.logs.len()
+    }
+
+    /// True when no log is open.
+    pub fn is_empty(&self) -> bool {
+        self.logs.is_empty()
     }
 
     /// Adds a committed message, which has a greater id than any before
-    /// it, and evicts the server's oldest messages while over budget.
+    /// it in this log, and evicts the server's oldest messages while over
+    /// budget. A message the floor already covers (committed while the
+    /// room was away from memory) is the store's alone.
     pub fn push(&mut self, log: LogId, message: Message) {
+        let Some(room) = self.logs.get_mut(log) else {
+            debug_assert!(false, "pushed to closed log {log}");
+            return;
+        };
+        if message.id <= room.floor {
+            return;
+        }
         self.bytes += message.weight();
+        self.held += 1;
         self.order.push_back((message.id, log));
-        self.logs[log].ring.push_back(message);
+        room.ring.push_back(message);
         while self.bytes > self.budget {
             let Some((id, log)) = self.order.pop_front() else {
                 break;
             };
-            let log = &mut self.logs[log];
-            if let Some(oldest) = log.ring.pop_front() {
-                debug_assert_eq!(oldest.id, id, "eviction order");
+            if !is_live(&self.logs, id, log) {
+                continue;
+            }
+            let room = &mut self.logs[log];
+            if let Some(oldest) = room.ring.pop_front() {
                 self.bytes -= oldest.weight();
-                log.floor = oldest.id;
+                self.held -= 1;
+                room.floor = oldest.id;
             }
         }
     }
@@ -190,7 +220,7 @@ impl History {
         log: LogId,
         query: HistoryQuery,
     ) -> Option<impl Iterator<Item = &Message>> {
-        let RoomLog { ring, floor, .. } = &self.logs[log];
+        let RoomLog { ring, floor } = self.logs.get(log)?;
         let range = answer_range(ring, *floor, query)?;
         Some(ring.range(range))
     }
@@ -199,6 +229,25 @@ impl History {
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+
+    /// Checks the bookkeeping; for tests and fuzzing.
+    pub fn check_invariants(&self) {
+        let held: usize = self.logs.iter().map(|(_, l)| l.ring.len()).sum();
+        assert_eq!(held, self.held);
+        let live = self
+            .order
+            .iter()
+            .filter(|&&(id, log)| is_live(&self.logs, id, log));
+        assert_eq!(live.count(), held, "every ring message has one live entry");
+        assert!(self.order.len() <= 2 * self.held + DEAD_ENTRIES + 1);
+    }
+}
+
+/// True when `log` is open and its ring holds message `id` (the oldest
+/// first, so the eviction order finds it at the front).
+fn is_live(logs: &Slab<RoomLog>, id: MessageId, log: LogId) -> bool {
+    logs.get(log)
+        .is_some_and(|l| l.ring.binary_search_by_key(&id, |m| m.id).is_ok())
 }
 
 /// Where in `ring` the answer lies, if all of it is there.
@@ -247,9 +296,7 @@ mod tests {
     #[test]
     fn a_new_room_answers_everything_from_memory() {
         let mut h = History::new(1 << 20);
-        let log = h.log_of("#Rust");
-        assert_eq!(h.log_of("#rust"), log, "one log per folded name");
-        assert_eq!(h.spelling("#RUST"), Some("#Rust"));
+        let log = h.open(0);
         assert_eq!(ids(&h, log, q(Anchor::Latest, 50)), Some(vec![]));
         for id in [2, 5, 9, 10] {
             h.push(log, m(id, "x"));
@@ -262,16 +309,17 @@ mod tests {
         assert_eq!(ids(&h, log, q(Anchor::Before(9), 1)), Some(vec![5]));
         assert_eq!(ids(&h, log, q(Anchor::Before(9), 5)), Some(vec![2, 5]));
         assert_eq!(ids(&h, log, q(Anchor::Before(1), 5)), Some(vec![]));
+        h.check_invariants();
     }
 
     #[test]
-    fn a_loaded_room_sends_what_memory_cannot_prove_to_the_store() {
+    fn a_room_with_stored_messages_sends_what_memory_cannot_prove_to_the_store() {
         let mut h = History::new(1 << 20);
-        h.load("#old", 7);
-        let log = h.find("#OLD").unwrap();
+        let log = h.open(7);
         assert_eq!(ids(&h, log, q(Anchor::Latest, 1)), None);
         assert_eq!(ids(&h, log, q(Anchor::After(7), 5)), Some(vec![]));
         assert_eq!(ids(&h, log, q(Anchor::After(6), 5)), None);
+        h.push(log, m(6, "committed while the room was away"));
         h.push(log, m(8, "x"));
         h.push(log, m(12, "y"));
         assert_eq!(ids(&h, log, q(Anchor::Latest, 2)), Some(vec![8, 12]));
@@ -279,12 +327,13 @@ mod tests {
         assert_eq!(ids(&h, log, q(Anchor::Before(12), 1)), Some(vec![8]));
         assert_eq!(ids(&h, log, q(Anchor::Before(12), 2)), None);
         assert_eq!(ids(&h, log, q(Anchor::After(7), 5)), Some(vec![8, 12]));
+        h.check_invariants();
     }
 
     #[test]
     fn the_budget_evicts_the_oldest_message_of_the_server() {
         let mut h = History::new(3 * (96 + 2));
-        let (a, b) = (h.log_of("#a"), h.log_of("#b"));
+        let (a, b) = (h.open(0), h.open(0));
         h.push(a, m(1, "x"));
         h.push(b, m(2, "x"));
         h.push(a, m(3, "x"));
@@ -299,5 +348,40 @@ mod tests {
         );
         assert_eq!(ids(&h, a, q(Anchor::After(1), 5)), Some(vec![3]));
         assert_eq!(ids(&h, b, q(Anchor::Latest, 2)), Some(vec![2, 4]));
+        h.check_invariants();
+    }
+
+    #[test]
+    fn a_closed_log_frees_its_messages_and_its_slot_is_reused_safely() {
+        let mut h = History::new(3 * (96 + 2));
+        let a = h.open(0);
+        h.push(a, m(1, "x"));
+        h.push(a, m(2, "x"));
+        h.close(a);
+        assert_eq!((h.bytes(), h.len()), (0, 0));
+        let b = h.open(2);
+        assert_eq!(b, a, "the slot is reused");
+        for id in 3..=6 {
+            h.push(b, m(id, "x"));
+        }
+        // The dead entries of the closed log were skipped, not counted.
+        assert_eq!(ids(&h, b, q(Anchor::After(3), 5)), Some(vec![4, 5, 6]));
+        assert_eq!(h.bytes(), 3 * 98);
+        h.check_invariants();
+    }
+
+    #[test]
+    fn churn_of_rooms_leaves_nothing_behind() {
+        let mut h = History::new(1 << 20);
+        let keep = h.open(0);
+        for id in 1..=20_000 {
+            let log = h.open(0);
+            h.push(log, m(2 * id, "one line"));
+            h.push(keep, m(2 * id + 1, "steady"));
+            h.close(log);
+        }
+        assert_eq!(h.len(), 1);
+        h.check_invariants();
+        assert!(h.order.len() <= 2 * h.held + DEAD_ENTRIES + 1);
     }
 }

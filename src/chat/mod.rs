@@ -28,7 +28,8 @@ use crate::config::defaults;
 use crate::protocol::reply::MessageId;
 use crate::protocol::text::{valid_name, valid_room};
 use crate::protocol::{parse, Command, HistoryQuery, ProtocolError, Reply};
-use history::{History, LogId, Message, Outcome, Request, Stored};
+use history::{Found, History, Message, Outcome, Request, Stored};
+use name::Folded;
 use resume::{EndedSessions, Token};
 use rooms::{RoomId, Rooms};
 use users::Users;
@@ -64,7 +65,7 @@ pub enum Step {
     /// The client sent `QUIT`: say `BYE` and close the connection.
     Quit,
     /// Read no more lines from this connection until [`Chat::on_store`]
-    /// names it: its `HISTORY` is being read from the store.
+    /// names it: its `HISTORY` or `JOIN` waits for the store.
     Wait,
     /// The connection took over the session of the given one with
     /// `RESUME` (it is logged in now): close that one with `BYE replaced`.
@@ -134,16 +135,28 @@ struct InFlight {
     conn: ConnId,
     /// The sender's login; a later login on the same id gets no `SENT`.
     serial: u64,
-    log: LogId,
+    /// The room's spelling: it may have left memory by the time of the commit.
+    room: Box<str>,
     message: Message,
 }
 
-/// A `HISTORY` the store is answering.
-#[derive(Debug, Clone, Copy)]
-struct Fetching {
-    conn: ConnId,
-    serial: u64,
-    log: LogId,
+/// What a connection waits for the store to answer; its login's serial
+/// tells whether it is still the same user when the answer comes.
+#[derive(Debug)]
+enum Pending {
+    /// Its `HISTORY` of `room`.
+    History {
+        conn: ConnId,
+        serial: u64,
+        room: Box<str>,
+    },
+    /// Its `JOIN` of `room` (as typed), which nobody was in: how the room
+    /// was first spelled, and how much of its history is stored.
+    Join {
+        conn: ConnId,
+        serial: u64,
+        room: Box<str>,
+    },
 }
 
 impl Limits {
@@ -169,7 +182,8 @@ pub struct Chat {
     in_flight: VecDeque<InFlight>,
     /// Store work asked for since the caller last took it.
     requests: Vec<Request>,
-    fetching: HashMap<u64, Fetching>,
+    /// Store answers awaited, by ticket.
+    pending: HashMap<u64, Pending>,
     next_ticket: u64,
     clock: WallClock,
     /// The latest instant the caller handed in.
@@ -193,10 +207,7 @@ impl Chat {
 
     /// A chat that goes on from what the store holds.
     pub fn start(limits: Limits, stored: Stored, clock: WallClock) -> Self {
-        let mut history = History::new(limits.history_memory);
-        for (room, last) in &stored.rooms {
-            history.load(room, *last);
-        }
+        let history = History::new(limits.history_memory);
         Chat {
             users: Users::default(),
             rooms: Rooms::default(),
@@ -207,7 +218,7 @@ impl Chat {
             ended: EndedSessions::new(limits.resume_window, limits.max_ended),
             in_flight: VecDeque::new(),
             requests: Vec::new(),
-            fetching: HashMap::new(),
+            pending: HashMap::new(),
             next_ticket: 0,
             clock,
             now: clock.at,
@@ -431,16 +442,52 @@ impl Chat {
         if self.rooms.count_of(id) >= self.limits.max_rooms {
             return Err(ProtocolError::TooManyRooms);
         }
-        self.enter(id, room, out);
-        Ok(Step::Continue)
+        if let Some(r) = self.rooms.find(room) {
+            self.enter(id, r, out);
+            return Ok(Step::Continue);
+        }
+        // Nobody is in it: the store says how it was first spelled and
+        // what of its history it holds, and the join completes then.
+        let serial = self.users.serial(id).unwrap_or_default();
+        let ticket = self.await_store(Pending::Join {
+            conn: id,
+            serial,
+            room: room.into(),
+        });
+        self.requests.push(Request::Lookup {
+            ticket,
+            room: room.into(),
+        });
+        Ok(Step::Wait)
     }
 
-    /// Puts `id` in `room` (a room that stored history keeps its stored
-    /// spelling), tells the members while the presence limit allows, and
-    /// tells `id` with `JOINED`.
-    fn enter(&mut self, id: ConnId, room: &str, out: &mut impl Outbox) {
-        let spelling = self.history.spelling(room).unwrap_or(room);
-        let r = self.rooms.join(id, spelling);
+    /// Files `pending` under a new ticket for the store's answer.
+    fn await_store(&mut self, pending: Pending) -> u64 {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.pending.insert(ticket, pending);
+        ticket
+    }
+
+    /// Brings room `name` into memory, with a history log holding nothing
+    /// yet: every committed message up to `floor` is the store's alone.
+    fn open_room(&mut self, name: &str, floor: MessageId) -> RoomId {
+        let log = self.history.open(floor);
+        self.rooms.create(name, log)
+    }
+
+    /// Takes `id` out of room `r`; the last one out takes the room (and
+    /// its history log) out of memory.
+    fn vacate(&mut self, id: ConnId, r: RoomId) {
+        if let Some(log) = self.rooms.part(id, r) {
+            self.history.close(log);
+        }
+    }
+
+    /// Puts `id` in room `r`, tells the members while the presence limit
+    /// allows, and tells `id` with `JOINED`.
+    fn enter(&mut self, id: ConnId, r: RoomId, out: &mut impl Outbox) {
+        self.rooms.join(id, r);
         let (room, members) = (self.rooms.name(r), self.rooms.members(r));
         if self.limits.announces(members.len()) {
             let name = self.users.name(id).unwrap_or_default();
@@ -479,7 +526,7 @@ impl Chat {
             Reply::LeftRoom { room, name }.write_to(&mut self.scratch);
             out.send_to_all(members, Some(id), &self.scratch);
         }
-        self.rooms.part(id, r);
+        self.vacate(id, r);
     }
 
     /// The id for the next accepted message, if the store has made it
@@ -523,7 +570,6 @@ impl Chat {
             from: from.into(),
             text: text.into(),
         };
-        let log = self.history.log_of(room);
         self.requests.push(Request::Append {
             room: room.into(),
             message: message.clone(),
@@ -531,7 +577,7 @@ impl Chat {
         self.in_flight.push_back(InFlight {
             conn: id,
             serial: self.users.serial(id).unwrap_or_default(),
-            log,
+            room: room.into(),
             message,
         });
         Ok(Step::Continue)
@@ -547,57 +593,54 @@ impl Chat {
         let room = self.room_arg(id, room)?;
         let query = HistoryQuery::parse(args)?;
         let r = self.my_room(id, room)?;
-        let Some(log) = self.history.find(room) else {
-            // Nothing was ever stored in this room.
-            self.scratch.clear();
-            Reply::EndHistory(self.rooms.name(r)).write_to(&mut self.scratch);
-            out.send(id, &self.scratch);
-            return Ok(Step::Continue);
-        };
+        let (room, log) = (self.rooms.name(r), self.rooms.log(r));
         // Messages still on their way to the store are not in the ring
         // yet; the store answers after committing them.
-        if !self.in_flight.iter().any(|m| m.log == log) {
+        let sending = self
+            .in_flight
+            .iter()
+            .any(|m| Folded::new(&m.room) == Folded::new(room));
+        if !sending {
             if let Some(messages) = self.history.answer(log, query) {
-                let lines = history_lines(self.history.room(log), messages);
+                let lines = history_lines(room, messages);
                 out.send(id, &lines);
                 return Ok(Step::Continue);
             }
         }
-        let ticket = self.next_ticket;
-        self.next_ticket += 1;
+        let room: Box<str> = room.into();
+        let serial = self.users.serial(id).unwrap_or_default();
+        let ticket = self.await_store(Pending::History {
+            conn: id,
+            serial,
+            room: room.clone(),
+        });
         self.requests.push(Request::Fetch {
             ticket,
-            room: self.history.room(log).into(),
+            room,
             query,
         });
-        let serial = self.users.serial(id).unwrap_or_default();
-        self.fetching.insert(
-            ticket,
-            Fetching {
-                conn: id,
-                serial,
-                log,
-            },
-        );
         Ok(Step::Wait)
     }
 
     /// Carries out what the store reported. Returns the connection whose
-    /// `HISTORY` was answered, which may read again.
+    /// wait (a `HISTORY`, a `JOIN`) is over, which may read again.
     pub fn on_store(&mut self, outcome: Outcome, out: &mut impl Outbox) -> Option<ConnId> {
         match outcome {
             Outcome::Committed { through, reserved } => {
                 self.reserved = self.reserved.max(reserved);
                 while let Some(m) = self.in_flight.front().filter(|m| m.message.id <= through) {
-                    let (conn, serial, log, id) = (m.conn, m.serial, m.log, m.message.id);
-                    if self.users.serial(conn) == Some(serial) {
-                        let room = self.history.room(log);
+                    if self.users.serial(m.conn) == Some(m.serial) {
                         self.scratch.clear();
+                        let (room, id) = (&*m.room, m.message.id);
                         Reply::Sent { room, id }.write_to(&mut self.scratch);
-                        out.send(conn, &self.scratch);
+                        out.send(m.conn, &self.scratch);
                     }
-                    if let Some(m) = self.in_flight.pop_front() {
-                        self.history.push(log, m.message);
+                    let Some(m) = self.in_flight.pop_front() else {
+                        break;
+                    };
+                    // A room nobody is in any more has its history in the store.
+                    if let Some(r) = self.rooms.find(&m.room) {
+                        self.history.push(self.rooms.log(r), m.message);
                     }
                 }
                 None
@@ -613,17 +656,42 @@ impl Chat {
                 None
             }
             Outcome::Fetched { ticket, rows } => {
-                let Fetching { conn, serial, log } = self.fetching.remove(&ticket)?;
+                let Some(Pending::History { conn, serial, room }) = self.pending.remove(&ticket)
+                else {
+                    debug_assert!(false, "rows for ticket {ticket}, which asked for none");
+                    return None;
+                };
                 if self.users.serial(conn) != Some(serial) {
                     return None;
                 }
                 match rows {
                     Some(rows) => {
-                        let lines = history_lines(self.history.room(log), rows.iter());
+                        let lines = history_lines(&room, rows.iter());
                         out.send(conn, &lines);
                     }
                     None => self.reply(conn, Reply::Err(ProtocolError::StorageUnavailable), out),
                 }
+                Some(conn)
+            }
+            Outcome::Looked { ticket, found } => {
+                let Some(Pending::Join { conn, serial, room }) = self.pending.remove(&ticket)
+                else {
+                    debug_assert!(false, "a room for ticket {ticket}, which asked for none");
+                    return None;
+                };
+                if self.users.serial(conn) != Some(serial) {
+                    return None;
+                }
+                // Someone else may have brought the room in meanwhile.
+                let r = match (self.rooms.find(&room), found) {
+                    (Some(r), _) => r,
+                    (None, Found::Stored { spelling, last }) => self.open_room(&spelling, last),
+                    (None, Found::Unknown) => self.open_room(&room, 0),
+                    // The store cannot say: the typed spelling, and every
+                    // message so far left to the store.
+                    (None, Found::Failed) => self.open_room(&room, self.next_id - 1),
+                };
+                self.enter(conn, r, out);
                 Some(conn)
             }
         }
@@ -678,7 +746,13 @@ impl Chat {
         self.reply(id, Reply::Ok, out);
         self.announce_login(id, out);
         for room in &ended.rooms {
-            self.enter(id, room, out);
+            // A room that left memory meanwhile comes back under the same
+            // spelling, with every message so far left to the store.
+            let r = match self.rooms.find(room) {
+                Some(r) => r,
+                None => self.open_room(room, self.next_id - 1),
+            };
+            self.enter(id, r, out);
         }
         Ok(Step::LoggedIn)
     }
@@ -744,7 +818,7 @@ impl Chat {
     /// Returns the freed name.
     pub fn remove(&mut self, id: ConnId) -> Option<Box<str>> {
         while let Some(r) = self.rooms.any_of(id) {
-            self.rooms.part(id, r);
+            self.vacate(id, r);
         }
         self.users.remove(id)
     }
@@ -765,6 +839,8 @@ impl Chat {
     pub fn check_invariants(&self) {
         self.users.check_invariants();
         self.rooms.check_invariants();
+        self.history.check_invariants();
+        assert_eq!(self.history.len(), self.rooms.len(), "a log per room");
         // Only logged-in users sit in rooms.
         for (room, _) in self.rooms.sorted() {
             let r = self.rooms.find(room).expect("listed room");
@@ -804,9 +880,11 @@ mod tests {
         Instant::now()
     }
 
-    /// Records every line each connection would receive.
+    /// Records every line each connection would receive; the second
+    /// field is what the store holds of rooms (spelling, last id), which
+    /// answers the chat's lookups.
     #[derive(Default)]
-    struct Recorder(HashMap<ConnId, Vec<u8>>);
+    struct Recorder(HashMap<ConnId, Vec<u8>>, Vec<(&'static str, MessageId)>);
 
     impl Outbox for Recorder {
         fn send(&mut self, to: ConnId, bytes: &[u8]) {
@@ -949,8 +1027,32 @@ mod tests {
 
     fn line(chat: &mut Chat, out: &mut Recorder, id: ConnId, text: &str) -> Step {
         let step = chat.on_line(id, text.as_bytes(), t0(), out);
+        answer_lookups(chat, out);
         chat.check_invariants();
         step
+    }
+
+    /// Plays a store that answers the chat's room lookups at once from
+    /// the recorder's rooms, leaving every other request in place.
+    fn answer_lookups(chat: &mut Chat, out: &mut Recorder) {
+        let mut lookups = Vec::new();
+        chat.requests.retain(|r| match r {
+            Request::Lookup { ticket, room } => {
+                lookups.push((*ticket, room.clone()));
+                false
+            }
+            _ => true,
+        });
+        for (ticket, room) in lookups {
+            let found = match out.1.iter().find(|(s, _)| s.eq_ignore_ascii_case(&room)) {
+                Some(&(spelling, last)) => Found::Stored {
+                    spelling: spelling.into(),
+                    last,
+                },
+                None => Found::Unknown,
+            };
+            chat.on_store(Outcome::Looked { ticket, found }, out);
+        }
     }
 
     /// Plays a store that commits everything asked of it (answering no
@@ -961,7 +1063,7 @@ mod tests {
             .into_iter()
             .filter_map(|r| match r {
                 Request::Append { message, .. } => Some(message.id),
-                Request::Fetch { .. } => None,
+                Request::Fetch { .. } | Request::Lookup { .. } => None,
             })
             .collect();
         if let Some(&through) = appends.last() {
@@ -1239,12 +1341,12 @@ mod tests {
     #[test]
     fn a_read_the_ring_cannot_answer_goes_to_the_store_and_waits() {
         let stored = Stored {
-            rooms: vec![("#Old".into(), 41)],
             next_id: 42,
             reserved: 100,
         };
         let mut chat = Chat::start(Limits::default(), stored, WallClock::system());
         let mut out = Recorder::default();
+        out.1.push(("#Old", 41));
         line(&mut chat, &mut out, 0, "LOGIN a");
         line(&mut chat, &mut out, 0, "JOIN #old");
         assert_eq!(out.take(0), "OK\nJOINED #Old 1\n", "the stored spelling");
@@ -1281,7 +1383,7 @@ mod tests {
             .into_iter()
             .filter_map(|r| match r {
                 Request::Fetch { ticket, .. } => Some(ticket),
-                Request::Append { .. } => None,
+                Request::Append { .. } | Request::Lookup { .. } => None,
             })
             .collect();
         out.0.clear();
@@ -1304,9 +1406,40 @@ mod tests {
     }
 
     #[test]
+    fn a_room_nobody_is_in_leaves_memory_and_comes_back_through_the_store() {
+        let (mut chat, mut out) = setup(&["a", "b"]);
+        for i in 0..1000 {
+            line(&mut chat, &mut out, 0, &format!("JOIN #r{i}"));
+            line(&mut chat, &mut out, 0, &format!("SAY #r{i} hello"));
+            line(&mut chat, &mut out, 0, &format!("PART #r{i}"));
+        }
+        commit(&mut chat, &mut out);
+        assert_eq!((chat.rooms(), chat.history.len()), (0, 0), "nothing kept");
+        assert_eq!(chat.history.bytes(), 0);
+        out.0.clear();
+        // Two join the same room while the store looks it up: one room.
+        assert_eq!(chat.on_line(0, b"JOIN #r5", t0(), &mut out), Step::Wait);
+        assert_eq!(chat.on_line(1, b"JOIN #R5", t0(), &mut out), Step::Wait);
+        assert_eq!(out.take(0), "", "JOINED waits for the store");
+        out.1.push(("#r5", 6));
+        answer_lookups(&mut chat, &mut out);
+        assert_eq!(out.take(0), "JOINED #r5 1\nINFO #r5 b joined\n");
+        assert_eq!(out.take(1), "JOINED #r5 2\n");
+        assert_eq!(chat.rooms(), 1);
+        // Its history is in the store, not in memory.
+        assert_eq!(line(&mut chat, &mut out, 0, "HISTORY #r5"), Step::Wait);
+        // A joiner who leaves before the answer is not seated.
+        line(&mut chat, &mut out, 1, "PART #r5");
+        chat.on_line(1, b"JOIN #new", t0(), &mut out);
+        chat.leave(1, &mut out);
+        answer_lookups(&mut chat, &mut out);
+        chat.check_invariants();
+        assert_eq!(chat.rooms(), 1);
+    }
+
+    #[test]
     fn a_failed_commit_or_a_store_too_far_behind_refuses_say() {
         let stored = Stored {
-            rooms: Vec::new(),
             next_id: 1,
             reserved: 2,
         };

@@ -2,7 +2,8 @@
 //!
 //! A join is O(1); a part and a departure are O(rooms the user is in),
 //! which `--max-rooms` bounds. A room exists while it has members and keeps
-//! the spelling it was created with.
+//! the spelling it was created with; so does its history log, which is
+//! handed back when the last member leaves.
 //!
 //! Invariant: connection `c` has a seat `(r, p)` exactly when
 //! `rooms[r].members[p] == c`, and every room has at least one member.
@@ -11,6 +12,7 @@ use std::collections::HashMap;
 
 use slab::Slab;
 
+use super::history::LogId;
 use super::name::{Folded, NameKey};
 use super::ConnId;
 
@@ -22,6 +24,8 @@ struct Room {
     name: Box<str>,
     /// Dense, for fan-out.
     members: Vec<ConnId>,
+    /// The room's recent history, open while the room exists.
+    log: LogId,
 }
 
 /// Where one connection sits: the room, and its index in that room's members.
@@ -85,20 +89,27 @@ impl Rooms {
         self.seats.get(id)?.iter().position(|s| s.room == room)
     }
 
-    /// Puts `id` in the room called `name`, creating it with that spelling
-    /// if nobody is in it. The caller has checked that `id` is not in it.
-    pub fn join(&mut self, id: ConnId, name: &str) -> RoomId {
-        let room = match self.find(name) {
-            Some(room) => room,
-            None => {
-                let room = self.rooms.insert(Room {
-                    name: name.into(),
-                    members: Vec::new(),
-                });
-                self.by_name.insert(NameKey::new(name), room);
-                room
-            }
-        };
+    /// The room's history log.
+    pub fn log(&self, room: RoomId) -> LogId {
+        self.rooms[room].log
+    }
+
+    /// Creates the room `name`, with no members yet and `log` for its
+    /// history. The caller has checked that no room has that name and puts
+    /// a member in it at once.
+    pub fn create(&mut self, name: &str, log: LogId) -> RoomId {
+        debug_assert!(self.find(name).is_none(), "{name} created twice");
+        let room = self.rooms.insert(Room {
+            name: name.into(),
+            members: Vec::new(),
+            log,
+        });
+        self.by_name.insert(NameKey::new(name), room);
+        room
+    }
+
+    /// Puts `id` in `room`. The caller has checked that `id` is not in it.
+    pub fn join(&mut self, id: ConnId, room: RoomId) {
         debug_assert!(!self.is_member(id, room), "conn {id} joined twice");
         let members = &mut self.rooms[room].members;
         if self.seats.len() <= id {
@@ -109,15 +120,12 @@ impl Rooms {
             pos: members.len(),
         });
         members.push(id);
-        room
     }
 
-    /// Takes `id` out of `room`, removing the room once it is empty.
-    /// Returns false if `id` was not in it.
-    pub fn part(&mut self, id: ConnId, room: RoomId) -> bool {
-        let Some(index) = self.seat_index(id, room) else {
-            return false;
-        };
+    /// Takes `id` out of `room` (if it is in it), removing the room once it
+    /// is empty. Returns the log of a room so removed, to be closed.
+    pub fn part(&mut self, id: ConnId, room: RoomId) -> Option<LogId> {
+        let index = self.seat_index(id, room)?;
         let seat = self.seats[id].swap_remove(index);
         if self.seats[id].is_empty() {
             // Most connections never join a room again; give the memory back.
@@ -130,11 +138,12 @@ impl Rooms {
                 s.pos = seat.pos;
             }
         }
-        if members.is_empty() {
-            let gone = self.rooms.remove(room);
-            self.by_name.remove(Folded::new(&gone.name));
+        if !members.is_empty() {
+            return None;
         }
-        true
+        let gone = self.rooms.remove(room);
+        self.by_name.remove(Folded::new(&gone.name));
+        Some(gone.log)
     }
 
     /// The rooms `id` is in, by spelling, sorted by lower-cased name.
@@ -198,33 +207,54 @@ impl Rooms {
 mod tests {
     use super::*;
 
+    /// Joins `id` to the room called `name`, creating it (with a log
+    /// numbered after its creation order) if nobody is in it.
+    fn join(rooms: &mut Rooms, id: ConnId, name: &str) -> RoomId {
+        let room = match rooms.find(name) {
+            Some(room) => room,
+            None => rooms.create(name, rooms.len() + 100),
+        };
+        rooms.join(id, room);
+        room
+    }
+
     #[test]
     fn joins_and_parts_keep_seats_and_members_in_step() {
         let mut rooms = Rooms::default();
-        let rust = rooms.join(3, "#Rust");
-        assert_eq!(rooms.join(0, "#rust"), rust, "names are one in any case");
-        assert_eq!(rooms.join(7, "#RUST"), rust);
-        let go = rooms.join(3, "#go");
+        let rust = join(&mut rooms, 3, "#Rust");
+        assert_eq!(
+            join(&mut rooms, 0, "#rust"),
+            rust,
+            "names are one in any case"
+        );
+        assert_eq!(join(&mut rooms, 7, "#RUST"), rust);
+        let go = join(&mut rooms, 3, "#go");
         assert_eq!(rooms.name(rust), "#Rust", "the first spelling stays");
+        assert_eq!((rooms.log(rust), rooms.log(go)), (100, 101));
         assert_eq!(rooms.count_of(3), 2);
         assert!(rooms.is_member(0, rust) && !rooms.is_member(0, go));
         rooms.check_invariants();
-        assert!(rooms.part(3, rust));
-        assert!(!rooms.part(3, rust));
+        assert_eq!(rooms.part(3, rust), None, "others are still in it");
+        assert_eq!(rooms.part(3, rust), None, "not a member any more");
         rooms.check_invariants();
         assert_eq!(rooms.sorted(), [("#go", 1), ("#Rust", 2)]);
-        assert!(rooms.part(3, go));
+        assert_eq!(
+            rooms.part(3, go),
+            Some(101),
+            "the last one out hands back the log"
+        );
         assert_eq!(rooms.find("#go"), None, "an empty room is gone");
         assert_eq!(rooms.count_of(3), 0);
         assert_eq!(rooms.any_of(3), None);
         rooms.check_invariants();
-        assert!(rooms.part(0, rust) && rooms.part(7, rust));
+        assert_eq!(rooms.part(0, rust), None);
+        assert_eq!(rooms.part(7, rust), Some(100));
         assert!(rooms.is_empty());
-        let again = rooms.join(1, "#rUst");
+        let again = join(&mut rooms, 1, "#rUst");
         assert_eq!(rooms.name(again), "#rUst", "a new room, a new spelling");
         rooms.check_invariants();
-        rooms.join(1, "#b");
-        rooms.join(2, "#B2");
+        join(&mut rooms, 1, "#b");
+        join(&mut rooms, 2, "#B2");
         rooms.rebind(1, 5);
         rooms.check_invariants();
         assert_eq!(rooms.names_of(5), ["#b", "#rUst"]);

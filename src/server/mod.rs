@@ -121,12 +121,12 @@ impl Server {
     /// Opens the message database, binds the listeners, installs the
     /// SIGINT/SIGTERM handlers and starts the store's writer thread.
     pub fn bind(cfg: Config) -> io::Result<Server> {
-        let (db, stored) = Db::open(&cfg.db, cfg.history)
+        let (db, stored) = Db::open(&cfg.db, cfg.retention)
             .map_err(|e| io::Error::other(format!("cannot open database {}: {e}", cfg.db)))?;
         info!(
             "database {}: {} rooms with history, next message id {}",
             cfg.db,
-            stored.rooms.len(),
+            db.rooms(),
             stored.next_id
         );
         let setup = Setup {

@@ -1,19 +1,25 @@
-//! The SQLite side of the store: the schema, loading what the chat starts
-//! from, committing a batch of messages in one transaction, answering
-//! `HISTORY` reads, and pruning each room to its last `--history` messages.
+//! The SQLite side of the store: the schema and its migrations, committing
+//! a batch of messages in one transaction, answering `HISTORY` reads and
+//! room lookups, and retention: each room pruned to its last `--history`
+//! messages, messages older than `--history-days` deleted, and the least
+//! recently active rooms evicted past `--max-stored-rooms`.
 //!
 //! Ids are made safe across crashes by reservation: every commit also
 //! records a mark `RESERVE_AHEAD` ids past its last message, the chat hands
 //! out no id past the latest mark it heard of, and a restart starts above
 //! the mark. An id a crashed server delivered but never stored is
 //! therefore never given to another message.
+//!
+//! Nothing here grows with the number of rooms ever stored: rooms are
+//! found through the `folded` index, one batch at a time.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use crate::chat::history::{Message, Stored};
+use crate::chat::history::{Found, Message, Stored};
 use crate::protocol::reply::MessageId;
 use crate::protocol::{Anchor, HistoryQuery};
 
@@ -23,26 +29,88 @@ pub const RESERVE_AHEAD: MessageId = 16_384;
 /// How long a write waits for a lock another process holds before it
 /// fails (and `SAY` gets `ERR storage-unavailable`).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Marks a database as selectchat's (`PRAGMA application_id`): "SCHT".
+const APPLICATION_ID: i32 = 0x5343_4854;
+/// The schema this build writes (`PRAGMA user_version`). Version 0 is the
+/// first release's, which set no version; it is migrated on open.
+const SCHEMA_VERSION: i32 = 1;
+/// Rooms evicted, or batches of old messages deleted, per pruning pass,
+/// so one pass never holds the writer long.
+const PRUNE_BATCH: i64 = 1000;
+/// How often messages past `--history-days` are looked for.
+const AGE_CHECK: Duration = Duration::from_secs(60);
 
 const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS rooms (
+    CREATE TABLE rooms (
         id INTEGER PRIMARY KEY,
         folded TEXT NOT NULL UNIQUE,
-        name TEXT NOT NULL
+        name TEXT NOT NULL,
+        -- The room's newest message id: eviction goes oldest first.
+        last_id INTEGER NOT NULL DEFAULT 0,
+        -- Messages added since the room was last pruned.
+        unpruned INTEGER NOT NULL DEFAULT 0
     );
-    CREATE TABLE IF NOT EXISTS messages (
+    CREATE INDEX rooms_by_activity ON rooms (last_id);
+    CREATE TABLE messages (
         id INTEGER PRIMARY KEY,
         room INTEGER NOT NULL REFERENCES rooms (id),
         ms INTEGER NOT NULL,
         sender TEXT NOT NULL,
         body TEXT NOT NULL
     );
-    CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room, id);
-    CREATE TABLE IF NOT EXISTS meta (
+    CREATE INDEX messages_by_room ON messages (room, id);
+    CREATE TABLE meta (
         key TEXT PRIMARY KEY,
         value INTEGER NOT NULL
     );
 ";
+
+/// From version 0 (the first release: no version, no activity columns).
+const MIGRATE_FROM_0: &str = "
+    ALTER TABLE rooms ADD COLUMN last_id INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE rooms ADD COLUMN unpruned INTEGER NOT NULL DEFAULT 0;
+    UPDATE rooms SET
+        last_id = COALESCE((SELECT MAX(id) FROM messages WHERE room = rooms.id), 0),
+        unpruned = (SELECT COUNT(*) FROM messages WHERE room = rooms.id);
+    CREATE INDEX rooms_by_activity ON rooms (last_id);
+";
+
+/// How long history is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Messages per room to keep, at least.
+    pub per_room: u64,
+    /// Messages older than this are deleted; `None` keeps them.
+    pub max_age: Option<Duration>,
+    /// Most rooms stored; the least recently active go first.
+    pub max_rooms: u64,
+}
+
+/// Why a database could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// SQLite failed.
+    Sqlite(rusqlite::Error),
+    /// The file is not a database this build may use.
+    Refused(String),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Sqlite(e) => write!(f, "{e}"),
+            OpenError::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+impl From<rusqlite::Error> for OpenError {
+    fn from(e: rusqlite::Error) -> OpenError {
+        OpenError::Sqlite(e)
+    }
+}
 
 /// One message to commit, with its room's spelling.
 pub struct Append<'a> {
@@ -53,53 +121,47 @@ pub struct Append<'a> {
 /// An open message database.
 pub struct Db {
     conn: Connection,
-    /// Room row ids by lower-cased name.
-    rooms: HashMap<String, i64>,
-    /// Messages per room to keep, at least.
-    keep: u64,
-    /// Messages added per room since it was last pruned.
-    since_prune: HashMap<i64, u64>,
+    retention: Retention,
+    /// Rooms stored, counted at open and kept up to date.
+    rooms: u64,
+    /// Rooms whose unpruned count passed the mark in a commit.
+    due: Vec<i64>,
+    /// When messages past `--history-days` were last looked for.
+    aged: Option<SystemTime>,
 }
 
 impl Db {
-    /// Opens (creating if needed) the database at `path`, or an in-memory
-    /// one for `:memory:`, and reads what the chat starts from.
-    pub fn open(path: &str, keep: u64) -> rusqlite::Result<(Db, Stored)> {
+    /// Opens (creating if needed, migrating an older schema) the database
+    /// at `path`, or an in-memory one for `:memory:`, and reads what the
+    /// chat starts from. A database another program wrote, or a newer
+    /// selectchat, is refused with a sentence saying so.
+    pub fn open(path: &str, retention: Retention) -> Result<(Db, Stored), OpenError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // WAL: readers never block the writer; FULL: a commit is on the
         // disk before its SENT goes out, so a power cut keeps it too.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)?;
+        migrate(&conn, path)?;
+        let rooms: i64 = conn.query_row("SELECT COUNT(*) FROM rooms", [], |r| r.get(0))?;
+        // Rooms over their limit when the last run stopped.
+        let due = {
+            let mut rows = conn.prepare("SELECT id FROM rooms WHERE unpruned > ?1")?;
+            let rows = rows.query_map([retention.per_room as i64], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<Vec<i64>>>()?
+        };
         let mut db = Db {
             conn,
-            rooms: HashMap::new(),
-            keep,
-            since_prune: HashMap::new(),
+            retention,
+            rooms: rooms as u64,
+            due,
+            aged: None,
         };
         let stored = db.load()?;
         Ok((db, stored))
     }
 
     fn load(&mut self) -> rusqlite::Result<Stored> {
-        let mut rooms = Vec::new();
-        {
-            let mut rows = self.conn.prepare(
-                "SELECT r.id, r.folded, r.name, (SELECT MAX(id) FROM messages WHERE room = r.id)
-                 FROM rooms r",
-            )?;
-            let mut rows = rows.query([])?;
-            while let Some(row) = rows.next()? {
-                let (id, folded, name): (i64, String, String) =
-                    (row.get(0)?, row.get(1)?, row.get(2)?);
-                let last: Option<i64> = row.get(3)?;
-                self.rooms.insert(folded, id);
-                if let Some(last) = last {
-                    rooms.push((name, last as MessageId));
-                }
-            }
-        }
         let last: Option<i64> = self
             .conn
             .query_row("SELECT MAX(id) FROM messages", [], |r| r.get(0))?;
@@ -107,11 +169,12 @@ impl Db {
         let next_id = last.unwrap_or(0).max(reserved) as MessageId + 1;
         let reserved = next_id - 1 + RESERVE_AHEAD;
         self.set_reserved(reserved)?;
-        Ok(Stored {
-            rooms,
-            next_id,
-            reserved,
-        })
+        Ok(Stored { next_id, reserved })
+    }
+
+    /// Rooms stored.
+    pub fn rooms(&self) -> u64 {
+        self.rooms
     }
 
     fn reserved(&self) -> rusqlite::Result<i64> {
@@ -142,42 +205,77 @@ impl Db {
         self.set_reserved(last.max(stored.unwrap_or(0) as MessageId))
     }
 
+    /// The row id of the room whose folded name is `folded`.
+    fn room_id(&self, folded: &str) -> rusqlite::Result<Option<i64>> {
+        self.conn
+            .prepare_cached("SELECT id FROM rooms WHERE folded = ?1")?
+            .query_row([folded], |r| r.get(0))
+            .optional()
+    }
+
     /// Commits `appends` in one transaction with a new reservation mark
     /// past the last of them, and returns that mark.
     pub fn commit(&mut self, appends: &[Append<'_>]) -> rusqlite::Result<MessageId> {
         let Some(last) = appends.last().map(|a| a.message.id) else {
             return Ok(0);
         };
-        let tx = self.conn.transaction()?;
-        let mut created = Vec::new();
-        let mut added = Vec::new();
+        let mark = self.prune_mark();
+        // Immediate: the write lock is taken (or waited for) at the start;
+        // a read first and a write later cannot wait for a lock at all.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // This batch's rooms: row id, newest message, messages added.
+        let mut touched: HashMap<String, (i64, MessageId, u64)> = HashMap::new();
+        let mut created = 0;
         {
-            let mut insert_room = tx.prepare_cached(
-                "INSERT INTO rooms (folded, name) VALUES (?1, ?2)
-                 ON CONFLICT (folded) DO UPDATE SET name = name RETURNING id",
-            )?;
+            let mut find = tx.prepare_cached("SELECT id FROM rooms WHERE folded = ?1")?;
+            let mut insert_room =
+                tx.prepare_cached("INSERT INTO rooms (folded, name) VALUES (?1, ?2)")?;
             let mut insert = tx.prepare_cached(
                 "INSERT INTO messages (id, room, ms, sender, body) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for Append { room, message } in appends {
                 let folded = room.to_ascii_lowercase();
-                let room_id = match self.rooms.get(&folded) {
-                    Some(&id) => id,
+                let entry = match touched.get_mut(&folded) {
+                    Some(entry) => entry,
                     None => {
-                        let id: i64 = insert_room.query_row(params![folded, room], |r| r.get(0))?;
-                        self.rooms.insert(folded.clone(), id);
-                        created.push(folded);
-                        id
+                        let found: Option<i64> =
+                            find.query_row([&folded], |r| r.get(0)).optional()?;
+                        let id = match found {
+                            Some(id) => id,
+                            None => {
+                                insert_room.execute(params![folded, room])?;
+                                created += 1;
+                                tx.last_insert_rowid()
+                            }
+                        };
+                        touched.entry(folded).or_insert((id, 0, 0))
                     }
                 };
                 insert.execute(params![
                     message.id as i64,
-                    room_id,
+                    entry.0,
                     message.ms as i64,
                     &*message.from,
                     &*message.text
                 ])?;
-                added.push(room_id);
+                entry.1 = message.id;
+                entry.2 += 1;
+            }
+        }
+        let mut due = Vec::new();
+        {
+            let mut update = tx.prepare_cached(
+                "UPDATE rooms SET last_id = ?2, unpruned = unpruned + ?3 WHERE id = ?1
+                 RETURNING unpruned",
+            )?;
+            for &(room, newest, added) in touched.values() {
+                let unpruned: i64 =
+                    update.query_row(params![room, newest as i64, added as i64], |r| r.get(0))?;
+                if unpruned as u64 >= mark {
+                    due.push(room);
+                }
             }
         }
         let reserved = last + RESERVE_AHEAD;
@@ -186,22 +284,42 @@ impl Db {
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [reserved as i64],
         )?;
-        if let Err(e) = tx.commit() {
-            // The rooms created in it were rolled back with it.
-            for folded in created {
-                self.rooms.remove(&folded);
-            }
-            return Err(e);
-        }
-        for room in added {
-            *self.since_prune.entry(room).or_default() += 1;
-        }
+        tx.commit()?;
+        self.rooms += created;
+        self.due.extend(due);
         Ok(reserved)
+    }
+
+    /// Messages a room may gain past its limit before it is pruned: an
+    /// eighth of the limit, so pruning is amortised.
+    fn prune_mark(&self) -> u64 {
+        self.retention.per_room + (self.retention.per_room / 8).max(64)
+    }
+
+    /// How `room` was first stored, and its newest stored message.
+    pub fn lookup(&self, room: &str) -> rusqlite::Result<Found> {
+        let found = self
+            .conn
+            .prepare_cached(
+                "SELECT name, (SELECT MAX(id) FROM messages WHERE room = rooms.id)
+                 FROM rooms WHERE folded = ?1",
+            )?
+            .query_row([room.to_ascii_lowercase()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+            })
+            .optional()?;
+        Ok(match found {
+            Some((spelling, last)) => Found::Stored {
+                spelling: spelling.into(),
+                last: last.unwrap_or(0) as MessageId,
+            },
+            None => Found::Unknown,
+        })
     }
 
     /// The messages of `room` that `query` names, oldest first.
     pub fn fetch(&self, room: &str, query: HistoryQuery) -> rusqlite::Result<Vec<Message>> {
-        let Some(&room) = self.rooms.get(&room.to_ascii_lowercase()) else {
+        let Some(room) = self.room_id(&room.to_ascii_lowercase())? else {
             return Ok(Vec::new());
         };
         let limit = query.limit as i64;
@@ -241,27 +359,127 @@ impl Db {
         Ok(messages)
     }
 
-    /// Deletes all but the last `keep` messages of each room that grew by
-    /// an eighth of that since it was last pruned.
-    pub fn prune(&mut self) -> rusqlite::Result<usize> {
-        let due = (self.keep / 8).max(64);
-        let rooms: Vec<i64> = self
-            .since_prune
-            .iter()
-            .filter(|(_, &n)| n >= due)
-            .map(|(&room, _)| room)
-            .collect();
+    /// One pruning pass, at `now`: rooms over their limit cut to their last
+    /// `--history` messages, messages past `--history-days` deleted (looked
+    /// for once a minute), and the least recently active rooms past
+    /// `--max-stored-rooms` evicted, a batch at a time. Returns the
+    /// messages deleted.
+    pub fn prune(&mut self, now: SystemTime) -> rusqlite::Result<usize> {
         let mut deleted = 0;
-        for room in rooms {
+        while let Some(&room) = self.due.last() {
             deleted += self.conn.execute(
                 "DELETE FROM messages WHERE room = ?1 AND id <= (
                      SELECT id FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-                params![room, self.keep as i64],
+                params![room, self.retention.per_room as i64],
             )?;
-            self.since_prune.remove(&room);
+            self.conn
+                .execute("UPDATE rooms SET unpruned = 0 WHERE id = ?1", [room])?;
+            self.due.pop();
+        }
+        if let Some(max_age) = self.retention.max_age {
+            let checked = self.aged.and_then(|t| now.duration_since(t).ok());
+            if checked.is_none_or(|since| since >= AGE_CHECK) {
+                self.aged = Some(now);
+                deleted +=
+                    self.delete_older_than(now.checked_sub(max_age).unwrap_or(UNIX_EPOCH))?;
+            }
+        }
+        if self.rooms > self.retention.max_rooms {
+            deleted += self.evict(self.rooms - self.retention.max_rooms)?;
         }
         Ok(deleted)
     }
+
+    /// Deletes messages accepted before `cutoff`, oldest id first. Ids
+    /// follow acceptance, so the scan stops at the first batch holding a
+    /// younger message (one stamped before a clock step back waits for it).
+    fn delete_older_than(&mut self, cutoff: SystemTime) -> rusqlite::Result<usize> {
+        let cutoff = cutoff
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis()) as i64;
+        let mut deleted = 0;
+        loop {
+            let n = self.conn.execute(
+                "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT ?1)
+                 AND ms < ?2",
+                params![PRUNE_BATCH, cutoff],
+            )?;
+            deleted += n;
+            if n < PRUNE_BATCH as usize {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    /// Deletes up to `count` (at most a batch) of the least recently
+    /// active rooms with their messages.
+    fn evict(&mut self, count: u64) -> rusqlite::Result<usize> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let rooms: Vec<i64> = {
+            let mut oldest = tx.prepare_cached("SELECT id FROM rooms ORDER BY last_id LIMIT ?1")?;
+            let rows = oldest.query_map([count.min(PRUNE_BATCH as u64) as i64], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut deleted = 0;
+        for &room in &rooms {
+            deleted += tx.execute("DELETE FROM messages WHERE room = ?1", [room])?;
+            tx.execute("DELETE FROM rooms WHERE id = ?1", [room])?;
+        }
+        tx.commit()?;
+        self.rooms -= rooms.len() as u64;
+        self.due.retain(|room| !rooms.contains(room));
+        Ok(deleted)
+    }
+}
+
+/// Brings the database at `conn` to `SCHEMA_VERSION`, or says why it
+/// will not: another program's file, or a newer selectchat's.
+fn migrate(conn: &Connection, path: &str) -> Result<(), OpenError> {
+    let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let app: i32 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
+    let tables: Vec<String> = {
+        let mut rows = conn.prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
+             ORDER BY name",
+        )?;
+        let rows = rows.query_map([], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let foreign = |what: String| {
+        OpenError::Refused(format!(
+            "{path} is not a selectchat database ({what}); give --db another path"
+        ))
+    };
+    if app != 0 && app != APPLICATION_ID {
+        return Err(foreign(format!("its application id is {app:#x}")));
+    }
+    if app == 0 && !tables.is_empty() && (version != 0 || tables != ["messages", "meta", "rooms"]) {
+        return Err(foreign(format!("it holds tables {}", tables.join(", "))));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(OpenError::Refused(format!(
+            "{path} was written by a newer selectchat (schema version {version}; this one \
+             reads versions up to {SCHEMA_VERSION}); upgrade selectchat or give --db another path"
+        )));
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let steps = if tables.is_empty() {
+        SCHEMA
+    } else {
+        log::info!("database {path}: migrating from schema version {version} to {SCHEMA_VERSION}");
+        MIGRATE_FROM_0
+    };
+    conn.execute_batch(&format!(
+        "BEGIN; {steps}
+         PRAGMA user_version = {SCHEMA_VERSION};
+         PRAGMA application_id = {APPLICATION_ID};
+         COMMIT;"
+    ))?;
+    Ok(())
 }
 
 /// An id as SQLite's signed integer; ids past it cannot exist.
@@ -290,6 +508,14 @@ mod tests {
         db.commit(&appends).unwrap()
     }
 
+    fn keep(per_room: u64) -> Retention {
+        Retention {
+            per_room,
+            max_age: None,
+            max_rooms: 1000,
+        }
+    }
+
     fn ids(db: &Db, room: &str, anchor: Anchor, limit: usize) -> Vec<MessageId> {
         let query = HistoryQuery { anchor, limit };
         db.fetch(room, query)
@@ -301,7 +527,7 @@ mod tests {
 
     #[test]
     fn reads_every_anchor_oldest_first() {
-        let (mut db, stored) = Db::open(":memory:", 100).unwrap();
+        let (mut db, stored) = Db::open(":memory:", keep(100)).unwrap();
         assert_eq!((stored.next_id, stored.reserved), (1, RESERVE_AHEAD));
         let messages: Vec<Message> = (1..=10).map(|id| msg(id, &format!(" t {id} "))).collect();
         assert_eq!(commit(&mut db, "#Rust", &messages), 10 + RESERVE_AHEAD);
@@ -325,15 +551,19 @@ mod tests {
 
     #[test]
     fn pruning_keeps_the_last_messages_of_each_room() {
-        let (mut db, _) = Db::open(":memory:", 100).unwrap();
+        let (mut db, _) = Db::open(":memory:", keep(100)).unwrap();
         let messages: Vec<Message> = (1..=300).map(|id| msg(id, "x")).collect();
         commit(&mut db, "#a", &messages);
         commit(&mut db, "#b", &[msg(301, "y")]);
-        assert_eq!(db.prune().unwrap(), 200);
+        assert_eq!(db.prune(SystemTime::now()).unwrap(), 200);
         assert_eq!(ids(&db, "#a", Anchor::After(0), 500).len(), 100);
         assert_eq!(ids(&db, "#a", Anchor::After(0), 1), [201]);
         assert_eq!(ids(&db, "#b", Anchor::Latest, 5), [301]);
-        assert_eq!(db.prune().unwrap(), 0, "nothing new to prune");
+        assert_eq!(
+            db.prune(SystemTime::now()).unwrap(),
+            0,
+            "nothing new to prune"
+        );
     }
 
     #[test]
@@ -343,21 +573,199 @@ mod tests {
         let path = dir.join("reopen.db");
         let path = path.to_str().unwrap();
         {
-            let (mut db, _) = Db::open(path, 100).unwrap();
+            let (mut db, _) = Db::open(path, keep(100)).unwrap();
             commit(&mut db, "#Rust", &[msg(1, "a"), msg(2, "b")]);
             // A crash: no clean release of the reservation.
         }
-        let (db, stored) = Db::open(path, 100).unwrap();
-        assert_eq!(stored.rooms, [("#Rust".to_string(), 2)]);
+        let (db, stored) = Db::open(path, keep(100)).unwrap();
+        assert_eq!(
+            db.lookup("#rust").unwrap(),
+            Found::Stored {
+                spelling: "#Rust".into(),
+                last: 2
+            }
+        );
         assert_eq!(stored.next_id, 2 + RESERVE_AHEAD + 1, "past the mark");
         db.release_reservation(stored.next_id + 4).unwrap();
         drop(db);
-        let (_, stored2) = Db::open(path, 100).unwrap();
+        let (_, stored2) = Db::open(path, keep(100)).unwrap();
         assert_eq!(
             stored2.next_id,
             stored.next_id + 5,
             "a clean stop leaves no gap"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A scratch directory for one test's database files.
+    fn scratch(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("selectchat-db-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The first release's schema, exactly as it wrote it (no version).
+    const SCHEMA_V0: &str = "
+        CREATE TABLE IF NOT EXISTS rooms (
+            id INTEGER PRIMARY KEY,
+            folded TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS messages (
+            id INTEGER PRIMARY KEY,
+            room INTEGER NOT NULL REFERENCES rooms (id),
+            ms INTEGER NOT NULL,
+            sender TEXT NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room, id);
+        CREATE TABLE IF NOT EXISTS meta (
+            key TEXT PRIMARY KEY,
+            value INTEGER NOT NULL
+        );
+    ";
+
+    #[test]
+    fn a_database_of_the_first_release_is_migrated_and_keeps_its_history() {
+        let dir = scratch("v0");
+        let path = dir.join("v0.db");
+        let path = path.to_str().unwrap();
+        {
+            let conn = Connection::open(path).unwrap();
+            conn.execute_batch(SCHEMA_V0).unwrap();
+            conn.execute_batch(
+                "INSERT INTO rooms (id, folded, name) VALUES (1, '#rust', '#Rust'), (2, '#go', '#go');
+                 INSERT INTO messages VALUES (1, 1, 1700000000001, 'bob', 'one'),
+                     (2, 2, 1700000000002, 'amy', 'two'), (3, 1, 1700000000003, 'bob', 'three');
+                 INSERT INTO meta VALUES ('reserved', 16387);",
+            )
+            .unwrap();
+        }
+        let (mut db, stored) = Db::open(path, keep(100)).unwrap();
+        assert_eq!(stored.next_id, 16388, "ids go on past the old mark");
+        assert_eq!(ids(&db, "#RUST", Anchor::Latest, 50), [1, 3]);
+        assert_eq!(
+            db.lookup("#rust").unwrap(),
+            Found::Stored {
+                spelling: "#Rust".into(),
+                last: 3
+            }
+        );
+        assert_eq!(db.rooms(), 2);
+        let version: i32 = db
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        // The migrated activity column orders eviction: #go is the older.
+        db.retention.max_rooms = 1;
+        db.prune(SystemTime::now()).unwrap();
+        assert_eq!(db.lookup("#go").unwrap(), Found::Unknown);
+        assert_eq!(ids(&db, "#rust", Anchor::Latest, 50), [1, 3]);
+        drop(db);
+        let (db, _) = Db::open(path, keep(100)).expect("a migrated database opens again");
+        assert_eq!(db.rooms(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_foreign_or_newer_database_is_refused_with_a_reason() {
+        let dir = scratch("foreign");
+        let other = dir.join("other.db");
+        Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE accounts (id INTEGER PRIMARY KEY);")
+            .unwrap();
+        let why = Db::open(other.to_str().unwrap(), keep(100))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(why.contains("is not a selectchat database"), "{why}");
+        assert!(why.contains("accounts"), "{why}");
+
+        let newer = dir.join("newer.db");
+        let newer = newer.to_str().unwrap();
+        drop(Db::open(newer, keep(100)).unwrap());
+        Connection::open(newer)
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let why = Db::open(newer, keep(100))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(why.contains("written by a newer selectchat"), "{why}");
+
+        let tagged = dir.join("tagged.db");
+        Connection::open(&tagged)
+            .unwrap()
+            .pragma_update(None, "application_id", 7)
+            .unwrap();
+        let why = Db::open(tagged.to_str().unwrap(), keep(100))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(why.contains("application id"), "{why}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn messages_past_the_age_limit_are_deleted() {
+        let retention = Retention {
+            max_age: Some(Duration::from_secs(24 * 3600)),
+            ..keep(100)
+        };
+        let (mut db, _) = Db::open(":memory:", retention).unwrap();
+        let now = UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + 3 * 86_400_000);
+        let day = 86_400_000;
+        let at = |id: MessageId, ms: u64| Message { ms, ..msg(id, "x") };
+        let old = 1_700_000_000_000;
+        let messages: Vec<Message> = (1..=2500).map(|id| at(id, old)).collect();
+        commit(&mut db, "#a", &messages);
+        commit(
+            &mut db,
+            "#b",
+            &[at(2501, old + 2 * day + 3_600_000), at(2502, old + 3 * day)],
+        );
+        assert_eq!(db.prune(now).unwrap(), 2500);
+        assert!(ids(&db, "#a", Anchor::Latest, 5).is_empty());
+        assert_eq!(ids(&db, "#b", Anchor::Latest, 5), [2501, 2502]);
+        commit(&mut db, "#a", &[at(2503, old)]);
+        assert_eq!(db.prune(now).unwrap(), 0, "looked for once a minute");
+        let later = now + AGE_CHECK;
+        assert_eq!(db.prune(later).unwrap(), 1);
+    }
+
+    #[test]
+    fn past_the_room_cap_the_least_recently_active_rooms_go() {
+        let retention = Retention {
+            max_rooms: 3,
+            ..keep(100)
+        };
+        let (mut db, _) = Db::open(":memory:", retention).unwrap();
+        for (id, room) in ["#a", "#b", "#c", "#d", "#e"].iter().enumerate() {
+            commit(&mut db, room, &[msg(id as MessageId + 1, "x")]);
+        }
+        // #a speaks again: #b and #c are now the least recently active.
+        commit(&mut db, "#a", &[msg(6, "y")]);
+        assert_eq!(db.rooms(), 5);
+        assert_eq!(db.prune(SystemTime::now()).unwrap(), 2);
+        assert_eq!(db.rooms(), 3);
+        for gone in ["#b", "#c"] {
+            assert_eq!(db.lookup(gone).unwrap(), Found::Unknown, "{gone}");
+            assert!(ids(&db, gone, Anchor::Latest, 5).is_empty());
+        }
+        assert_eq!(ids(&db, "#a", Anchor::Latest, 5), [1, 6]);
+        assert_eq!(ids(&db, "#e", Anchor::Latest, 5), [5]);
+        commit(&mut db, "#b", &[msg(7, "back")]);
+        assert_eq!(
+            db.lookup("#B").unwrap(),
+            Found::Stored {
+                spelling: "#b".into(),
+                last: 7
+            },
+            "an evicted room starts afresh"
+        );
     }
 }

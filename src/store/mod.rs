@@ -13,11 +13,12 @@ pub mod db;
 
 use std::sync::mpsc::{self, Receiver, Sender, TryIter};
 use std::thread::{self, JoinHandle};
+use std::time::SystemTime;
 
 use log::{debug, error, info, warn};
 use mio::Waker;
 
-use crate::chat::history::{Outcome, Request};
+use crate::chat::history::{Found, Outcome, Request};
 use crate::protocol::reply::MessageId;
 use db::{Append, Db};
 
@@ -105,7 +106,7 @@ impl Writer {
             if !self.serve(batch) {
                 return;
             }
-            match self.db.prune() {
+            match self.db.prune(SystemTime::now()) {
                 Ok(0) => {}
                 Ok(n) => debug!("store: pruned {n} old messages"),
                 Err(e) => warn!("store: pruning failed: {e}"),
@@ -120,18 +121,14 @@ impl Writer {
     /// loop. Returns false once the loop is gone.
     fn serve(&mut self, batch: Vec<Request>) -> bool {
         let mut appends = Vec::new();
-        let mut fetches = Vec::new();
+        let mut reads = Vec::new();
         for request in &batch {
             match request {
                 Request::Append { room, message } => appends.push(Append { room, message }),
-                Request::Fetch {
-                    ticket,
-                    room,
-                    query,
-                } => fetches.push((*ticket, &**room, *query)),
+                Request::Fetch { .. } | Request::Lookup { .. } => reads.push(request),
             }
         }
-        let mut outcomes = Vec::with_capacity(1 + fetches.len());
+        let mut outcomes = Vec::with_capacity(1 + reads.len());
         if let Some(through) = appends.last().map(|a| a.message.id) {
             self.last_seen = self.last_seen.max(through);
             outcomes.push(match self.db.commit(&appends) {
@@ -151,13 +148,29 @@ impl Writer {
         }
         // Reads come after the commit, so they see every message sent
         // before them.
-        for (ticket, room, query) in fetches {
-            let rows = self
-                .db
-                .fetch(room, query)
-                .map_err(|e| warn!("store: cannot read the history of {room}: {e}"))
-                .ok();
-            outcomes.push(Outcome::Fetched { ticket, rows });
+        for read in reads {
+            outcomes.push(match read {
+                Request::Fetch {
+                    ticket,
+                    room,
+                    query,
+                } => Outcome::Fetched {
+                    ticket: *ticket,
+                    rows: self
+                        .db
+                        .fetch(room, *query)
+                        .map_err(|e| warn!("store: cannot read the history of {room}: {e}"))
+                        .ok(),
+                },
+                Request::Lookup { ticket, room } => Outcome::Looked {
+                    ticket: *ticket,
+                    found: self.db.lookup(room).unwrap_or_else(|e| {
+                        warn!("store: cannot look up {room}: {e}");
+                        Found::Failed
+                    }),
+                },
+                Request::Append { .. } => continue,
+            });
         }
         for outcome in outcomes {
             if self.reply.send(outcome).is_err() {
