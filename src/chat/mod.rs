@@ -140,23 +140,26 @@ struct InFlight {
     message: Message,
 }
 
-/// What a connection waits for the store to answer; its login's serial
-/// tells whether it is still the same user when the answer comes.
+/// A connection waiting for the store to answer it about a room; its
+/// login's serial tells whether it is still the same user when the
+/// answer comes.
 #[derive(Debug)]
-enum Pending {
-    /// Its `HISTORY` of `room`.
-    History {
-        conn: ConnId,
-        serial: u64,
-        room: Box<str>,
-    },
-    /// Its `JOIN` of `room` (as typed), which nobody was in: how the room
-    /// was first spelled, and how much of its history is stored.
-    Join {
-        conn: ConnId,
-        serial: u64,
-        room: Box<str>,
-    },
+struct Pending {
+    what: Awaited,
+    conn: ConnId,
+    serial: u64,
+    /// The room's spelling (for a `JOIN`, as typed).
+    room: Box<str>,
+}
+
+/// What the store was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Awaited {
+    /// Rows for a `HISTORY`.
+    History,
+    /// For a `JOIN` of a room nobody was in: how it was first spelled,
+    /// and how much of its history is stored.
+    Join,
 }
 
 impl Limits {
@@ -448,12 +451,7 @@ impl Chat {
         }
         // Nobody is in it: the store says how it was first spelled and
         // what of its history it holds, and the join completes then.
-        let serial = self.users.serial(id).unwrap_or_default();
-        let ticket = self.await_store(Pending::Join {
-            conn: id,
-            serial,
-            room: room.into(),
-        });
+        let ticket = self.await_store(Awaited::Join, id, room);
         self.requests.push(Request::Lookup {
             ticket,
             room: room.into(),
@@ -461,12 +459,31 @@ impl Chat {
         Ok(Step::Wait)
     }
 
-    /// Files `pending` under a new ticket for the store's answer.
-    fn await_store(&mut self, pending: Pending) -> u64 {
+    /// Files what `id` now waits for under a new ticket for the store's
+    /// answer.
+    fn await_store(&mut self, what: Awaited, id: ConnId, room: &str) -> u64 {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
+        let pending = Pending {
+            what,
+            conn: id,
+            serial: self.users.serial(id).unwrap_or_default(),
+            room: room.into(),
+        };
         self.pending.insert(ticket, pending);
         ticket
+    }
+
+    /// Who waited for `ticket`'s answer, if it asked for `what` and is
+    /// still the same user.
+    fn answered(&mut self, ticket: u64, what: Awaited) -> Option<(ConnId, Box<str>)> {
+        let pending = self.pending.remove(&ticket)?;
+        debug_assert_eq!(
+            pending.what, what,
+            "the store answered ticket {ticket} wrongly"
+        );
+        (pending.what == what && self.users.serial(pending.conn) == Some(pending.serial))
+            .then_some((pending.conn, pending.room))
     }
 
     /// Brings room `name` into memory, with a history log holding nothing
@@ -608,12 +625,7 @@ impl Chat {
             }
         }
         let room: Box<str> = room.into();
-        let serial = self.users.serial(id).unwrap_or_default();
-        let ticket = self.await_store(Pending::History {
-            conn: id,
-            serial,
-            room: room.clone(),
-        });
+        let ticket = self.await_store(Awaited::History, id, &room);
         self.requests.push(Request::Fetch {
             ticket,
             room,
@@ -656,14 +668,7 @@ impl Chat {
                 None
             }
             Outcome::Fetched { ticket, rows } => {
-                let Some(Pending::History { conn, serial, room }) = self.pending.remove(&ticket)
-                else {
-                    debug_assert!(false, "rows for ticket {ticket}, which asked for none");
-                    return None;
-                };
-                if self.users.serial(conn) != Some(serial) {
-                    return None;
-                }
+                let (conn, room) = self.answered(ticket, Awaited::History)?;
                 match rows {
                     Some(rows) => {
                         let lines = history_lines(&room, rows.iter());
@@ -674,14 +679,7 @@ impl Chat {
                 Some(conn)
             }
             Outcome::Looked { ticket, found } => {
-                let Some(Pending::Join { conn, serial, room }) = self.pending.remove(&ticket)
-                else {
-                    debug_assert!(false, "a room for ticket {ticket}, which asked for none");
-                    return None;
-                };
-                if self.users.serial(conn) != Some(serial) {
-                    return None;
-                }
+                let (conn, room) = self.answered(ticket, Awaited::Join)?;
                 // Someone else may have brought the room in meanwhile.
                 let r = match (self.rooms.find(&room), found) {
                     (Some(r), _) => r,
