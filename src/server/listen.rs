@@ -27,8 +27,11 @@ use crate::transport::TransportKind;
 pub const SIGNALS: Token = Token(usize::MAX);
 /// Most listeners one loop serves; their tokens sit just below `SIGNALS`.
 const MAX_LISTENERS: usize = 16;
-/// The token of the store's waker, just below the listeners'.
-pub const STORE: Token = Token(SIGNALS.0 - MAX_LISTENERS - 1);
+/// The token of the loop's one waker, just below the listeners': mio
+/// allows one `Waker` per `Poll`, so every other thread (the store's
+/// writer, and a cluster bridge) shares it, and the loop drains each of
+/// their channels when it fires.
+pub const WAKE: Token = Token(SIGNALS.0 - MAX_LISTENERS - 1);
 /// Pending connections the kernel may queue before we accept them (capped by
 /// net.core.somaxconn).
 const LISTEN_BACKLOG: i32 = 1024;

@@ -11,7 +11,8 @@
 //!
 //! The message store runs on its own thread ([`Store`]): each turn's store
 //! requests from the chat go to it in one batch just before the loop
-//! polls, and its answers arrive as events on the `STORE` waker.
+//! polls, and its answers arrive as events on the loop's one waker
+//! (`WAKE`), which every other thread shares.
 //!
 //! The rules of a connection live in its session and the rules of the chat
 //! in the chat; this module only carries their effects out. After every
@@ -47,7 +48,7 @@ use crate::wheel::Wheel;
 
 use conn::Conn;
 use conns::{Conns, Flushed};
-pub(crate) use listen::{is_listener, signals, Accepted, Listeners, SIGNALS, STORE};
+pub(crate) use listen::{is_listener, signals, Accepted, Listeners, SIGNALS, WAKE};
 use per_ip::PerIp;
 
 /// Lines queued to recipients per phase of a turn (events, then retried
@@ -137,7 +138,8 @@ impl Server {
         let refusal = Reply::Bye(ByeReason::ServerFull).to_bytes();
         let listeners = Listeners::bind(&poll, &cfg.listeners(), refusal)?;
         let signals = signals(&poll)?;
-        let store = Store::spawn(db, mio::Waker::new(poll.registry(), STORE)?)?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKE)?);
+        let store = Store::spawn(db, waker)?;
         let rules = Rules {
             timeouts: cfg.timeouts,
             flood: cfg.flood,
@@ -221,7 +223,7 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => self.on_signals(now),
-                    STORE => self.on_store(now),
+                    WAKE => self.on_store(now),
                     token if is_listener(token) => self.accept_all(token, now),
                     Token(id) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {

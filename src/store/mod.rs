@@ -4,7 +4,8 @@
 //! The loop sends each turn's [`Request`]s as one batch over a channel. The
 //! writer takes every batch waiting, commits all their messages in one
 //! transaction (group commit), answers their reads, sends the
-//! [`Outcome`]s back and wakes the loop through a `mio::Waker`. Only then
+//! [`Outcome`]s back and wakes the loop through its one `mio::Waker`
+//! (shared with any other thread that answers the loop). Only then
 //! does it prune, so pruning never delays a `SENT`. A failed commit is
 //! logged once, when the store goes from working to failing, and again
 //! when it recovers.
@@ -12,6 +13,7 @@
 pub mod db;
 
 use std::sync::mpsc::{self, Receiver, Sender, TryIter};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::SystemTime;
 
@@ -31,7 +33,7 @@ pub struct Store {
 
 impl Store {
     /// Starts the writer thread on `db`; it wakes the loop with `waker`.
-    pub fn spawn(db: Db, waker: Waker) -> std::io::Result<Store> {
+    pub fn spawn(db: Db, waker: Arc<Waker>) -> std::io::Result<Store> {
         let (requests, inbox) = mpsc::channel();
         let (reply, outcomes) = mpsc::channel();
         let writer = thread::Builder::new()
@@ -83,14 +85,14 @@ impl Drop for Store {
 struct Writer {
     db: Db,
     reply: Sender<Outcome>,
-    waker: Waker,
+    waker: Arc<Waker>,
     failing: bool,
     /// The highest id the loop handed out, stored or not.
     last_seen: MessageId,
 }
 
 impl Writer {
-    fn new(db: Db, reply: Sender<Outcome>, waker: Waker) -> Writer {
+    fn new(db: Db, reply: Sender<Outcome>, waker: Arc<Waker>) -> Writer {
         Writer {
             db,
             reply,
