@@ -30,7 +30,7 @@ use crate::protocol::text::{valid_name, valid_room};
 use crate::protocol::{parse, Command, HistoryQuery, ProtocolError, Reply};
 use history::{Found, History, Message, Outcome, Request, Stored};
 use name::Folded;
-use resume::{EndedSessions, Token};
+use resume::{CountingTokens, EndedSessions, Token, TokenSource};
 use rooms::{RoomId, Rooms};
 use users::Users;
 
@@ -189,6 +189,8 @@ pub struct Chat {
     pending: HashMap<u64, Pending>,
     next_ticket: u64,
     clock: WallClock,
+    /// Where resume tokens come from.
+    tokens: Box<dyn TokenSource>,
     /// The latest instant the caller handed in.
     now: Instant,
     /// A line is formatted here once, then copied to each recipient.
@@ -203,13 +205,20 @@ impl Default for Chat {
 
 impl Chat {
     /// An empty chat whose store holds nothing and commits nothing until
-    /// told (for tests of the chat alone).
+    /// told, with predictable tokens (for tests of the chat alone).
     pub fn new(limits: Limits) -> Self {
-        Chat::start(limits, Stored::unlimited(), WallClock::system())
+        let tokens = Box::new(CountingTokens::default());
+        Chat::start(limits, Stored::unlimited(), WallClock::system(), tokens)
     }
 
-    /// A chat that goes on from what the store holds.
-    pub fn start(limits: Limits, stored: Stored, clock: WallClock) -> Self {
+    /// A chat that goes on from what the store holds, reading time from
+    /// `clock` and resume tokens from `tokens`.
+    pub fn start(
+        limits: Limits,
+        stored: Stored,
+        clock: WallClock,
+        tokens: Box<dyn TokenSource>,
+    ) -> Self {
         let history = History::new(limits.history_memory);
         Chat {
             users: Users::default(),
@@ -224,6 +233,7 @@ impl Chat {
             pending: HashMap::new(),
             next_ticket: 0,
             clock,
+            tokens,
             now: clock.at,
             scratch: Vec::new(),
         }
@@ -698,7 +708,10 @@ impl Chat {
     fn token(&mut self, id: ConnId, out: &mut impl Outbox) -> Result<Step, ProtocolError> {
         self.users.name(id).ok_or(ProtocolError::NotLoggedIn)?;
         // Without randomness there is no safe token; say the server cannot.
-        let token = Token::generate().ok_or(ProtocolError::StorageUnavailable)?;
+        let token = self
+            .tokens
+            .next_token()
+            .ok_or(ProtocolError::StorageUnavailable)?;
         self.users.set_token(id, token);
         self.reply(id, Reply::Token(&token.to_hex()), out);
         Ok(Step::Continue)
@@ -1308,7 +1321,12 @@ mod tests {
     fn committed_messages_are_read_back_from_memory() {
         let base = t0();
         let clock = WallClock::new(base, 1_000_000);
-        let mut chat = Chat::start(Limits::default(), Stored::unlimited(), clock);
+        let mut chat = Chat::start(
+            Limits::default(),
+            Stored::unlimited(),
+            clock,
+            Box::new(CountingTokens::default()),
+        );
         let mut out = Recorder::default();
         line(&mut chat, &mut out, 0, "LOGIN a");
         line(&mut chat, &mut out, 0, "JOIN #Room");
@@ -1342,7 +1360,12 @@ mod tests {
             next_id: 42,
             reserved: 100,
         };
-        let mut chat = Chat::start(Limits::default(), stored, WallClock::system());
+        let mut chat = Chat::start(
+            Limits::default(),
+            stored,
+            WallClock::system(),
+            Box::new(CountingTokens::default()),
+        );
         let mut out = Recorder::default();
         out.1.push(("#Old", 41));
         line(&mut chat, &mut out, 0, "LOGIN a");
@@ -1441,7 +1464,12 @@ mod tests {
             next_id: 1,
             reserved: 2,
         };
-        let mut chat = Chat::start(Limits::default(), stored, WallClock::system());
+        let mut chat = Chat::start(
+            Limits::default(),
+            stored,
+            WallClock::system(),
+            Box::new(CountingTokens::default()),
+        );
         let mut out = Recorder::default();
         line(&mut chat, &mut out, 0, "LOGIN a");
         line(&mut chat, &mut out, 1, "LOGIN b");
@@ -1479,6 +1507,37 @@ mod tests {
         let token = reply.strip_prefix("TOKEN ").unwrap().trim_end();
         assert_eq!(token.len(), 32);
         token.to_string()
+    }
+
+    /// A source with no randomness to give.
+    #[derive(Debug)]
+    struct NoTokens;
+
+    impl TokenSource for NoTokens {
+        fn next_token(&mut self) -> Option<Token> {
+            None
+        }
+    }
+
+    #[test]
+    fn tokens_come_from_the_source_the_chat_was_given() {
+        let (mut chat, mut out) = setup(&["a", "b"]);
+        assert_eq!(token_of(&mut chat, &mut out, 0), format!("{:032x}", 1));
+        assert_eq!(token_of(&mut chat, &mut out, 1), format!("{:032x}", 2));
+        let clock = WallClock::system();
+        let mut chat = Chat::start(
+            Limits::default(),
+            Stored::unlimited(),
+            clock,
+            Box::new(NoTokens),
+        );
+        line(&mut chat, &mut out, 0, "LOGIN a");
+        line(&mut chat, &mut out, 0, "TOKEN");
+        assert_eq!(
+            out.take(0),
+            "OK\nERR storage-unavailable\n",
+            "no token, no guess"
+        );
     }
 
     #[test]

@@ -11,9 +11,42 @@ use std::time::{Duration, Instant};
 
 use super::name::{Folded, NameKey};
 
-/// A resume token: 128 bits from the operating system's CSPRNG.
+/// A resume token: 128 bits from a [`TokenSource`] (in a server, the
+/// operating system's CSPRNG).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Token([u8; 16]);
+
+/// Where the chat's tokens come from. The chat makes no system call, so
+/// the shell hands it one (as quinn-proto is handed its RNG); tests hand
+/// it a predictable one.
+pub trait TokenSource: Send + std::fmt::Debug {
+    /// A fresh token, or `None` if there is no randomness to give.
+    fn next_token(&mut self) -> Option<Token>;
+}
+
+/// Tokens from the operating system's CSPRNG: the server's source.
+#[derive(Debug, Default)]
+pub struct OsTokens;
+
+impl TokenSource for OsTokens {
+    fn next_token(&mut self) -> Option<Token> {
+        let mut bytes = [0; 16];
+        getrandom::fill(&mut bytes).ok()?;
+        Some(Token(bytes))
+    }
+}
+
+/// Tokens 1, 2, 3, ... in their last bytes: predictable, so for tests
+/// and fuzzing only, never for a server.
+#[derive(Debug, Default)]
+pub struct CountingTokens(u128);
+
+impl TokenSource for CountingTokens {
+    fn next_token(&mut self) -> Option<Token> {
+        self.0 += 1;
+        Some(Token(self.0.to_be_bytes()))
+    }
+}
 
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -23,13 +56,6 @@ impl std::fmt::Debug for Token {
 }
 
 impl Token {
-    /// A fresh token, or `None` if the system has no randomness to give.
-    pub fn generate() -> Option<Token> {
-        let mut bytes = [0; 16];
-        getrandom::fill(&mut bytes).ok()?;
-        Some(Token(bytes))
-    }
-
     /// Reads the 32 lower-case hex characters a client sends back.
     pub fn parse(hex: &str) -> Option<Token> {
         let hex = hex.as_bytes();
@@ -172,8 +198,8 @@ mod tests {
 
     #[test]
     fn tokens_are_random_hex_and_parse_back() {
-        let a = Token::generate().unwrap();
-        let b = Token::generate().unwrap();
+        let a = OsTokens.next_token().unwrap();
+        let b = OsTokens.next_token().unwrap();
         assert!(!a.matches(&b));
         let hex = a.to_hex();
         assert_eq!(hex.len(), 32);
@@ -190,7 +216,10 @@ mod tests {
     fn sessions_expire_in_order_and_wrong_tokens_keep_them() {
         let t0 = Instant::now();
         let mut s = EndedSessions::new(Duration::from_secs(10), 100);
-        let (ta, tb) = (Token::generate().unwrap(), Token::generate().unwrap());
+        let (ta, tb) = (
+            OsTokens.next_token().unwrap(),
+            OsTokens.next_token().unwrap(),
+        );
         s.record("Alice", ta, vec!["#x".into()], t0);
         s.record("bob", tb, vec![], t0 + Duration::from_secs(5));
         assert!(s.take("alice", &tb, t0).is_none(), "wrong token");
@@ -208,7 +237,7 @@ mod tests {
     fn the_cap_drops_the_oldest_and_stale_entries_are_skipped() {
         let t0 = Instant::now();
         let mut s = EndedSessions::new(Duration::from_secs(10), 2);
-        let t = Token::generate().unwrap();
+        let t = OsTokens.next_token().unwrap();
         for (i, name) in ["a", "b", "a", "c"].into_iter().enumerate() {
             s.record(name, t, vec![], t0 + Duration::from_secs(i as u64));
         }

@@ -36,6 +36,7 @@ use log::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook_mio::v1_0::Signals;
 
+use crate::chat::resume::OsTokens;
 use crate::chat::{Chat, ConnId, WallClock};
 use crate::config::Config;
 use crate::protocol::{ByeReason, Reply};
@@ -152,7 +153,7 @@ impl Server {
             signals,
             conns: Conns::new(cfg.sendq),
             per_ip: PerIp::new(cfg.max_per_ip),
-            chat: Chat::start(cfg.chat, stored, WallClock::system()),
+            chat: Chat::start(cfg.chat, stored, WallClock::system(), Box::new(OsTokens)),
             store,
             wheel: Wheel::new(WHEEL_TICK, WHEEL_SLOTS, Instant::now()),
             cfg,
