@@ -4,24 +4,26 @@
 //! an [`Outbox`], which the caller flushes after the call returns.
 //!
 //! [`users`] keeps who is logged in, [`rooms`] who is in which room,
-//! [`history`] what rooms said and [`resume`] the sessions that may be
-//! taken back; this module routes each command.
+//! [`history`] what rooms said recently and [`resume`] the sessions that
+//! may be taken back; [`journal`] is the store's side of the chat (ids,
+//! messages in flight, reads awaited, the clock); this module routes each
+//! command.
 //!
 //! The message store is outside: a room message is delivered to the room
 //! at once and handed to the store as a [`Request`] (the caller takes them
 //! with [`Chat::take_requests`]); its `SENT` goes to the sender when the
 //! store reports the commit through [`Chat::on_store`]. A `HISTORY` the
-//! in-memory ring cannot answer goes to the store the same way, and the
-//! asking connection reads nothing more until the answer is in
-//! ([`Step::Wait`]), so its replies stay in order.
+//! in-memory ring cannot answer, and a `JOIN` of a room nobody is in, go to
+//! the store the same way, and the asking connection reads nothing more
+//! until the answer is in ([`Step::Wait`]), so its replies stay in order.
 
 pub mod history;
+pub mod journal;
 pub mod name;
 pub mod resume;
 pub mod rooms;
 pub mod users;
 
-use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::defaults;
@@ -29,7 +31,7 @@ use crate::protocol::reply::MessageId;
 use crate::protocol::text::{valid_name, valid_room};
 use crate::protocol::{parse, Command, HistoryQuery, ProtocolError, Reply};
 use history::{Found, History, Message, Outcome, Request, Stored};
-use name::Folded;
+use journal::{Awaited, Journal};
 use resume::{CountingTokens, EndedSessions, Token, TokenSource};
 use rooms::{RoomId, Rooms};
 use users::Users;
@@ -129,39 +131,6 @@ impl WallClock {
     }
 }
 
-/// A message handed to the store whose sender waits for its `SENT`.
-#[derive(Debug)]
-struct InFlight {
-    conn: ConnId,
-    /// The sender's login; a later login on the same id gets no `SENT`.
-    serial: u64,
-    /// The room's spelling: it may have left memory by the time of the commit.
-    room: Box<str>,
-    message: Message,
-}
-
-/// A connection waiting for the store to answer it about a room; its
-/// login's serial tells whether it is still the same user when the
-/// answer comes.
-#[derive(Debug)]
-struct Pending {
-    what: Awaited,
-    conn: ConnId,
-    serial: u64,
-    /// The room's spelling (for a `JOIN`, as typed).
-    room: Box<str>,
-}
-
-/// What the store was asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Awaited {
-    /// Rows for a `HISTORY`.
-    History,
-    /// For a `JOIN` of a room nobody was in: how it was first spelled,
-    /// and how much of its history is stored.
-    Join,
-}
-
 impl Limits {
     /// True when a join or departure among `count` users is announced.
     fn announces(&self, count: usize) -> bool {
@@ -175,24 +144,12 @@ pub struct Chat {
     users: Users,
     rooms: Rooms,
     limits: Limits,
-    /// The id the next accepted room message gets.
-    next_id: MessageId,
-    /// The highest id the store has made safe to hand out.
-    reserved: MessageId,
+    /// Ids, messages on their way to the store, reads awaited, the clock.
+    journal: Journal,
     history: History,
     ended: EndedSessions,
-    /// Messages handed to the store and not yet committed, in id order.
-    in_flight: VecDeque<InFlight>,
-    /// Store work asked for since the caller last took it.
-    requests: Vec<Request>,
-    /// Store answers awaited, by ticket.
-    pending: HashMap<u64, Pending>,
-    next_ticket: u64,
-    clock: WallClock,
     /// Where resume tokens come from.
     tokens: Box<dyn TokenSource>,
-    /// The latest instant the caller handed in.
-    now: Instant,
     /// A line is formatted here once, then copied to each recipient.
     scratch: Vec<u8>,
 }
@@ -224,29 +181,22 @@ impl Chat {
             users: Users::default(),
             rooms: Rooms::default(),
             limits,
-            next_id: stored.next_id,
-            reserved: stored.reserved,
+            journal: Journal::new(stored, clock),
             history,
             ended: EndedSessions::new(limits.resume_window, limits.max_ended),
-            in_flight: VecDeque::new(),
-            requests: Vec::new(),
-            pending: HashMap::new(),
-            next_ticket: 0,
-            clock,
             tokens,
-            now: clock.at,
             scratch: Vec::new(),
         }
     }
 
     /// Store work asked for since the last call, in order.
     pub fn take_requests(&mut self) -> Vec<Request> {
-        std::mem::take(&mut self.requests)
+        self.journal.take_requests()
     }
 
     /// Messages handed to the store and not yet committed.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
+        self.journal.in_flight()
     }
 
     /// Ended sessions that can still be resumed.
@@ -257,7 +207,7 @@ impl Chat {
     /// Advances the chat's clock to `now` and lets ended sessions whose
     /// resume window has passed go.
     pub fn tick(&mut self, now: Instant) {
-        self.now = self.now.max(now);
+        self.journal.advance(now);
         self.ended.expire(now);
     }
 
@@ -289,7 +239,7 @@ impl Chat {
         now: Instant,
         out: &mut impl Outbox,
     ) -> Step {
-        self.now = self.now.max(now);
+        self.journal.advance(now);
         match parse(line) {
             Ok(None) => Step::Continue,
             Ok(Some(command)) => self.on_command(id, command, now, out),
@@ -315,7 +265,7 @@ impl Chat {
         now: Instant,
         out: &mut impl Outbox,
     ) -> Step {
-        self.now = self.now.max(now);
+        self.journal.advance(now);
         let result = match command {
             Command::Ping(token) => {
                 self.reply(id, Reply::Pong(token), out);
@@ -461,38 +411,16 @@ impl Chat {
         }
         // Nobody is in it: the store says how it was first spelled and
         // what of its history it holds, and the join completes then.
-        let ticket = self.await_store(Awaited::Join, id, room);
-        self.requests.push(Request::Lookup {
-            ticket,
-            room: room.into(),
-        });
+        let serial = self.users.serial(id).unwrap_or_default();
+        self.journal.lookup(id, serial, room);
         Ok(Step::Wait)
-    }
-
-    /// Files what `id` now waits for under a new ticket for the store's
-    /// answer.
-    fn await_store(&mut self, what: Awaited, id: ConnId, room: &str) -> u64 {
-        let ticket = self.next_ticket;
-        self.next_ticket += 1;
-        let pending = Pending {
-            what,
-            conn: id,
-            serial: self.users.serial(id).unwrap_or_default(),
-            room: room.into(),
-        };
-        self.pending.insert(ticket, pending);
-        ticket
     }
 
     /// Who waited for `ticket`'s answer, if it asked for `what` and is
     /// still the same user.
     fn answered(&mut self, ticket: u64, what: Awaited) -> Option<(ConnId, Box<str>)> {
-        let pending = self.pending.remove(&ticket)?;
-        debug_assert_eq!(
-            pending.what, what,
-            "the store answered ticket {ticket} wrongly"
-        );
-        (pending.what == what && self.users.serial(pending.conn) == Some(pending.serial))
+        let pending = self.journal.answered(ticket, what)?;
+        (self.users.serial(pending.conn) == Some(pending.serial))
             .then_some((pending.conn, pending.room))
     }
 
@@ -556,18 +484,6 @@ impl Chat {
         self.vacate(id, r);
     }
 
-    /// The id for the next accepted message, if the store has made it
-    /// safe to hand out: ids only grow and are never reused, even across a
-    /// crash, and a store that fell this far behind is unavailable.
-    fn next_message_id(&mut self) -> Result<MessageId, ProtocolError> {
-        if self.next_id > self.reserved {
-            return Err(ProtocolError::StorageUnavailable);
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        Ok(id)
-    }
-
     fn say(
         &mut self,
         id: ConnId,
@@ -579,7 +495,7 @@ impl Chat {
         if text.is_empty() {
             return Err(ProtocolError::EmptyMessage);
         }
-        let message = self.next_message_id()?;
+        let message = self.journal.next_id()?;
         let (room, from) = (self.rooms.name(r), self.users.name(id).unwrap_or_default());
         self.scratch.clear();
         Reply::Said {
@@ -591,22 +507,8 @@ impl Chat {
         .write_to(&mut self.scratch);
         out.send_to_all(self.rooms.members(r), Some(id), &self.scratch);
         // The sender hears `SENT` once the store has committed it.
-        let message = Message {
-            id: message,
-            ms: self.clock.ms(self.now),
-            from: from.into(),
-            text: text.into(),
-        };
-        self.requests.push(Request::Append {
-            room: room.into(),
-            message: message.clone(),
-        });
-        self.in_flight.push_back(InFlight {
-            conn: id,
-            serial: self.users.serial(id).unwrap_or_default(),
-            room: room.into(),
-            message,
-        });
+        let serial = self.users.serial(id).unwrap_or_default();
+        self.journal.append(id, serial, room, (message, from, text));
         Ok(Step::Continue)
     }
 
@@ -623,24 +525,15 @@ impl Chat {
         let (room, log) = (self.rooms.name(r), self.rooms.log(r));
         // Messages still on their way to the store are not in the ring
         // yet; the store answers after committing them.
-        let sending = self
-            .in_flight
-            .iter()
-            .any(|m| Folded::new(&m.room) == Folded::new(room));
-        if !sending {
+        if !self.journal.sending_to(room) {
             if let Some(messages) = self.history.answer(log, query) {
                 let lines = history_lines(room, messages);
                 out.send(id, &lines);
                 return Ok(Step::Continue);
             }
         }
-        let room: Box<str> = room.into();
-        let ticket = self.await_store(Awaited::History, id, &room);
-        self.requests.push(Request::Fetch {
-            ticket,
-            room,
-            query,
-        });
+        let serial = self.users.serial(id).unwrap_or_default();
+        self.journal.fetch(id, serial, room, query);
         Ok(Step::Wait)
     }
 
@@ -649,17 +542,13 @@ impl Chat {
     pub fn on_store(&mut self, outcome: Outcome, out: &mut impl Outbox) -> Option<ConnId> {
         match outcome {
             Outcome::Committed { through, reserved } => {
-                self.reserved = self.reserved.max(reserved);
-                while let Some(m) = self.in_flight.front().filter(|m| m.message.id <= through) {
+                for m in self.journal.committed(through, reserved) {
                     if self.users.serial(m.conn) == Some(m.serial) {
                         self.scratch.clear();
                         let (room, id) = (&*m.room, m.message.id);
                         Reply::Sent { room, id }.write_to(&mut self.scratch);
                         out.send(m.conn, &self.scratch);
                     }
-                    let Some(m) = self.in_flight.pop_front() else {
-                        break;
-                    };
                     // A room nobody is in any more has its history in the store.
                     if let Some(r) = self.rooms.find(&m.room) {
                         self.history.push(self.rooms.log(r), m.message);
@@ -668,12 +557,12 @@ impl Chat {
                 None
             }
             Outcome::Failed { through } => {
-                while let Some(m) = self.in_flight.front().filter(|m| m.message.id <= through) {
+                for m in self.journal.failed(through) {
                     if self.users.serial(m.conn) == Some(m.serial) {
-                        let conn = m.conn;
-                        self.reply(conn, Reply::Err(ProtocolError::StorageUnavailable), out);
+                        self.scratch.clear();
+                        Reply::Err(ProtocolError::StorageUnavailable).write_to(&mut self.scratch);
+                        out.send(m.conn, &self.scratch);
                     }
-                    self.in_flight.pop_front();
                 }
                 None
             }
@@ -697,7 +586,7 @@ impl Chat {
                     (None, Found::Unknown) => self.open_room(&room, 0),
                     // The store cannot say: the typed spelling, and every
                     // message so far left to the store.
-                    (None, Found::Failed) => self.open_room(&room, self.next_id - 1),
+                    (None, Found::Failed) => self.open_room(&room, self.journal.last_id()),
                 };
                 self.enter(conn, r, out);
                 Some(conn)
@@ -747,7 +636,7 @@ impl Chat {
         }
         let ended = self
             .ended
-            .take(name, &token, self.now)
+            .take(name, &token, self.journal.now())
             .ok_or(ProtocolError::BadToken)?;
         // The name is free: a login under it would have ended the session.
         if !self.users.insert(id, &ended.name) {
@@ -761,7 +650,7 @@ impl Chat {
             // spelling, with every message so far left to the store.
             let r = match self.rooms.find(room) {
                 Some(r) => r,
-                None => self.open_room(room, self.next_id - 1),
+                None => self.open_room(room, self.journal.last_id()),
             };
             self.enter(id, r, out);
         }
@@ -822,7 +711,7 @@ impl Chat {
             return;
         };
         let rooms = self.rooms.names_of(id).into_iter().map(Box::from).collect();
-        self.ended.record(name, token, rooms, self.now);
+        self.ended.record(name, token, rooms, self.journal.now());
     }
 
     /// Removes `id` without telling anyone (a shutdown leaves nobody to tell).

@@ -166,7 +166,7 @@ fn line(chat: &mut Chat, out: &mut Recorder, id: ConnId, text: &str) -> Step {
 /// the recorder's rooms, leaving every other request in place.
 fn answer_lookups(chat: &mut Chat, out: &mut Recorder) {
     let mut lookups = Vec::new();
-    chat.requests.retain(|r| match r {
+    chat.journal.requests_mut().retain(|r| match r {
         Request::Lookup { ticket, room } => {
             lookups.push((*ticket, room.clone()));
             false

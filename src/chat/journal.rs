@@ -1,0 +1,300 @@
+//! The chat's side of the message store, beside the router: the ids it
+//! hands out, the messages on their way to the disk, the reads it awaits,
+//! and the clock that stamps messages. It only asks (requests, in the
+//! order it asked) and takes answers; the disk and the clock are the
+//! shell's.
+//!
+//! Invariants: ids only grow and none past the store's latest reservation
+//! is handed out; messages in flight are in id order; every request that
+//! expects an answer has exactly one pending entry under its ticket.
+
+use std::collections::vec_deque::Drain;
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use super::history::{Message, Request, Stored};
+use super::name::Folded;
+use super::{ConnId, WallClock};
+use crate::protocol::reply::MessageId;
+use crate::protocol::{HistoryQuery, ProtocolError};
+
+/// A message handed to the store whose sender waits for its `SENT`.
+#[derive(Debug)]
+pub struct InFlight {
+    pub conn: ConnId,
+    /// The sender's login; a later login on the same id gets no `SENT`.
+    pub serial: u64,
+    /// The room's spelling: it may have left memory by the time of the commit.
+    pub room: Box<str>,
+    pub message: Message,
+}
+
+/// A connection waiting for the store to answer it about a room; its
+/// login's serial tells whether it is still the same user when the
+/// answer comes.
+#[derive(Debug)]
+pub struct Pending {
+    pub what: Awaited,
+    pub conn: ConnId,
+    pub serial: u64,
+    /// The room's spelling (for a `JOIN`, as typed).
+    pub room: Box<str>,
+}
+
+/// What the store was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Awaited {
+    /// Rows for a `HISTORY`.
+    History,
+    /// For a `JOIN` of a room nobody was in: how it was first spelled,
+    /// and how much of its history is stored.
+    Join,
+}
+
+/// Ids, messages in flight, awaited reads and the clock.
+#[derive(Debug)]
+pub struct Journal {
+    /// The id the next accepted room message gets.
+    next_id: MessageId,
+    /// The highest id the store has made safe to hand out.
+    reserved: MessageId,
+    /// Messages handed to the store and not yet committed, in id order.
+    in_flight: VecDeque<InFlight>,
+    /// Store work asked for since the caller last took it.
+    requests: Vec<Request>,
+    /// Store answers awaited, by ticket.
+    pending: HashMap<u64, Pending>,
+    next_ticket: u64,
+    clock: WallClock,
+    /// The latest instant the caller handed in.
+    now: Instant,
+}
+
+impl Journal {
+    /// Goes on from what the store holds, stamping messages by `clock`.
+    pub fn new(stored: Stored, clock: WallClock) -> Journal {
+        Journal {
+            next_id: stored.next_id,
+            reserved: stored.reserved,
+            in_flight: VecDeque::new(),
+            requests: Vec::new(),
+            pending: HashMap::new(),
+            next_ticket: 0,
+            clock,
+            now: clock.at,
+        }
+    }
+
+    /// Store work asked for since the last call, in order.
+    pub fn take_requests(&mut self) -> Vec<Request> {
+        std::mem::take(&mut self.requests)
+    }
+
+    /// The requests not yet taken, for a test that plays the store and
+    /// answers some of them first.
+    #[cfg(test)]
+    pub(super) fn requests_mut(&mut self) -> &mut Vec<Request> {
+        &mut self.requests
+    }
+
+    /// Messages handed to the store and not yet committed.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Moves the clock to `now`; it never goes back.
+    pub fn advance(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+    }
+
+    /// The latest instant handed in.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// The id for the next accepted message, if the store has made it
+    /// safe to hand out: ids only grow and are never reused, even across a
+    /// crash, and a store that fell this far behind is unavailable.
+    pub fn next_id(&mut self) -> Result<MessageId, ProtocolError> {
+        if self.next_id > self.reserved {
+            return Err(ProtocolError::StorageUnavailable);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        Ok(id)
+    }
+
+    /// The newest id handed out: every message up to it, of any room, is
+    /// the store's to tell about.
+    pub fn last_id(&self) -> MessageId {
+        self.next_id - 1
+    }
+
+    /// Hands message `id` of `room` to the store, stamped now; `conn`
+    /// (login `serial`) hears `SENT` once it is committed.
+    pub fn append(
+        &mut self,
+        conn: ConnId,
+        serial: u64,
+        room: &str,
+        (id, from, text): (MessageId, &str, &str),
+    ) {
+        let message = Message {
+            id,
+            ms: self.clock.ms(self.now),
+            from: from.into(),
+            text: text.into(),
+        };
+        self.requests.push(Request::Append {
+            room: room.into(),
+            message: message.clone(),
+        });
+        self.in_flight.push_back(InFlight {
+            conn,
+            serial,
+            room: room.into(),
+            message,
+        });
+    }
+
+    /// True while a message of `room` waits for the store: the room's
+    /// ring is not the whole truth until it is committed.
+    pub fn sending_to(&self, room: &str) -> bool {
+        self.in_flight
+            .iter()
+            .any(|m| Folded::new(&m.room) == Folded::new(room))
+    }
+
+    /// Asks the store for the messages of `room` that `query` names, for
+    /// `conn` (login `serial`).
+    pub fn fetch(&mut self, conn: ConnId, serial: u64, room: &str, query: HistoryQuery) {
+        let ticket = self.await_answer(Awaited::History, conn, serial, room);
+        self.requests.push(Request::Fetch {
+            ticket,
+            room: room.into(),
+            query,
+        });
+    }
+
+    /// Asks the store how `room` was first spelled and what of its history
+    /// it holds, for `conn` (login `serial`), who joins it.
+    pub fn lookup(&mut self, conn: ConnId, serial: u64, room: &str) {
+        let ticket = self.await_answer(Awaited::Join, conn, serial, room);
+        self.requests.push(Request::Lookup {
+            ticket,
+            room: room.into(),
+        });
+    }
+
+    fn await_answer(&mut self, what: Awaited, conn: ConnId, serial: u64, room: &str) -> u64 {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let pending = Pending {
+            what,
+            conn,
+            serial,
+            room: room.into(),
+        };
+        self.pending.insert(ticket, pending);
+        ticket
+    }
+
+    /// Who waited for `ticket`'s answer, if it asked for `what`.
+    pub fn answered(&mut self, ticket: u64, what: Awaited) -> Option<Pending> {
+        let pending = self.pending.remove(&ticket)?;
+        debug_assert_eq!(
+            pending.what, what,
+            "the store answered ticket {ticket} wrongly"
+        );
+        (pending.what == what).then_some(pending)
+    }
+
+    /// The store committed every message up to `through` and lets ids up
+    /// to `reserved` be handed out: the messages so settled, oldest first.
+    pub fn committed(&mut self, through: MessageId, reserved: MessageId) -> Drain<'_, InFlight> {
+        self.reserved = self.reserved.max(reserved);
+        self.settle(through)
+    }
+
+    /// The store could not commit the messages up to `through`: those
+    /// messages, oldest first.
+    pub fn failed(&mut self, through: MessageId) -> Drain<'_, InFlight> {
+        self.settle(through)
+    }
+
+    fn settle(&mut self, through: MessageId) -> Drain<'_, InFlight> {
+        let settled = self.in_flight.partition_point(|m| m.message.id <= through);
+        self.in_flight.drain(..settled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Anchor;
+
+    fn journal(next_id: MessageId, reserved: MessageId) -> Journal {
+        let stored = Stored { next_id, reserved };
+        Journal::new(stored, WallClock::new(Instant::now(), 1_000))
+    }
+
+    #[test]
+    fn ids_grow_up_to_the_reservation_and_a_commit_raises_it() {
+        let mut j = journal(5, 6);
+        assert_eq!(j.next_id(), Ok(5));
+        assert_eq!(j.next_id(), Ok(6));
+        assert_eq!(j.next_id(), Err(ProtocolError::StorageUnavailable));
+        assert_eq!(j.last_id(), 6, "a refused message takes no id");
+        assert_eq!(j.committed(0, 10).count(), 0);
+        assert_eq!(j.next_id(), Ok(7));
+        assert_eq!(j.committed(0, 3).count(), 0);
+        assert_eq!(j.next_id(), Ok(8), "a reservation never shrinks");
+    }
+
+    #[test]
+    fn messages_settle_in_id_order_and_tell_their_room_until_then() {
+        let mut j = journal(1, 100);
+        for room in ["#a", "#b", "#A"] {
+            let id = j.next_id().unwrap();
+            j.append(7, 1, room, (id, "amy", "hi"));
+        }
+        assert_eq!(j.in_flight(), 3);
+        assert!(j.sending_to("#A") && j.sending_to("#b") && !j.sending_to("#c"));
+        let requests = j.take_requests();
+        assert_eq!(requests.len(), 3);
+        assert!(matches!(&requests[0], Request::Append { room, message }
+            if &**room == "#a" && message.id == 1 && message.ms == 1_000));
+        let settled: Vec<MessageId> = j.committed(2, 100).map(|m| m.message.id).collect();
+        assert_eq!(settled, [1, 2]);
+        assert!(!j.sending_to("#b") && j.sending_to("#a"), "#A is #a");
+        let failed: Vec<String> = j.failed(3).map(|m| m.room.to_string()).collect();
+        assert_eq!(failed, ["#A"]);
+        assert_eq!(j.in_flight(), 0);
+    }
+
+    #[test]
+    fn each_answer_finds_its_asker_once() {
+        let mut j = journal(1, 100);
+        let query = HistoryQuery {
+            anchor: Anchor::Latest,
+            limit: 5,
+        };
+        j.fetch(3, 9, "#a", query);
+        j.lookup(4, 2, "#B");
+        let tickets: Vec<(u64, Awaited)> = j
+            .take_requests()
+            .into_iter()
+            .map(|r| match r {
+                Request::Fetch { ticket, .. } => (ticket, Awaited::History),
+                Request::Lookup { ticket, .. } => (ticket, Awaited::Join),
+                Request::Append { .. } => panic!("nothing appended"),
+            })
+            .collect();
+        let (fetch, lookup) = (tickets[0], tickets[1]);
+        let asker = j.answered(lookup.0, lookup.1).expect("the joiner");
+        assert_eq!((asker.conn, asker.serial, &*asker.room), (4, 2, "#B"));
+        assert!(j.answered(lookup.0, lookup.1).is_none(), "answered once");
+        let asker = j.answered(fetch.0, fetch.1).expect("the reader");
+        assert_eq!((asker.conn, asker.serial, &*asker.room), (3, 9, "#a"));
+    }
+}
