@@ -71,6 +71,11 @@ impl NameKey {
     pub fn new(name: &str) -> NameKey {
         NameKey(name.into())
     }
+
+    /// The name as it was spelled.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl Borrow<Folded> for NameKey {

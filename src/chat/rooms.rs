@@ -3,12 +3,15 @@
 //! A join is O(1); a part and a departure are O(rooms the user is in),
 //! which `--max-rooms` bounds. A room exists while it has members and keeps
 //! the spelling it was created with; so does its history log, which is
-//! handed back when the last member leaves.
+//! handed back when the last member leaves. In a cluster a room's members
+//! on other nodes are held by name: they count and are listed; this
+//! node's connections are what a fan-out here reaches.
 //!
 //! Invariant: connection `c` has a seat `(r, p)` exactly when
-//! `rooms[r].members[p] == c`, and every room has at least one member.
+//! `rooms[r].members[p] == c`; a remote user lists room `r` exactly when
+//! `rooms[r].remote` holds its name; every room has at least one member.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use slab::Slab;
 
@@ -22,10 +25,18 @@ pub type RoomId = usize;
 #[derive(Debug)]
 struct Room {
     name: Box<str>,
-    /// Dense, for fan-out.
+    /// This node's members, dense, for fan-out.
     members: Vec<ConnId>,
+    /// Members on other nodes.
+    remote: HashSet<NameKey>,
     /// The room's recent history, open while the room exists.
     log: LogId,
+}
+
+impl Room {
+    fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.remote.is_empty()
+    }
 }
 
 /// Where one connection sits: the room, and its index in that room's members.
@@ -42,6 +53,8 @@ pub struct Rooms {
     by_name: HashMap<NameKey, RoomId>,
     /// Indexed by connection id: the rooms it is in, in no particular order.
     seats: Vec<Vec<Seat>>,
+    /// The rooms each member on another node is in.
+    remote_seats: HashMap<NameKey, Vec<RoomId>>,
 }
 
 impl Rooms {
@@ -65,9 +78,70 @@ impl Rooms {
         &self.rooms[room].name
     }
 
-    /// The room's members, in no particular order.
+    /// The room's members on this node, in no particular order.
     pub fn members(&self, room: RoomId) -> &[ConnId] {
         &self.rooms[room].members
+    }
+
+    /// How many members the room has, on every node.
+    pub fn count(&self, room: RoomId) -> usize {
+        let r = &self.rooms[room];
+        r.members.len() + r.remote.len()
+    }
+
+    /// The names of the room's members on other nodes.
+    pub fn remote_members(&self, room: RoomId) -> impl Iterator<Item = &str> {
+        self.rooms[room].remote.iter().map(NameKey::as_str)
+    }
+
+    /// True when `name`, on another node, is in `room`.
+    pub fn is_remote_member(&self, name: &str, room: RoomId) -> bool {
+        self.rooms[room].remote.contains(Folded::new(name))
+    }
+
+    /// One room `name`, on another node, is in, if any.
+    pub fn any_of_remote(&self, name: &str) -> Option<RoomId> {
+        self.remote_seats.get(Folded::new(name))?.last().copied()
+    }
+
+    /// Puts `name`, a user on another node, in `room`. The caller has
+    /// checked that it is not in it.
+    pub fn join_remote(&mut self, name: &str, room: RoomId) {
+        let fresh = self.rooms[room].remote.insert(NameKey::new(name));
+        debug_assert!(fresh, "{name} joined twice");
+        match self.remote_seats.get_mut(Folded::new(name)) {
+            Some(rooms) => rooms.push(room),
+            None => {
+                self.remote_seats.insert(NameKey::new(name), vec![room]);
+            }
+        }
+    }
+
+    /// Takes `name`, a user on another node, out of `room` (if it is in
+    /// it), removing the room once it is empty. Returns the log of a room
+    /// so removed, to be closed.
+    pub fn part_remote(&mut self, name: &str, room: RoomId) -> Option<LogId> {
+        let key = Folded::new(name);
+        if !self.rooms[room].remote.remove(key) {
+            return None;
+        }
+        if let Some(rooms) = self.remote_seats.get_mut(key) {
+            rooms.retain(|&r| r != room);
+            if rooms.is_empty() {
+                self.remote_seats.remove(key);
+            }
+        }
+        self.remove_if_empty(room)
+    }
+
+    /// Removes `room` if nobody is in it; returns its log then.
+    fn remove_if_empty(&mut self, room: RoomId) -> Option<LogId> {
+        if !self.rooms[room].is_empty() {
+            return None;
+        }
+        let gone = self.rooms.remove(room);
+        self.by_name.remove(Folded::new(&gone.name));
+        Some(gone.log)
     }
 
     /// How many rooms `id` is in.
@@ -102,6 +176,7 @@ impl Rooms {
         let room = self.rooms.insert(Room {
             name: name.into(),
             members: Vec::new(),
+            remote: HashSet::new(),
             log,
         });
         self.by_name.insert(NameKey::new(name), room);
@@ -138,12 +213,7 @@ impl Rooms {
                 s.pos = seat.pos;
             }
         }
-        if !members.is_empty() {
-            return None;
-        }
-        let gone = self.rooms.remove(room);
-        self.by_name.remove(Folded::new(&gone.name));
-        Some(gone.log)
+        self.remove_if_empty(room)
     }
 
     /// The rooms `id` is in, by spelling, sorted by lower-cased name.
@@ -180,7 +250,7 @@ impl Rooms {
         let mut rooms: Vec<(&str, usize)> = self
             .rooms
             .iter()
-            .map(|(_, r)| (&*r.name, r.members.len()))
+            .map(|(_, r)| (&*r.name, r.members.len() + r.remote.len()))
             .collect();
         rooms.sort_unstable_by(|a, b| Folded::new(a.0).cmp(Folded::new(b.0)));
         rooms
@@ -191,7 +261,11 @@ impl Rooms {
         assert_eq!(self.rooms.len(), self.by_name.len());
         let mut seats = 0;
         for (room, r) in &self.rooms {
-            assert!(!r.members.is_empty(), "room {} is empty", r.name);
+            assert!(!r.is_empty(), "room {} is empty", r.name);
+            for name in &r.remote {
+                let rooms = &self.remote_seats[name];
+                assert_eq!(rooms.iter().filter(|&&x| x == room).count(), 1);
+            }
             assert_eq!(self.find(&r.name), Some(room));
             for (pos, &id) in r.members.iter().enumerate() {
                 let index = self.seat_index(id, room).expect("member without a seat");
@@ -200,6 +274,11 @@ impl Rooms {
             seats += r.members.len();
         }
         assert_eq!(seats, self.seats.iter().map(Vec::len).sum::<usize>());
+        let remote: usize = self.rooms.iter().map(|(_, r)| r.remote.len()).sum();
+        assert_eq!(
+            remote,
+            self.remote_seats.values().map(Vec::len).sum::<usize>()
+        );
     }
 }
 
@@ -259,5 +338,25 @@ mod tests {
         rooms.check_invariants();
         assert_eq!(rooms.names_of(5), ["#b", "#rUst"]);
         assert!(rooms.names_of(1).is_empty());
+    }
+
+    #[test]
+    fn members_on_other_nodes_count_and_keep_the_room() {
+        let mut rooms = Rooms::default();
+        let r = join(&mut rooms, 1, "#mix");
+        rooms.join_remote("zed", r);
+        rooms.join_remote("Yan", r);
+        assert_eq!((rooms.count(r), rooms.members(r)), (3, &[1][..]));
+        assert!(rooms.is_remote_member("ZED", r));
+        assert_eq!(rooms.sorted(), [("#mix", 3)]);
+        assert_eq!(rooms.part(1, r), None, "remote members keep it");
+        assert_eq!(rooms.any_of_remote("zed"), Some(r));
+        rooms.check_invariants();
+        assert_eq!(rooms.part_remote("zed", r), None);
+        assert_eq!(rooms.part_remote("zed", r), None, "not in it any more");
+        assert_eq!(rooms.any_of_remote("zed"), None);
+        assert_eq!(rooms.part_remote("yan", r), Some(100), "the last one out");
+        assert!(rooms.is_empty());
+        rooms.check_invariants();
     }
 }

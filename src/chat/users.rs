@@ -1,11 +1,13 @@
 //! The registry of logged-in users: names, and the dense roster broadcasts
-//! walk.
+//! walk. In a cluster it also holds the users logged in on other nodes, by
+//! name only: they count and are listed, and the roster (this node's
+//! connections) is what a broadcast here reaches.
 //!
 //! Invariant: a name is in `by_name` exactly when its connection is logged
 //! in, and the roster holds each logged-in connection exactly once, at the
-//! position its member records.
+//! position its member records; no name is both local and remote.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::name::{Folded, NameKey};
 use super::resume::Token;
@@ -28,18 +30,45 @@ pub struct Users {
     /// Logged-in connections, dense, for broadcasts.
     roster: Vec<ConnId>,
     by_name: HashMap<NameKey, ConnId>,
+    /// Users logged in on other nodes.
+    remote: HashSet<NameKey>,
     logins: u64,
 }
 
 impl Users {
-    /// Number of logged-in users.
+    /// Number of logged-in users, on every node.
     pub fn len(&self) -> usize {
-        self.roster.len()
+        self.roster.len() + self.remote.len()
     }
 
-    /// True when nobody is logged in.
+    /// True when nobody is logged in anywhere.
     pub fn is_empty(&self) -> bool {
-        self.roster.is_empty()
+        self.len() == 0
+    }
+
+    /// True when `name` is logged in here or on another node.
+    pub fn is_taken(&self, name: &str) -> bool {
+        let key = Folded::new(name);
+        self.by_name.contains_key(key) || self.remote.contains(key)
+    }
+
+    /// Registers `name`, logged in on another node; false if it is taken.
+    pub fn insert_remote(&mut self, name: &str) -> bool {
+        if self.is_taken(name) {
+            return false;
+        }
+        self.remote.insert(NameKey::new(name))
+    }
+
+    /// Unregisters `name`, logged in on another node; returns its spelling.
+    pub fn remove_remote(&mut self, name: &str) -> Option<Box<str>> {
+        let key = self.remote.take(Folded::new(name))?;
+        Some(key.as_str().into())
+    }
+
+    /// The spelling of `name` if it is logged in on another node.
+    pub fn remote(&self, name: &str) -> Option<&str> {
+        self.remote.get(Folded::new(name)).map(NameKey::as_str)
     }
 
     /// The name `id` logged in with, if it has.
@@ -61,7 +90,7 @@ impl Users {
     /// logged in and that the name is valid; returns false if it is taken.
     pub fn insert(&mut self, id: ConnId, name: &str) -> bool {
         debug_assert!(self.name(id).is_none(), "conn {id} logged in twice");
-        if self.by_name.contains_key(Folded::new(name)) {
+        if self.is_taken(name) {
             return false;
         }
         self.by_name.insert(NameKey::new(name), id);
@@ -126,9 +155,12 @@ impl Users {
         Some(member.name)
     }
 
-    /// Every name, sorted case-insensitively.
+    /// Every name, on every node, sorted case-insensitively.
     pub fn sorted_names(&self) -> Vec<&str> {
-        self.sorted_names_of(&self.roster)
+        let mut names = self.sorted_names_of(&self.roster);
+        names.extend(self.remote.iter().map(NameKey::as_str));
+        names.sort_unstable_by(|a, b| Folded::new(a).cmp(Folded::new(b)));
+        names
     }
 
     /// The names of those of `ids` who are logged in, sorted case-insensitively.
@@ -150,6 +182,12 @@ impl Users {
         }
         let members = self.members.iter().filter(|m| m.is_some()).count();
         assert_eq!(members, self.roster.len());
+        for name in &self.remote {
+            assert!(
+                self.find(name.as_str()).is_none(),
+                "{name:?} local and remote"
+            );
+        }
     }
 }
 
@@ -179,5 +217,23 @@ mod tests {
         users.check_invariants();
         assert_eq!(users.find("ALICE"), Some(4));
         assert_eq!((users.name(9), users.serial(4)), (None, serial));
+    }
+
+    #[test]
+    fn remote_users_count_and_hold_their_names_but_are_not_on_the_roster() {
+        let mut users = Users::default();
+        assert!(users.insert(0, "amy"));
+        assert!(users.insert_remote("Zed"));
+        assert!(!users.insert_remote("AMY"), "taken here");
+        assert!(!users.insert(1, "zed"), "taken there");
+        assert_eq!(users.len(), 2);
+        assert_eq!(users.roster(), [0]);
+        assert_eq!(users.find("zed"), None, "no connection here");
+        assert_eq!(users.remote("ZED"), Some("Zed"));
+        assert_eq!(users.sorted_names(), ["amy", "Zed"]);
+        users.check_invariants();
+        assert_eq!(users.remove_remote("zed").as_deref(), Some("Zed"));
+        assert!(users.insert(1, "zed"), "free again");
+        users.check_invariants();
     }
 }
