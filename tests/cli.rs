@@ -65,6 +65,9 @@ fn help_lists_every_flag() {
         "--stats-interval",
         "--db",
         "--history",
+        "--history-days",
+        "--max-stored-rooms",
+        "--max-per-ip",
         "--resume-window",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");

@@ -17,6 +17,7 @@
 //! the store the same way, and the asking connection reads nothing more
 //! until the answer is in ([`Step::Wait`]), so its replies stay in order.
 
+pub mod event;
 pub mod history;
 pub mod journal;
 pub mod name;
@@ -30,8 +31,10 @@ use crate::config::defaults;
 use crate::protocol::reply::MessageId;
 use crate::protocol::text::{valid_name, valid_room};
 use crate::protocol::{parse, Command, HistoryQuery, ProtocolError, Reply};
+use event::Event;
 use history::{Found, History, Message, Outcome, Request, Stored};
 use journal::{Awaited, Journal};
+use name::Folded;
 use resume::{CountingTokens, EndedSessions, Token, TokenSource};
 use rooms::{RoomId, Rooms};
 use users::Users;
@@ -152,6 +155,9 @@ pub struct Chat {
     tokens: Box<dyn TokenSource>,
     /// A line is formatted here once, then copied to each recipient.
     scratch: Vec<u8>,
+    /// The sender's name, copied here so an event can name it while the
+    /// registry it came from changes.
+    speaker: String,
 }
 
 impl Default for Chat {
@@ -186,6 +192,7 @@ impl Chat {
             ended: EndedSessions::new(limits.resume_window, limits.max_ended),
             tokens,
             scratch: Vec::new(),
+            speaker: String::new(),
         }
     }
 
@@ -310,17 +317,18 @@ impl Chat {
         // The name is someone's now: an ended session under it is over.
         self.ended.forget(name);
         self.reply(id, Reply::Ok, out);
-        self.announce_login(id, out);
+        self.apply(Event::Arrived { name }, out);
         Ok(Step::LoggedIn)
     }
 
-    fn announce_login(&mut self, id: ConnId, out: &mut impl Outbox) {
-        if self.limits.announces(self.users.len()) {
-            self.scratch.clear();
-            let name = self.users.name(id).unwrap_or_default();
-            Reply::Joined(name).write_to(&mut self.scratch);
-            out.send_to_all(self.users.roster(), Some(id), &self.scratch);
-        }
+    /// `id`'s name, copied where an event can borrow it while `apply`
+    /// changes the registry; `None` if it is not logged in.
+    fn speaker(&mut self, id: ConnId) -> Option<String> {
+        let name = self.users.name(id)?;
+        let mut speaker = std::mem::take(&mut self.speaker);
+        speaker.clear();
+        speaker.push_str(name);
+        Some(speaker)
     }
 
     fn msg(
@@ -329,14 +337,13 @@ impl Chat {
         text: &str,
         out: &mut impl Outbox,
     ) -> Result<Step, ProtocolError> {
-        let from = self.users.name(id).ok_or(ProtocolError::NotLoggedIn)?;
+        self.users.name(id).ok_or(ProtocolError::NotLoggedIn)?;
         if text.is_empty() {
             return Err(ProtocolError::EmptyMessage);
         }
-        // Field borrows, not `self.broadcast`: `from` borrows the registry.
-        self.scratch.clear();
-        Reply::Msg { from, text }.write_to(&mut self.scratch);
-        out.send_to_all(self.users.roster(), Some(id), &self.scratch);
+        let from = self.speaker(id).unwrap_or_default();
+        self.apply(Event::Msg { from: &from, text }, out);
+        self.speaker = from;
         Ok(Step::Continue)
     }
 
@@ -439,21 +446,19 @@ impl Chat {
         }
     }
 
-    /// Puts `id` in room `r`, tells the members while the presence limit
-    /// allows, and tells `id` with `JOINED`.
+    /// Puts `id` in room `r`, which is in memory: the members are told
+    /// while the presence limit allows, and `id` gets `JOINED`.
     fn enter(&mut self, id: ConnId, r: RoomId, out: &mut impl Outbox) {
-        self.rooms.join(id, r);
-        let (room, members) = (self.rooms.name(r), self.rooms.members(r));
-        if self.limits.announces(members.len()) {
-            let name = self.users.name(id).unwrap_or_default();
-            self.scratch.clear();
-            Reply::EnteredRoom { room, name }.write_to(&mut self.scratch);
-            out.send_to_all(members, Some(id), &self.scratch);
-        }
-        self.scratch.clear();
-        let members = members.len();
-        Reply::JoinedRoom { room, members }.write_to(&mut self.scratch);
-        out.send(id, &self.scratch);
+        let room: Box<str> = self.rooms.name(r).into();
+        let name = self.speaker(id).unwrap_or_default();
+        self.apply(
+            Event::Entered {
+                room: &room,
+                name: &name,
+            },
+            out,
+        );
+        self.speaker = name;
     }
 
     fn part(
@@ -463,25 +468,18 @@ impl Chat {
         out: &mut impl Outbox,
     ) -> Result<Step, ProtocolError> {
         let r = self.my_room(id, room)?;
-        self.scratch.clear();
-        Reply::PartedRoom(self.rooms.name(r)).write_to(&mut self.scratch);
-        out.send(id, &self.scratch);
-        self.leave_room(id, r, out);
+        let room: Box<str> = self.rooms.name(r).into();
+        self.reply(id, Reply::PartedRoom(&room), out);
+        let name = self.speaker(id).unwrap_or_default();
+        self.apply(
+            Event::Left {
+                room: &room,
+                name: &name,
+            },
+            out,
+        );
+        self.speaker = name;
         Ok(Step::Continue)
-    }
-
-    /// Takes `id` out of room `r`, telling the others while the presence
-    /// limit allows.
-    fn leave_room(&mut self, id: ConnId, r: RoomId, out: &mut impl Outbox) {
-        let members = self.rooms.members(r);
-        if self.limits.announces(members.len()) {
-            let room = self.rooms.name(r);
-            let name = self.users.name(id).unwrap_or_default();
-            self.scratch.clear();
-            Reply::LeftRoom { room, name }.write_to(&mut self.scratch);
-            out.send_to_all(members, Some(id), &self.scratch);
-        }
-        self.vacate(id, r);
     }
 
     fn say(
@@ -496,19 +494,20 @@ impl Chat {
             return Err(ProtocolError::EmptyMessage);
         }
         let message = self.journal.next_id()?;
-        let (room, from) = (self.rooms.name(r), self.users.name(id).unwrap_or_default());
-        self.scratch.clear();
-        Reply::Said {
-            room,
+        let room: Box<str> = self.rooms.name(r).into();
+        let from = self.speaker(id).unwrap_or_default();
+        let said = Event::Said {
+            room: &room,
             id: message,
-            from,
+            from: &from,
             text,
-        }
-        .write_to(&mut self.scratch);
-        out.send_to_all(self.rooms.members(r), Some(id), &self.scratch);
+        };
+        self.apply(said, out);
         // The sender hears `SENT` once the store has committed it.
         let serial = self.users.serial(id).unwrap_or_default();
-        self.journal.append(id, serial, room, (message, from, text));
+        self.journal
+            .append(id, serial, &room, (message, &from, text));
+        self.speaker = from;
         Ok(Step::Continue)
     }
 
@@ -628,7 +627,7 @@ impl Chat {
             let mut lines = Vec::new();
             for room in self.rooms.names_of(id) {
                 let r = self.rooms.find(room).unwrap_or_default();
-                let members = self.rooms.members(r).len();
+                let members = self.rooms.count(r);
                 Reply::JoinedRoom { room, members }.write_to(&mut lines);
             }
             out.send(id, &lines);
@@ -644,7 +643,7 @@ impl Chat {
         }
         self.users.set_token(id, ended.token);
         self.reply(id, Reply::Ok, out);
-        self.announce_login(id, out);
+        self.apply(Event::Arrived { name: &ended.name }, out);
         for room in &ended.rooms {
             // A room that left memory meanwhile comes back under the same
             // spelling, with every message so far left to the store.
@@ -677,7 +676,9 @@ impl Chat {
     ) -> Result<Step, ProtocolError> {
         let room = self.room_arg(id, room)?;
         let r = self.rooms.find(room).ok_or(ProtocolError::NoSuchRoom)?;
-        let names = self.users.sorted_names_of(self.rooms.members(r));
+        let mut names = self.users.sorted_names_of(self.rooms.members(r));
+        names.extend(self.rooms.remote_members(r));
+        names.sort_unstable_by(|a, b| Folded::new(a).cmp(Folded::new(b)));
         let mut lines = Vec::with_capacity((names.len() + 1) * 16);
         for name in names {
             Reply::User(name).write_to(&mut lines);
@@ -694,14 +695,9 @@ impl Chat {
     /// call for a logged-in connection announces.
     pub fn leave(&mut self, id: ConnId, out: &mut impl Outbox) {
         self.end_session(id);
-        while let Some(r) = self.rooms.any_of(id) {
-            self.leave_room(id, r, out);
-        }
-        let present = self.users.len();
-        if let Some(name) = self.users.remove(id) {
-            if self.limits.announces(present) {
-                self.broadcast(None, Reply::Disconnected(&name), out);
-            }
+        if let Some(name) = self.speaker(id) {
+            self.apply(Event::Departed { name: &name }, out);
+            self.speaker = name;
         }
     }
 
@@ -727,12 +723,6 @@ impl Chat {
         self.scratch.clear();
         line.write_to(&mut self.scratch);
         out.send(to, &self.scratch);
-    }
-
-    fn broadcast(&mut self, except: Option<ConnId>, line: Reply<'_>, out: &mut impl Outbox) {
-        self.scratch.clear();
-        line.write_to(&mut self.scratch);
-        out.send_to_all(self.users.roster(), except, &self.scratch);
     }
 
     /// Checks the registry's invariants; for tests and fuzzing.

@@ -4,6 +4,7 @@
 use super::*;
 use std::collections::HashMap;
 
+mod events;
 mod store;
 
 fn t0() -> Instant {

@@ -1,0 +1,190 @@
+//! Decide, then apply. A command from a local user is checked against the
+//! state and, when it changes what every node shares (who is here, who is
+//! in which room, what was said), becomes an [`Event`]; applying an event
+//! changes the rosters and delivers its lines to this node's connections.
+//! One node applies its own events at once; in a cluster every node
+//! applies every event in the log's one order, so all compute the same
+//! rosters, counts and presence decisions.
+//!
+//! Applying is idempotent where a log may repeat itself: an arrival of a
+//! name already here, a join of a member, a part or departure of someone
+//! absent change nothing and say nothing.
+
+use super::{Chat, ConnId, MessageId, Outbox, Reply, RoomId};
+
+/// A change to the state every node shares. Users are named, not
+/// numbered: a name is the same user on every node, and events carry it
+/// as it was spelled at login (lines about arrivals, joins and departures
+/// use the spelling registered here, whatever the case of the event's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// `name` logged in. On its own node its connection was registered
+    /// when the name was claimed; elsewhere it is known by name.
+    Arrived { name: &'a str },
+    /// `name` left: every room, then the lobby.
+    Departed { name: &'a str },
+    /// A lobby message.
+    Msg { from: &'a str, text: &'a str },
+    /// `name` entered `room`, spelled as the room is shown.
+    Entered { room: &'a str, name: &'a str },
+    /// `name` left `room`.
+    Left { room: &'a str, name: &'a str },
+    /// A room message and its id.
+    Said {
+        room: &'a str,
+        id: MessageId,
+        from: &'a str,
+        text: &'a str,
+    },
+}
+
+impl Chat {
+    /// Applies `event`: the rosters change and this node's connections
+    /// get their lines (never the user the event is about, who was
+    /// answered when its command was decided).
+    pub fn apply(&mut self, event: Event<'_>, out: &mut impl Outbox) {
+        match event {
+            Event::Arrived { name } => self.arrived(name, out),
+            Event::Departed { name } => self.departed(name, out),
+            Event::Msg { from, text } => {
+                let except = self.users.find(from);
+                self.scratch.clear();
+                Reply::Msg { from, text }.write_to(&mut self.scratch);
+                out.send_to_all(self.users.roster(), except, &self.scratch);
+            }
+            Event::Entered { room, name } => self.entered(room, name, out),
+            Event::Left { room, name } => {
+                if let Some(r) = self.rooms.find(room) {
+                    self.left(r, name, out);
+                }
+            }
+            Event::Said {
+                room,
+                id,
+                from,
+                text,
+            } => {
+                let Some(r) = self.rooms.find(room) else {
+                    return;
+                };
+                let except = self.users.find(from);
+                let room = self.rooms.name(r);
+                self.scratch.clear();
+                Reply::Said {
+                    room,
+                    id,
+                    from,
+                    text,
+                }
+                .write_to(&mut self.scratch);
+                out.send_to_all(self.rooms.members(r), except, &self.scratch);
+            }
+        }
+    }
+
+    fn arrived(&mut self, name: &str, out: &mut impl Outbox) {
+        let local = self.users.find(name);
+        if local.is_none() && !self.users.insert_remote(name) {
+            return;
+        }
+        if self.limits.announces(self.users.len()) {
+            self.scratch.clear();
+            Reply::Joined(name).write_to(&mut self.scratch);
+            out.send_to_all(self.users.roster(), local, &self.scratch);
+        }
+    }
+
+    /// The user called `name`: its connection if it is on this node, and
+    /// its name as registered. `None` if nobody is logged in under it.
+    fn user(&self, name: &str) -> Option<(Option<ConnId>, Box<str>)> {
+        match self.users.find(name) {
+            Some(id) => Some((Some(id), self.users.name(id)?.into())),
+            None => Some((None, self.users.remote(name)?.into())),
+        }
+    }
+
+    fn departed(&mut self, name: &str, out: &mut impl Outbox) {
+        let Some((local, name)) = self.user(name) else {
+            return;
+        };
+        let name = &*name;
+        loop {
+            let room = match local {
+                Some(id) => self.rooms.any_of(id),
+                None => self.rooms.any_of_remote(name),
+            };
+            let Some(r) = room else { break };
+            self.left(r, name, out);
+        }
+        let present = self.users.len();
+        let gone = match local {
+            Some(id) => self.users.remove(id),
+            None => self.users.remove_remote(name),
+        };
+        if gone.is_some() && self.limits.announces(present) {
+            self.scratch.clear();
+            Reply::Disconnected(name).write_to(&mut self.scratch);
+            out.send_to_all(self.users.roster(), None, &self.scratch);
+        }
+    }
+
+    fn entered(&mut self, room: &str, name: &str, out: &mut impl Outbox) {
+        let Some((local, name)) = self.user(name) else {
+            return;
+        };
+        let name = &*name;
+        let r = match self.rooms.find(room) {
+            Some(r) => r,
+            // A room this node has not held since the last message it knows
+            // of: everything so far is the store's to tell.
+            None => self.open_room(room, self.journal.last_id()),
+        };
+        match local {
+            Some(id) if self.rooms.is_member(id, r) => return,
+            Some(id) => self.rooms.join(id, r),
+            None if self.rooms.is_remote_member(name, r) => return,
+            None => self.rooms.join_remote(name, r),
+        }
+        let (room, count) = (self.rooms.name(r), self.rooms.count(r));
+        if self.limits.announces(count) {
+            self.scratch.clear();
+            Reply::EnteredRoom { room, name }.write_to(&mut self.scratch);
+            out.send_to_all(self.rooms.members(r), local, &self.scratch);
+        }
+        if let Some(id) = local {
+            self.scratch.clear();
+            let members = count;
+            Reply::JoinedRoom { room, members }.write_to(&mut self.scratch);
+            out.send(id, &self.scratch);
+        }
+    }
+
+    /// Takes `name` out of room `r`, telling the others while the
+    /// presence limit allows; the last one out closes the room.
+    fn left(&mut self, r: RoomId, name: &str, out: &mut impl Outbox) {
+        let Some((local, name)) = self.user(name) else {
+            return;
+        };
+        let name = &*name;
+        let member = match local {
+            Some(id) => self.rooms.is_member(id, r),
+            None => self.rooms.is_remote_member(name, r),
+        };
+        if !member {
+            return;
+        }
+        if self.limits.announces(self.rooms.count(r)) {
+            let room = self.rooms.name(r);
+            self.scratch.clear();
+            Reply::LeftRoom { room, name }.write_to(&mut self.scratch);
+            out.send_to_all(self.rooms.members(r), local, &self.scratch);
+        }
+        let closed = match local {
+            Some(id) => self.rooms.part(id, r),
+            None => self.rooms.part_remote(name, r),
+        };
+        if let Some(log) = closed {
+            self.history.close(log);
+        }
+    }
+}
