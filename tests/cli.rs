@@ -76,27 +76,42 @@ fn help_lists_every_flag() {
 
 #[test]
 fn chat_port_environment_variable_sets_the_port() {
-    // Find a free port, then hand it to the server through the environment.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(BIN)
-        .args(["--host", "127.0.0.1", "-q", "--db", ":memory:"])
-        .env("CHAT_PORT", port.to_string())
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let connected = common::wait_until(common::WAIT, || std::net::TcpStream::connect(addr).is_ok());
-    let result = connected.map(|_| {
+    // Find a free port, then hand it to the server through the
+    // environment. Another process may take the port in between: then our
+    // server exits without listening, and the test tries another port.
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let port_file = common::PortFile::new();
+        let mut child = Command::new(BIN)
+            .args(["--host", "127.0.0.1", "-q", "--db", ":memory:"])
+            .arg("--port-file")
+            .arg(&port_file.0)
+            .env("CHAT_PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let listening = common::wait_until(common::WAIT, || {
+            port_file.0.exists() || child.try_wait().ok().flatten().is_some()
+        });
+        if listening.is_none() || !port_file.0.exists() {
+            let _ = child.kill();
+            let _ = child.wait();
+            continue;
+        }
+        let addr = port_file.wait("plain", String::new);
         let mut c = Client::connect(addr);
         c.send("PING env");
-        c.line()
-    });
-    let _ = child.kill();
-    let _ = child.wait();
-    assert_eq!(result.as_deref(), Some("PONG env"));
+        let pong = c.line();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(addr.port(), port, "the port came from CHAT_PORT");
+        assert_eq!(pong, "PONG env");
+        return;
+    }
+    panic!("no free port held long enough in five tries");
 }
