@@ -738,3 +738,134 @@ fn no_token_or_message_text_reaches_the_log_at_trace_level() {
         );
     }
 }
+
+/// A WebSocket upgrade over TLS to `web`, never reading: the raw stream.
+fn wss_upgraded(
+    web: SocketAddr,
+    der: &CertificateDer<'static>,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let sock = TcpStream::connect_timeout(&web, WAIT).unwrap();
+    let name = "localhost".try_into().unwrap();
+    let conn = rustls::ClientConnection::new(trusting(der), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let upgrade = "GET /chat HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    tls.write_all(upgrade.as_bytes()).unwrap();
+    tls
+}
+
+#[test]
+fn a_wss_client_that_pings_and_never_reads_is_dropped_at_a_small_cost() {
+    let certs = CertFiles::localhost("wssping");
+    let s = Server::start(&[
+        "--tls-cert",
+        &certs.cert(),
+        "--tls-key",
+        &certs.key(),
+        "--web-port",
+        "0",
+        "--rate",
+        "0",
+    ]);
+    let web = s.listener("web-tls");
+    let der = certs.der.clone();
+    let before = s.rss_kib();
+    let attacker = thread::spawn(move || {
+        let mut tls = wss_upgraded(web, &der);
+        tls.sock
+            .set_write_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        // Masked pings with the largest payload allowed, 125 bytes.
+        let mut ping = vec![0x89, 0x80 | 125, 1, 2, 3, 4];
+        ping.extend([b'p'; 125]);
+        let pings = ping.repeat(256);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            match tls.write(&pings) {
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    });
+    let mut peak = before;
+    while !attacker.is_finished() {
+        peak = peak.max(s.rss_kib());
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(attacker.join().unwrap(), "still connected after 20 s");
+    let grew = peak.saturating_sub(before);
+    assert!(grew < 8 * 1024, "the server grew by {grew} KiB");
+}
+
+#[test]
+fn an_anonymous_wss_connection_holds_little() {
+    const N: usize = 100;
+    let certs = CertFiles::localhost("wssheld");
+    let s = Server::start(&[
+        "--tls-cert",
+        &certs.cert(),
+        "--tls-key",
+        &certs.key(),
+        "--web-port",
+        "0",
+    ]);
+    let web = s.listener("web-tls");
+    // Warm the allocator with one round first.
+    let hold = |n: usize| -> Vec<_> {
+        (0..n)
+            .map(|_| {
+                let mut tls = wss_upgraded(web, &certs.der);
+                // A text frame that says 16,000 bytes and sends 15,000 of
+                // them: the most an anonymous peer can make the server hold.
+                let mut frame = vec![0x81, 0x80 | 126, (16_000u16 >> 8) as u8, 16_000u16 as u8];
+                frame.extend([1, 2, 3, 4]);
+                frame.extend([b'z'; 15_000]);
+                tls.write_all(&frame).unwrap();
+                tls.flush().unwrap();
+                tls
+            })
+            .collect()
+    };
+    let warm = hold(N);
+    let settled = |s: &Server| {
+        thread::sleep(Duration::from_millis(500));
+        s.rss_kib()
+    };
+    let before = settled(&s);
+    let held = hold(N);
+    let after = settled(&s);
+    drop((warm, held));
+    let per_conn = (after.saturating_sub(before)) * 1024 / N as u64;
+    eprintln!("an anonymous wss connection with a half-sent frame: {per_conn} B");
+    // Before the pre-login allowance an anonymous peer could hold a 64 KiB
+    // frame on top of rustls's buffers (about 95 KiB); now at most 16 KiB.
+    assert!(per_conn < 64 * 1024, "{per_conn} B per connection");
+    // A larger frame before login is refused at its header.
+    let mut tls = wss_upgraded(web, &certs.der);
+    tls.sock.set_read_timeout(Some(WAIT)).unwrap();
+    let mut frame = vec![0x81, 0x80 | 126, (60_000u16 >> 8) as u8, 60_000u16 as u8];
+    frame.extend([1, 2, 3, 4]);
+    frame.extend([b'z'; 1000]);
+    tls.write_all(&frame).unwrap();
+    let mut seen = Vec::new();
+    let ended = loop {
+        let mut buf = [0u8; 4096];
+        match tls.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break false
+            }
+            Err(_) => break true,
+        }
+    };
+    assert!(ended, "a 60,000-byte frame before login was not refused");
+    // The close frame: opcode 8, status 1009 (0x03F1).
+    assert!(
+        seen.windows(4).any(|w| w == [0x88, 0x02, 0x03, 0xF1]),
+        "no close 1009 in {seen:?}"
+    );
+}
