@@ -48,6 +48,14 @@ impl CertFiles {
     fn key(&self) -> String {
         self.dir.join("key.pem").display().to_string()
     }
+
+    /// A server with this certificate and the `extra` flags.
+    fn serve(&self, extra: &[&str]) -> Server {
+        let (cert, key) = (self.cert(), self.key());
+        let mut args = vec!["--tls-cert", &cert, "--tls-key", &key];
+        args.extend_from_slice(extra);
+        Server::start(&args)
+    }
 }
 
 impl Drop for CertFiles {
@@ -151,16 +159,7 @@ impl WsClient {
 #[test]
 fn tls_plain_and_websocket_users_chat_together() {
     let certs = CertFiles::localhost("chat");
-    let s = Server::start(&[
-        "--tls-port",
-        "0",
-        "--tls-cert",
-        &certs.cert(),
-        "--tls-key",
-        &certs.key(),
-        "--web-port",
-        "0",
-    ]);
+    let s = certs.serve(&["--tls-port", "0", "--web-port", "0"]);
     let mut tls = TlsClient::connect(s.listener("tls"), &certs.der);
     tls.send("LOGIN alice");
     assert_eq!(tls.line(), "OK");
@@ -682,17 +681,7 @@ fn resume_over(mut connect: impl FnMut() -> Box<dyn Talk>, name: &str, text: &st
 #[test]
 fn no_token_or_message_text_reaches_the_log_at_trace_level() {
     let certs = CertFiles::localhost("logs");
-    let tls_server = Server::start(&[
-        "-vv",
-        "--tls-port",
-        "0",
-        "--tls-cert",
-        &certs.cert(),
-        "--tls-key",
-        &certs.key(),
-        "--web-port",
-        "0",
-    ]);
+    let tls_server = certs.serve(&["-vv", "--tls-port", "0", "--web-port", "0"]);
     let web_server = Server::start(&["-vv", "--web-port", "0"]);
     let (plain, tls) = (tls_server.addr, tls_server.listener("tls"));
     let (wss, ws) = (tls_server.listener("web-tls"), web_server.listener("web"));
@@ -758,16 +747,7 @@ fn wss_upgraded(
 #[test]
 fn a_wss_client_that_pings_and_never_reads_is_dropped_at_a_small_cost() {
     let certs = CertFiles::localhost("wssping");
-    let s = Server::start(&[
-        "--tls-cert",
-        &certs.cert(),
-        "--tls-key",
-        &certs.key(),
-        "--web-port",
-        "0",
-        "--rate",
-        "0",
-    ]);
+    let s = certs.serve(&["--web-port", "0", "--rate", "0"]);
     let web = s.listener("web-tls");
     let der = certs.der.clone();
     let before = s.rss_kib();
@@ -804,14 +784,7 @@ fn a_wss_client_that_pings_and_never_reads_is_dropped_at_a_small_cost() {
 fn an_anonymous_wss_connection_holds_little() {
     const N: usize = 100;
     let certs = CertFiles::localhost("wssheld");
-    let s = Server::start(&[
-        "--tls-cert",
-        &certs.cert(),
-        "--tls-key",
-        &certs.key(),
-        "--web-port",
-        "0",
-    ]);
+    let s = certs.serve(&["--web-port", "0"]);
     let web = s.listener("web-tls");
     // Warm the allocator with one round first.
     let hold = |n: usize| -> Vec<_> {
