@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::bus::{valid_word, ClusterConfig};
 use crate::chat::Limits;
 use crate::flood::FloodPolicy;
 use crate::liveness::Timeouts;
@@ -80,6 +81,10 @@ pub mod defaults {
     pub const RESUME_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
     /// Bytes of recent room messages kept in memory for `HISTORY`.
     pub const HISTORY_MEMORY: usize = 16 << 20;
+    /// Names a cluster's stream (upper-cased), buckets and subjects.
+    pub const CLUSTER_PREFIX: &str = "selectchat";
+    /// How long a node may be silent before its peers declare it dead.
+    pub const CLUSTER_TIMEOUT: Secs = Secs::whole(3);
 }
 
 /// The bounds `validate` enforces.
@@ -123,6 +128,8 @@ pub struct Config {
     pub web_port: Option<u16>,
     /// The only `Origin` a WebSocket upgrade is accepted from, when set.
     pub web_origin: Option<String>,
+    /// The cluster this node joins; `None` runs one self-contained server.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// A setting outside what the server accepts, named by its flag.
@@ -197,6 +204,7 @@ impl Config {
             tls_port: None,
             web_port: None,
             web_origin: None,
+            cluster: None,
         }
     }
 
@@ -285,6 +293,9 @@ impl Config {
         if let Some(interval) = self.stats_interval {
             positive("--stats-interval", interval)?;
         }
+        if let Some(cluster) = &self.cluster {
+            validate_cluster(cluster)?;
+        }
         self.validate_transports()
     }
 
@@ -359,6 +370,41 @@ pub fn open_file_limit() -> Option<u64> {
     // SAFETY: getrlimit only writes into the struct we pass.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
     (rc == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
+
+fn validate_cluster(cluster: &ClusterConfig) -> Result<(), ConfigError> {
+    let word = "must be 1 to 32 letters, digits, _ or -";
+    check(
+        valid_word(&cluster.node),
+        "--node",
+        &cluster.node,
+        word.into(),
+    )?;
+    check(
+        valid_word(&cluster.prefix),
+        "--cluster-prefix",
+        &cluster.prefix,
+        word.into(),
+    )?;
+    check(
+        cluster.timeout >= Duration::from_secs(1),
+        "--cluster-timeout",
+        Secs(cluster.timeout),
+        "must be at least 1 second".into(),
+    )?;
+    check(
+        (1..=5).contains(&cluster.replicas),
+        "--cluster-replicas",
+        cluster.replicas,
+        "must be 1 to 5".into(),
+    )?;
+    let empty = cluster.urls.iter().find(|u| u.trim().is_empty());
+    check(
+        empty.is_none(),
+        "--cluster",
+        cluster.urls.join(","),
+        "must be NATS URLs separated by commas".into(),
+    )
 }
 
 #[cfg(test)]

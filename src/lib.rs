@@ -9,6 +9,7 @@
 //! docs/PROTOCOL.md is the wire contract.
 
 pub mod bench;
+pub mod bus;
 pub mod chat;
 pub mod client;
 pub mod config;

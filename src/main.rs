@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use log::{error, info, warn, LevelFilter};
 
 use selectchat::bench::target::Target;
+use selectchat::bus::ClusterConfig;
 use selectchat::chat::Limits;
 use selectchat::config::{defaults, open_file_limit, parse_secs, Config, ConfigError, Secs};
 use selectchat::echo::EchoServer;
@@ -338,6 +339,21 @@ struct ServeArgs {
     /// Accept WebSocket upgrades only from this Origin (e.g. https://chat.example.org).
     #[arg(long, value_name = "ORIGIN")]
     web_origin: Option<String>,
+    /// Join a cluster over NATS JetStream (nats-server 2.10 or later, with -js): comma-separated URLs such as nats://127.0.0.1:4222. Without it the server is one self-contained process.
+    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    cluster: Vec<String>,
+    /// This node's name in the cluster, unique among its nodes (default: the host name and port).
+    #[arg(long, value_name = "NAME", requires = "cluster")]
+    node: Option<String>,
+    /// Names the cluster's stream, buckets and subjects, so two clusters can share one NATS.
+    #[arg(long, value_name = "P", default_value = defaults::CLUSTER_PREFIX, requires = "cluster")]
+    cluster_prefix: String,
+    /// Seconds a node may be silent before the others declare it dead (its users depart); a node cut off this long closes its users with `BYE cut-off`.
+    #[arg(long, value_name = "SECS", default_value_t = defaults::CLUSTER_TIMEOUT, requires = "cluster")]
+    cluster_timeout: Secs,
+    /// Copies NATS keeps of the cluster's log and names: 1, or up to 5 on a NATS cluster of that many servers.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "cluster")]
+    cluster_replicas: usize,
     /// Once listening, write one `TRANSPORT ADDRESS` line per listener to this file (for scripts and tests; with port 0 it says which port was picked).
     #[arg(long, value_name = "PATH")]
     port_file: Option<PathBuf>,
@@ -425,10 +441,39 @@ impl ServeArgs {
             tls_port: self.tls_port,
             web_port: self.web_port,
             web_origin: self.web_origin.clone(),
+            cluster: (!self.cluster.is_empty()).then(|| ClusterConfig {
+                urls: self.cluster.clone(),
+                node: self
+                    .node
+                    .clone()
+                    .unwrap_or_else(|| default_node_name(self.port)),
+                prefix: self.cluster_prefix.clone(),
+                timeout: self.cluster_timeout.0,
+                replicas: self.cluster_replicas,
+            }),
         };
         cfg.validate()?;
         Ok(cfg)
     }
+}
+
+/// A node name from the host name and the port: the host's name with
+/// anything a node name may not hold dropped, cut to fit.
+fn default_node_name(port: u16) -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let host = if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end])
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .take(24)
+            .collect()
+    } else {
+        String::new()
+    };
+    let host = if host.is_empty() { "node".into() } else { host };
+    format!("{host}-{port}")
 }
 
 /// Lowers `--max-clients` to what the open-file limit allows, saying so.

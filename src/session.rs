@@ -53,6 +53,8 @@ pub enum Departure {
     Flooding,
     /// Another connection resumed this one's session.
     Replaced,
+    /// Clusters: this node lost the cluster for too long.
+    CutOff,
 }
 
 impl Departure {
@@ -68,6 +70,7 @@ impl Departure {
             Departure::Shutdown => "shutdown",
             Departure::Flooding => "flooding",
             Departure::Replaced => "replaced",
+            Departure::CutOff => "cut-off",
         }
     }
 
@@ -80,6 +83,7 @@ impl Departure {
             Departure::Shutdown => Some(ByeReason::ShuttingDown),
             Departure::Flooding => Some(ByeReason::Flooding),
             Departure::Replaced => Some(ByeReason::Replaced),
+            Departure::CutOff => Some(ByeReason::CutOff),
             Departure::Eof | Departure::Reset | Departure::Sendq => None,
         }
     }
@@ -198,9 +202,15 @@ impl Session {
         self.is_open() && self.paused_until.is_none() && !self.waiting
     }
 
-    /// The store answered: reading may go on (the loop reads again).
-    pub fn release(&mut self) {
+    /// What the connection waited for (the store, or in a cluster the
+    /// log) came, leaving it as `step` says: reading may go on (the loop
+    /// reads again).
+    pub fn release(&mut self, step: Step, rules: &Rules) {
         self.waiting = false;
+        if matches!(step, Step::LoggedIn | Step::Replaced(_)) {
+            self.logged_in = true;
+            self.framer.raise_max_line(rules.max_line);
+        }
     }
 
     /// Frames `bytes` and hands each line to `dispatch`, applying the
@@ -663,7 +673,7 @@ mod tests {
         assert!(!p.send(b"HISTORY #a\nMSG 1\nMSG 2\n"), "waiting");
         assert_eq!(p.lines(), text(&["HISTORY #a"]));
         assert!(!p.session.wants_read());
-        p.session.release();
+        p.session.release(Step::Continue, &rules());
         assert!(p.resume(), "all held lines, in order");
         assert_eq!(p.lines(), text(&["MSG 1", "MSG 2"]));
         assert!(p.session.wants_read());

@@ -11,6 +11,20 @@
 //! absent change nothing and say nothing.
 
 use super::{Chat, ConnId, MessageId, Outbox, Reply, RoomId};
+use crate::protocol::text::{has_forbidden, valid_name, valid_room};
+
+/// Longest name of a node incarnation (a home), in bytes.
+pub const MAX_HOME: usize = 64;
+
+/// True when `home` can name a node incarnation: 1 to [`MAX_HOME`]
+/// characters of `A-Z a-z 0-9 _ -`, so it fits in a NATS subject token
+/// and a key.
+pub fn valid_home(home: &str) -> bool {
+    (1..=MAX_HOME).contains(&home.len())
+        && home
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
 
 /// A change to the state every node shares. Users are named, not
 /// numbered: a name is the same user on every node, and events carry it
@@ -18,9 +32,10 @@ use super::{Chat, ConnId, MessageId, Outbox, Reply, RoomId};
 /// use the spelling registered here, whatever the case of the event's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event<'a> {
-    /// `name` logged in. On its own node its connection was registered
-    /// when the name was claimed; elsewhere it is known by name.
-    Arrived { name: &'a str },
+    /// `name` logged in on the node incarnation `home`. On its own node
+    /// its connection was registered when the login was decided (or, in a
+    /// cluster, just before this is applied); elsewhere it is known by name.
+    Arrived { name: &'a str, home: &'a str },
     /// `name` left: every room, then the lobby.
     Departed { name: &'a str },
     /// A lobby message.
@@ -29,13 +44,112 @@ pub enum Event<'a> {
     Entered { room: &'a str, name: &'a str },
     /// `name` left `room`.
     Left { room: &'a str, name: &'a str },
-    /// A room message and its id.
+    /// A room message, its id and when it was accepted (Unix ms).
     Said {
         room: &'a str,
         id: MessageId,
+        ms: u64,
         from: &'a str,
         text: &'a str,
     },
+    /// The node incarnation `home` is gone (stopped, or silent past the
+    /// cluster's timeout): every user living on it departs.
+    Gone { home: &'a str },
+}
+
+impl<'a> Event<'a> {
+    /// Writes the event as the cluster's log holds it: one line of words,
+    /// a letter for the kind first, free text last. A `SAY`'s id is not
+    /// written: the log's sequence number is the id.
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        let words: [&[u8]; 4] = match *self {
+            Event::Arrived { name, home } => [b"A", name.as_bytes(), home.as_bytes(), b""],
+            Event::Departed { name } => [b"D", name.as_bytes(), b"", b""],
+            Event::Msg { from, text } => [b"M", from.as_bytes(), text.as_bytes(), b""],
+            Event::Entered { room, name } => [b"E", room.as_bytes(), name.as_bytes(), b""],
+            Event::Left { room, name } => [b"L", room.as_bytes(), name.as_bytes(), b""],
+            Event::Gone { home } => [b"G", home.as_bytes(), b"", b""],
+            Event::Said {
+                room,
+                ms,
+                from,
+                text,
+                ..
+            } => {
+                buf.extend_from_slice(b"S ");
+                buf.extend_from_slice(room.as_bytes());
+                buf.extend_from_slice(format!(" {ms} ").as_bytes());
+                buf.extend_from_slice(from.as_bytes());
+                buf.push(b' ');
+                buf.extend_from_slice(text.as_bytes());
+                return;
+            }
+        };
+        let mut words = words.iter().filter(|w| !w.is_empty());
+        if let Some(first) = words.next() {
+            buf.extend_from_slice(first);
+        }
+        for word in words {
+            buf.push(b' ');
+            buf.extend_from_slice(word);
+        }
+    }
+
+    /// Reads an event back from the log, where it is entry `seq` (a
+    /// `SAY`'s id). `None` for anything malformed: every name, room, home
+    /// and text is checked as a command's would be.
+    pub fn decode(bytes: &'a [u8], seq: MessageId) -> Option<Event<'a>> {
+        let line = std::str::from_utf8(bytes).ok()?;
+        let (kind, rest) = line.split_once(' ')?;
+        let name = |s: &'a str| valid_name(s).then_some(s);
+        let room = |s: &'a str| valid_room(s).then_some(s);
+        let text = |s: &'a str| (!s.is_empty() && !has_forbidden(s)).then_some(s);
+        let pair = |s: &'a str| s.split_once(' ');
+        let event = match kind {
+            "A" => {
+                let (n, home) = pair(rest)?;
+                valid_home(home).then_some(())?;
+                Event::Arrived {
+                    name: name(n)?,
+                    home,
+                }
+            }
+            "D" => Event::Departed { name: name(rest)? },
+            "M" => {
+                let (from, t) = pair(rest)?;
+                Event::Msg {
+                    from: name(from)?,
+                    text: text(t)?,
+                }
+            }
+            "E" | "L" => {
+                let (r, n) = pair(rest)?;
+                let (room, name) = (room(r)?, name(n)?);
+                if kind == "E" {
+                    Event::Entered { room, name }
+                } else {
+                    Event::Left { room, name }
+                }
+            }
+            "G" => Event::Gone {
+                home: valid_home(rest).then_some(rest)?,
+            },
+            "S" => {
+                let (r, rest) = pair(rest)?;
+                let (ms, rest) = pair(rest)?;
+                let (from, t) = pair(rest)?;
+                Event::Said {
+                    room: room(r)?,
+                    id: seq,
+                    ms: ms.parse().ok()?,
+                    from: name(from)?,
+                    text: text(t)?,
+                }
+            }
+            _ => return None,
+        };
+        Some(event)
+    }
 }
 
 impl Chat {
@@ -44,7 +158,7 @@ impl Chat {
     /// answered when its command was decided).
     pub fn apply(&mut self, event: Event<'_>, out: &mut impl Outbox) {
         match event {
-            Event::Arrived { name } => self.arrived(name, out),
+            Event::Arrived { name, home } => self.arrived(name, home, out),
             Event::Departed { name } => self.departed(name, out),
             Event::Msg { from, text } => {
                 let except = self.users.find(from);
@@ -54,8 +168,22 @@ impl Chat {
             }
             Event::Entered { room, name } => self.entered(room, name, out),
             Event::Left { room, name } => {
-                if let Some(r) = self.rooms.find(room) {
-                    self.left(r, name, out);
+                let Some(r) = self.rooms.find(room) else {
+                    return;
+                };
+                // The one who parted hears it first, then the others.
+                if let Some(id) = self.users.find(name) {
+                    if self.rooms.is_member(id, r) {
+                        self.scratch.clear();
+                        Reply::PartedRoom(self.rooms.name(r)).write_to(&mut self.scratch);
+                        out.send(id, &self.scratch);
+                    }
+                }
+                self.left(r, name, out);
+            }
+            Event::Gone { home } => {
+                for name in self.users.living_on(home) {
+                    self.departed(&name, out);
                 }
             }
             Event::Said {
@@ -63,6 +191,7 @@ impl Chat {
                 id,
                 from,
                 text,
+                ..
             } => {
                 let Some(r) = self.rooms.find(room) else {
                     return;
@@ -82,9 +211,9 @@ impl Chat {
         }
     }
 
-    fn arrived(&mut self, name: &str, out: &mut impl Outbox) {
+    fn arrived(&mut self, name: &str, home: &str, out: &mut impl Outbox) {
         let local = self.users.find(name);
-        if local.is_none() && !self.users.insert_remote(name) {
+        if local.is_none() && !self.users.insert_remote(name, home) {
             return;
         }
         if self.limits.announces(self.users.len()) {

@@ -18,12 +18,13 @@ use super::{ConnId, WallClock};
 use crate::protocol::reply::MessageId;
 use crate::protocol::{HistoryQuery, ProtocolError};
 
-/// A message handed to the store whose sender waits for its `SENT`.
+/// A message handed to the store; its sender, if on this node, waits
+/// for its `SENT`.
 #[derive(Debug)]
 pub struct InFlight {
-    pub conn: ConnId,
-    /// The sender's login; a later login on the same id gets no `SENT`.
-    pub serial: u64,
+    /// The sender's connection and login (a later login on the same id
+    /// gets no `SENT`); `None` for a message from another node.
+    pub sender: Option<(ConnId, u64)>,
     /// The room's spelling: it may have left memory by the time of the commit.
     pub room: Box<str>,
     pub message: Message,
@@ -86,8 +87,8 @@ impl Journal {
     }
 
     /// Store work asked for since the last call, in order.
-    pub fn take_requests(&mut self) -> Vec<Request> {
-        std::mem::take(&mut self.requests)
+    pub fn take_requests(&mut self) -> std::vec::Drain<'_, Request> {
+        self.requests.drain(..)
     }
 
     /// The requests not yet taken, for a test that plays the store and
@@ -130,28 +131,39 @@ impl Journal {
         self.next_id - 1
     }
 
-    /// Hands message `id` of `room` to the store, stamped now; `conn`
-    /// (login `serial`) hears `SENT` once it is committed.
-    pub fn append(
-        &mut self,
-        conn: ConnId,
-        serial: u64,
-        room: &str,
-        (id, from, text): (MessageId, &str, &str),
-    ) {
-        let message = Message {
-            id,
-            ms: self.clock.ms(self.now),
-            from: from.into(),
-            text: text.into(),
-        };
+    /// In a cluster, the log's entries up to `seq` are the store's to tell
+    /// (ids are the log's sequence numbers, not reserved by the store).
+    pub fn restart_at(&mut self, seq: MessageId) {
+        self.next_id = seq + 1;
+        self.reserved = MessageId::MAX;
+    }
+
+    /// In a cluster, entry `seq` of the log was applied: ids are the log's
+    /// sequence numbers, so every message up to it is the store's to tell.
+    pub fn observe(&mut self, seq: MessageId) {
+        self.next_id = self.next_id.max(seq + 1);
+    }
+
+    /// The time a message accepted now carries, in Unix milliseconds.
+    pub fn stamp(&self) -> u64 {
+        self.clock.ms(self.now)
+    }
+
+    /// Hands `message` of `room` to the store; `sender` (a connection and
+    /// its login serial) hears `SENT` once it is committed.
+    pub fn append(&mut self, sender: Option<(ConnId, u64)>, room: &str, message: Message) {
+        debug_assert!(
+            self.in_flight
+                .back()
+                .is_none_or(|m| m.message.id < message.id),
+            "messages reach the store in id order"
+        );
         self.requests.push(Request::Append {
             room: room.into(),
             message: message.clone(),
         });
         self.in_flight.push_back(InFlight {
-            conn,
-            serial,
+            sender,
             room: room.into(),
             message,
         });
@@ -256,11 +268,13 @@ mod tests {
         let mut j = journal(1, 100);
         for room in ["#a", "#b", "#A"] {
             let id = j.next_id().unwrap();
-            j.append(7, 1, room, (id, "amy", "hi"));
+            let (from, text) = ("amy".into(), "hi".into());
+            let ms = j.stamp();
+            j.append(Some((7, 1)), room, Message { id, ms, from, text });
         }
         assert_eq!(j.in_flight(), 3);
         assert!(j.sending_to("#A") && j.sending_to("#b") && !j.sending_to("#c"));
-        let requests = j.take_requests();
+        let requests: Vec<Request> = j.take_requests().collect();
         assert_eq!(requests.len(), 3);
         assert!(matches!(&requests[0], Request::Append { room, message }
             if &**room == "#a" && message.id == 1 && message.ms == 1_000));
@@ -283,7 +297,6 @@ mod tests {
         j.lookup(4, 2, "#B");
         let tickets: Vec<(u64, Awaited)> = j
             .take_requests()
-            .into_iter()
             .map(|r| match r {
                 Request::Fetch { ticket, .. } => (ticket, Awaited::History),
                 Request::Lookup { ticket, .. } => (ticket, Awaited::Join),

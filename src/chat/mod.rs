@@ -17,6 +17,7 @@
 //! the store the same way, and the asking connection reads nothing more
 //! until the answer is in ([`Step::Wait`]), so its replies stay in order.
 
+pub mod cluster;
 pub mod event;
 pub mod history;
 pub mod journal;
@@ -31,8 +32,9 @@ use crate::config::defaults;
 use crate::protocol::reply::MessageId;
 use crate::protocol::text::{valid_name, valid_room};
 use crate::protocol::{parse, Command, HistoryQuery, ProtocolError, Reply};
+use cluster::{Cluster, Effect, OwnKind};
 use event::Event;
-use history::{Found, History, Message, Outcome, Request, Stored};
+use history::{Found, History, Message, Outcome, Stored};
 use journal::{Awaited, Journal};
 use name::Folded;
 use resume::{CountingTokens, EndedSessions, Token, TokenSource};
@@ -158,6 +160,8 @@ pub struct Chat {
     /// The sender's name, copied here so an event can name it while the
     /// registry it came from changes.
     speaker: String,
+    /// This node's part in a cluster, if it is in one.
+    cluster: Option<Cluster>,
 }
 
 impl Default for Chat {
@@ -193,12 +197,18 @@ impl Chat {
             tokens,
             scratch: Vec::new(),
             speaker: String::new(),
+            cluster: None,
         }
     }
 
-    /// Store work asked for since the last call, in order.
-    pub fn take_requests(&mut self) -> Vec<Request> {
-        self.journal.take_requests()
+    /// What the chat asked of the store and the cluster since the last
+    /// call, in order.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        let mut effects: Vec<Effect> = self.journal.take_requests().map(Effect::Store).collect();
+        if let Some(cluster) = self.cluster.as_mut() {
+            effects.extend(cluster.take_requests().map(Effect::Bus));
+        }
+        effects
     }
 
     /// Messages handed to the store and not yet committed.
@@ -311,13 +321,19 @@ impl Chat {
         if !valid_name(name) {
             return Err(ProtocolError::InvalidUsername);
         }
-        if !self.users.insert(id, name) {
+        if self.users.is_taken(name) {
             return Err(ProtocolError::UsernameTaken);
         }
+        // In a cluster the registry says whether the name is free.
+        if self.cluster.is_some() {
+            self.claim(id, name, None);
+            return Ok(Step::Wait);
+        }
+        self.users.insert(id, name);
         // The name is someone's now: an ended session under it is over.
         self.ended.forget(name);
         self.reply(id, Reply::Ok, out);
-        self.apply(Event::Arrived { name }, out);
+        self.apply(Event::Arrived { name, home: "" }, out);
         Ok(Step::LoggedIn)
     }
 
@@ -342,7 +358,10 @@ impl Chat {
             return Err(ProtocolError::EmptyMessage);
         }
         let from = self.speaker(id).unwrap_or_default();
-        self.apply(Event::Msg { from: &from, text }, out);
+        let msg = Event::Msg { from: &from, text };
+        if !self.publish(&msg, OwnKind::Quiet) {
+            self.apply(msg, out);
+        }
         self.speaker = from;
         Ok(Step::Continue)
     }
@@ -354,14 +373,26 @@ impl Chat {
         text: &str,
         out: &mut impl Outbox,
     ) -> Result<Step, ProtocolError> {
-        let from = self.users.name(id).ok_or(ProtocolError::NotLoggedIn)?;
-        let target = self.users.find(to).ok_or(ProtocolError::NoSuchUser)?;
+        let from = self.speaker(id).ok_or(ProtocolError::NotLoggedIn)?;
+        let target = self.users.find(to);
+        if target.is_none() && !self.users.is_taken(to) {
+            return Err(ProtocolError::NoSuchUser);
+        }
         if text.is_empty() {
             return Err(ProtocolError::EmptyMessage);
         }
-        self.scratch.clear();
-        Reply::Dm { from, text }.write_to(&mut self.scratch);
-        out.send(target, &self.scratch);
+        match target {
+            Some(target) => {
+                self.scratch.clear();
+                Reply::Dm { from: &from, text }.write_to(&mut self.scratch);
+                out.send(target, &self.scratch);
+            }
+            // On another node.
+            None => {
+                self.dm_remote(to, &from, text);
+            }
+        }
+        self.speaker = from;
         Ok(Step::Continue)
     }
 
@@ -413,8 +444,7 @@ impl Chat {
             return Err(ProtocolError::TooManyRooms);
         }
         if let Some(r) = self.rooms.find(room) {
-            self.enter(id, r, out);
-            return Ok(Step::Continue);
+            return Ok(self.enter(id, r, out));
         }
         // Nobody is in it: the store says how it was first spelled and
         // what of its history it holds, and the join completes then.
@@ -447,18 +477,28 @@ impl Chat {
     }
 
     /// Puts `id` in room `r`, which is in memory: the members are told
-    /// while the presence limit allows, and `id` gets `JOINED`.
-    fn enter(&mut self, id: ConnId, r: RoomId, out: &mut impl Outbox) {
+    /// while the presence limit allows, and `id` gets `JOINED`. In a
+    /// cluster that happens when the join comes back through the log, and
+    /// `id` waits for it.
+    fn enter(&mut self, id: ConnId, r: RoomId, out: &mut impl Outbox) -> Step {
         let room: Box<str> = self.rooms.name(r).into();
+        self.enter_named(id, &room, out)
+    }
+
+    /// Puts `id` in the room spelled `room`, which is in memory on a
+    /// single node; in a cluster it comes into memory with the join.
+    fn enter_named(&mut self, id: ConnId, room: &str, out: &mut impl Outbox) -> Step {
         let name = self.speaker(id).unwrap_or_default();
-        self.apply(
-            Event::Entered {
-                room: &room,
-                name: &name,
-            },
-            out,
-        );
+        let entered = Event::Entered { room, name: &name };
+        let serial = self.users.serial(id).unwrap_or_default();
+        let step = if self.publish(&entered, OwnKind::Seat(id, serial)) {
+            Step::Wait
+        } else {
+            self.apply(entered, out);
+            Step::Continue
+        };
         self.speaker = name;
+        step
     }
 
     fn part(
@@ -469,17 +509,20 @@ impl Chat {
     ) -> Result<Step, ProtocolError> {
         let r = self.my_room(id, room)?;
         let room: Box<str> = self.rooms.name(r).into();
-        self.reply(id, Reply::PartedRoom(&room), out);
         let name = self.speaker(id).unwrap_or_default();
-        self.apply(
-            Event::Left {
-                room: &room,
-                name: &name,
-            },
-            out,
-        );
+        let left = Event::Left {
+            room: &room,
+            name: &name,
+        };
+        let serial = self.users.serial(id).unwrap_or_default();
+        let step = if self.publish(&left, OwnKind::Seat(id, serial)) {
+            Step::Wait
+        } else {
+            self.apply(left, out);
+            Step::Continue
+        };
         self.speaker = name;
-        Ok(Step::Continue)
+        Ok(step)
     }
 
     fn say(
@@ -493,20 +536,34 @@ impl Chat {
         if text.is_empty() {
             return Err(ProtocolError::EmptyMessage);
         }
-        let message = self.journal.next_id()?;
+        let serial = self.users.serial(id).unwrap_or_default();
         let room: Box<str> = self.rooms.name(r).into();
         let from = self.speaker(id).unwrap_or_default();
+        let ms = self.journal.stamp();
+        // In a cluster the log numbers it.
+        let id_now = if self.cluster.is_some() {
+            0
+        } else {
+            self.journal.next_id()?
+        };
         let said = Event::Said {
             room: &room,
-            id: message,
+            id: id_now,
+            ms,
             from: &from,
             text,
         };
-        self.apply(said, out);
-        // The sender hears `SENT` once the store has committed it.
-        let serial = self.users.serial(id).unwrap_or_default();
-        self.journal
-            .append(id, serial, &room, (message, &from, text));
+        if !self.publish(&said, OwnKind::Say(id, serial)) {
+            self.apply(said, out);
+            // The sender hears `SENT` once the store has committed it.
+            let message = Message {
+                id: id_now,
+                ms,
+                from: from.as_str().into(),
+                text: text.into(),
+            };
+            self.journal.append(Some((id, serial)), &room, message);
+        }
         self.speaker = from;
         Ok(Step::Continue)
     }
@@ -542,11 +599,11 @@ impl Chat {
         match outcome {
             Outcome::Committed { through, reserved } => {
                 for m in self.journal.committed(through, reserved) {
-                    if self.users.serial(m.conn) == Some(m.serial) {
+                    if let Some(conn) = self.users.still(m.sender) {
                         self.scratch.clear();
                         let (room, id) = (&*m.room, m.message.id);
                         Reply::Sent { room, id }.write_to(&mut self.scratch);
-                        out.send(m.conn, &self.scratch);
+                        out.send(conn, &self.scratch);
                     }
                     // A room nobody is in any more has its history in the store.
                     if let Some(r) = self.rooms.find(&m.room) {
@@ -557,10 +614,10 @@ impl Chat {
             }
             Outcome::Failed { through } => {
                 for m in self.journal.failed(through) {
-                    if self.users.serial(m.conn) == Some(m.serial) {
+                    if let Some(conn) = self.users.still(m.sender) {
                         self.scratch.clear();
                         Reply::Err(ProtocolError::StorageUnavailable).write_to(&mut self.scratch);
-                        out.send(m.conn, &self.scratch);
+                        out.send(conn, &self.scratch);
                     }
                 }
                 None
@@ -578,6 +635,17 @@ impl Chat {
             }
             Outcome::Looked { ticket, found } => {
                 let (conn, room) = self.answered(ticket, Awaited::Join)?;
+                if self.cluster.is_some() {
+                    // The room comes into memory when the join comes back
+                    // through the log, under the spelling it names.
+                    let spelling = match (self.rooms.find(&room), found) {
+                        (Some(r), _) => self.rooms.name(r).into(),
+                        (None, Found::Stored { spelling, .. }) => spelling,
+                        (None, Found::Unknown | Found::Failed) => room,
+                    };
+                    return (self.enter_named(conn, &spelling, out) == Step::Continue)
+                        .then_some(conn);
+                }
                 // Someone else may have brought the room in meanwhile.
                 let r = match (self.rooms.find(&room), found) {
                     (Some(r), _) => r,
@@ -587,8 +655,8 @@ impl Chat {
                     // message so far left to the store.
                     (None, Found::Failed) => self.open_room(&room, self.journal.last_id()),
                 };
-                self.enter(conn, r, out);
-                Some(conn)
+                // In a cluster the wait goes on until the join is in the log.
+                (self.enter(conn, r, out) == Step::Continue).then_some(conn)
             }
         }
     }
@@ -637,13 +705,26 @@ impl Chat {
             .ended
             .take(name, &token, self.journal.now())
             .ok_or(ProtocolError::BadToken)?;
-        // The name is free: a login under it would have ended the session.
-        if !self.users.insert(id, &ended.name) {
+        // The name is free here (a login under it would have ended the
+        // session); in a cluster the registry must say so too.
+        if self.users.is_taken(&ended.name) {
             return Err(ProtocolError::BadToken);
         }
+        if self.cluster.is_some() {
+            let name = ended.name.clone();
+            self.claim(id, &name, Some(ended));
+            return Ok(Step::Wait);
+        }
+        self.users.insert(id, &ended.name);
         self.users.set_token(id, ended.token);
         self.reply(id, Reply::Ok, out);
-        self.apply(Event::Arrived { name: &ended.name }, out);
+        self.apply(
+            Event::Arrived {
+                name: &ended.name,
+                home: "",
+            },
+            out,
+        );
         for room in &ended.rooms {
             // A room that left memory meanwhile comes back under the same
             // spelling, with every message so far left to the store.
@@ -695,6 +776,9 @@ impl Chat {
     /// call for a logged-in connection announces.
     pub fn leave(&mut self, id: ConnId, out: &mut impl Outbox) {
         self.end_session(id);
+        if self.depart_through_log(id) {
+            return;
+        }
         if let Some(name) = self.speaker(id) {
             self.apply(Event::Departed { name: &name }, out);
             self.speaker = name;

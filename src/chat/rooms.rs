@@ -216,6 +216,18 @@ impl Rooms {
         self.remove_if_empty(room)
     }
 
+    /// Moves every seat of `id` to `name`, a user known by name only: a
+    /// departure on its way through the cluster's log, while `id` may be
+    /// reused.
+    pub fn detach(&mut self, id: ConnId, name: &str) {
+        while let Some(room) = self.any_of(id) {
+            self.join_remote(name, room);
+            // The remote seat keeps the room: nothing is handed back.
+            let closed = self.part(id, room);
+            debug_assert!(closed.is_none(), "a detached member emptied a room");
+        }
+    }
+
     /// The rooms `id` is in, by spelling, sorted by lower-cased name.
     pub fn names_of(&self, id: ConnId) -> Vec<&str> {
         let mut names: Vec<&str> = self
@@ -358,5 +370,18 @@ mod tests {
         assert_eq!(rooms.part_remote("yan", r), Some(100), "the last one out");
         assert!(rooms.is_empty());
         rooms.check_invariants();
+    }
+
+    #[test]
+    fn a_detached_member_keeps_its_seats_by_name() {
+        let mut rooms = Rooms::default();
+        let a = join(&mut rooms, 1, "#a");
+        let b = join(&mut rooms, 1, "#b");
+        join(&mut rooms, 2, "#b");
+        rooms.detach(1, "amy");
+        rooms.check_invariants();
+        assert_eq!((rooms.count(a), rooms.count(b)), (1, 2));
+        assert!(rooms.is_remote_member("amy", a) && rooms.is_remote_member("AMY", b));
+        assert_eq!((rooms.count_of(1), rooms.members(b)), (0, &[2][..]));
     }
 }

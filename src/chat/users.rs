@@ -7,7 +7,7 @@
 //! in, and the roster holds each logged-in connection exactly once, at the
 //! position its member records; no name is both local and remote.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::name::{Folded, NameKey};
 use super::resume::Token;
@@ -30,8 +30,11 @@ pub struct Users {
     /// Logged-in connections, dense, for broadcasts.
     roster: Vec<ConnId>,
     by_name: HashMap<NameKey, ConnId>,
-    /// Users logged in on other nodes.
-    remote: HashSet<NameKey>,
+    /// Users logged in on other nodes, each with the index of its node
+    /// (its home) in `homes`.
+    remote: HashMap<NameKey, u32>,
+    /// The homes (node incarnations) remote users live on, each once.
+    homes: Vec<Box<str>>,
     logins: u64,
 }
 
@@ -49,26 +52,63 @@ impl Users {
     /// True when `name` is logged in here or on another node.
     pub fn is_taken(&self, name: &str) -> bool {
         let key = Folded::new(name);
-        self.by_name.contains_key(key) || self.remote.contains(key)
+        self.by_name.contains_key(key) || self.remote.contains_key(key)
     }
 
-    /// Registers `name`, logged in on another node; false if it is taken.
-    pub fn insert_remote(&mut self, name: &str) -> bool {
+    /// Registers `name`, logged in on the node incarnation `home`; false
+    /// if it is taken.
+    pub fn insert_remote(&mut self, name: &str, home: &str) -> bool {
         if self.is_taken(name) {
             return false;
         }
-        self.remote.insert(NameKey::new(name))
+        let home = match self.homes.iter().position(|h| **h == *home) {
+            Some(i) => i as u32,
+            None => {
+                self.homes.push(home.into());
+                (self.homes.len() - 1) as u32
+            }
+        };
+        self.remote.insert(NameKey::new(name), home);
+        true
     }
 
     /// Unregisters `name`, logged in on another node; returns its spelling.
     pub fn remove_remote(&mut self, name: &str) -> Option<Box<str>> {
-        let key = self.remote.take(Folded::new(name))?;
+        let (key, _) = self.remote.remove_entry(Folded::new(name))?;
         Some(key.as_str().into())
     }
 
     /// The spelling of `name` if it is logged in on another node.
     pub fn remote(&self, name: &str) -> Option<&str> {
-        self.remote.get(Folded::new(name)).map(NameKey::as_str)
+        let (key, _) = self.remote.get_key_value(Folded::new(name))?;
+        Some(key.as_str())
+    }
+
+    /// The node incarnation `name`, logged in on another node, lives on.
+    pub fn home_of(&self, name: &str) -> Option<&str> {
+        let &home = self.remote.get(Folded::new(name))?;
+        Some(&self.homes[home as usize])
+    }
+
+    /// The remote users living on `home`, by spelling.
+    pub fn living_on(&self, home: &str) -> Vec<Box<str>> {
+        let Some(index) = self.homes.iter().position(|h| **h == *home) else {
+            return Vec::new();
+        };
+        self.remote
+            .iter()
+            .filter(|&(_, &h)| h as usize == index)
+            .map(|(name, _)| name.as_str().into())
+            .collect()
+    }
+
+    /// Turns logged-in `id` into a user of node incarnation `home` known
+    /// by name only: a departure on its way through the cluster's log,
+    /// while `id` may be reused. Returns the name.
+    pub fn detach(&mut self, id: ConnId, home: &str) -> Option<Box<str>> {
+        let name = self.remove(id)?;
+        self.insert_remote(&name, home);
+        Some(name)
     }
 
     /// The name `id` logged in with, if it has.
@@ -111,6 +151,13 @@ impl Users {
     /// The serial of `id`'s login: equal serials mean the same login.
     pub fn serial(&self, id: ConnId) -> Option<u64> {
         self.members.get(id)?.as_ref().map(|m| m.serial)
+    }
+
+    /// The connection of `login` (a connection and its login serial), if
+    /// it is still logged in as that login.
+    pub fn still(&self, login: Option<(ConnId, u64)>) -> Option<ConnId> {
+        let (id, serial) = login?;
+        (self.serial(id) == Some(serial)).then_some(id)
     }
 
     /// The resume token `id` holds, if it asked for one.
@@ -158,7 +205,7 @@ impl Users {
     /// Every name, on every node, sorted case-insensitively.
     pub fn sorted_names(&self) -> Vec<&str> {
         let mut names = self.sorted_names_of(&self.roster);
-        names.extend(self.remote.iter().map(NameKey::as_str));
+        names.extend(self.remote.keys().map(NameKey::as_str));
         names.sort_unstable_by(|a, b| Folded::new(a).cmp(Folded::new(b)));
         names
     }
@@ -182,7 +229,7 @@ impl Users {
         }
         let members = self.members.iter().filter(|m| m.is_some()).count();
         assert_eq!(members, self.roster.len());
-        for name in &self.remote {
+        for name in self.remote.keys() {
             assert!(
                 self.find(name.as_str()).is_none(),
                 "{name:?} local and remote"
@@ -223,8 +270,8 @@ mod tests {
     fn remote_users_count_and_hold_their_names_but_are_not_on_the_roster() {
         let mut users = Users::default();
         assert!(users.insert(0, "amy"));
-        assert!(users.insert_remote("Zed"));
-        assert!(!users.insert_remote("AMY"), "taken here");
+        assert!(users.insert_remote("Zed", "n2-1"));
+        assert!(!users.insert_remote("AMY", "n2-1"), "taken here");
         assert!(!users.insert(1, "zed"), "taken there");
         assert_eq!(users.len(), 2);
         assert_eq!(users.roster(), [0]);
@@ -232,8 +279,27 @@ mod tests {
         assert_eq!(users.remote("ZED"), Some("Zed"));
         assert_eq!(users.sorted_names(), ["amy", "Zed"]);
         users.check_invariants();
+        assert_eq!(users.home_of("zed"), Some("n2-1"));
         assert_eq!(users.remove_remote("zed").as_deref(), Some("Zed"));
         assert!(users.insert(1, "zed"), "free again");
+        users.check_invariants();
+    }
+
+    #[test]
+    fn a_detached_user_is_known_by_name_on_its_home_until_removed() {
+        let mut users = Users::default();
+        assert!(users.insert(0, "amy"));
+        assert!(users.insert_remote("bo", "n2-1"));
+        assert!(users.insert_remote("cy", "n3-1"));
+        assert_eq!(users.detach(0, "n1-1").as_deref(), Some("amy"));
+        assert_eq!(
+            (users.find("amy"), users.home_of("AMY")),
+            (None, Some("n1-1"))
+        );
+        assert!(users.roster().is_empty() && users.is_taken("amy"));
+        assert!(users.insert(0, "dee"), "the connection id is free");
+        assert_eq!(users.living_on("n2-1"), [Box::from("bo")]);
+        assert!(users.living_on("n9-9").is_empty());
         users.check_invariants();
     }
 }

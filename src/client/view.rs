@@ -126,6 +126,7 @@ pub fn describe_error(e: ProtocolError) -> &'static str {
         ProtocolError::BadId => "a history request needs a message id",
         ProtocolError::BadToken => "that resume token is not valid (any more)",
         ProtocolError::StorageUnavailable => "the server could not store that message",
+        ProtocolError::ClusterUnavailable => "the server cannot reach its cluster; try again",
     }
 }
 
@@ -140,6 +141,7 @@ pub fn describe_bye(reason: Option<ByeReason>) -> &'static str {
         Some(ByeReason::ShuttingDown) => "server shutting down",
         Some(ByeReason::Flooding) => "sending too fast",
         Some(ByeReason::Replaced) => "the session was resumed elsewhere",
+        Some(ByeReason::CutOff) => "the server lost its cluster",
     }
 }
 

@@ -34,11 +34,13 @@ pub enum ProtocolError {
     BadToken,
     /// v2: the message store could not take the message (or answer).
     StorageUnavailable,
+    /// Clusters: the cluster's log or name registry could not be reached.
+    ClusterUnavailable,
 }
 
 impl ProtocolError {
     /// Every error, for lookups by wire code.
-    pub const ALL: [ProtocolError; 19] = [
+    pub const ALL: [ProtocolError; 20] = [
         ProtocolError::LineTooLong,
         ProtocolError::InvalidUtf8,
         ProtocolError::InvalidText,
@@ -58,6 +60,7 @@ impl ProtocolError {
         ProtocolError::BadId,
         ProtocolError::BadToken,
         ProtocolError::StorageUnavailable,
+        ProtocolError::ClusterUnavailable,
     ];
 
     /// The error whose wire code is `code`.
@@ -87,6 +90,7 @@ impl ProtocolError {
             ProtocolError::BadId => "bad-id",
             ProtocolError::BadToken => "bad-token",
             ProtocolError::StorageUnavailable => "storage-unavailable",
+            ProtocolError::ClusterUnavailable => "cluster-unavailable",
         }
     }
 }
@@ -112,11 +116,14 @@ pub enum ByeReason {
     Flooding,
     /// v2: another connection took the session over with `RESUME`.
     Replaced,
+    /// Clusters: this node lost the cluster for too long; reconnect (to
+    /// another node) and `RESUME`.
+    CutOff,
 }
 
 impl ByeReason {
     /// Every reason, for lookups by wire word.
-    pub const ALL: [ByeReason; 7] = [
+    pub const ALL: [ByeReason; 8] = [
         ByeReason::Quit,
         ByeReason::IdleTimeout,
         ByeReason::LoginTimeout,
@@ -124,6 +131,7 @@ impl ByeReason {
         ByeReason::ShuttingDown,
         ByeReason::Flooding,
         ByeReason::Replaced,
+        ByeReason::CutOff,
     ];
 
     /// The reason whose wire word is `word` (`None` for a bare `BYE`).
@@ -141,6 +149,7 @@ impl ByeReason {
             ByeReason::ShuttingDown => Some("shutting-down"),
             ByeReason::Flooding => Some("flooding"),
             ByeReason::Replaced => Some("replaced"),
+            ByeReason::CutOff => Some("cut-off"),
         }
     }
 }

@@ -25,6 +25,7 @@ mod input;
 mod lifecycle;
 mod listen;
 mod memory;
+mod node;
 mod per_ip;
 
 use std::io;
@@ -37,7 +38,7 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::chat::resume::OsTokens;
-use crate::chat::{Chat, ConnId, WallClock};
+use crate::chat::{Chat, ConnId, Step, WallClock};
 use crate::config::Config;
 use crate::protocol::{ByeReason, Reply};
 use crate::session::{Departure, Rules, Session, PRE_LOGIN_BYTES};
@@ -50,6 +51,7 @@ use crate::wheel::Wheel;
 use conn::Conn;
 use conns::{Conns, Flushed};
 pub(crate) use listen::{is_listener, signals, Accepted, Listeners, SIGNALS, WAKE};
+use node::Node;
 use per_ip::PerIp;
 
 /// Lines queued to recipients per phase of a turn (events, then retried
@@ -104,6 +106,8 @@ pub struct Server {
     per_ip: PerIp,
     chat: Chat,
     store: Store,
+    /// This node's part in a cluster, if it is in one.
+    node: Option<Node>,
     wheel: Wheel<ConnId>,
     cfg: Config,
     rules: Rules,
@@ -121,10 +125,14 @@ pub struct Server {
 
 impl Server {
     /// Opens the message database, binds the listeners, installs the
-    /// SIGINT/SIGTERM handlers and starts the store's writer thread.
+    /// SIGINT/SIGTERM handlers, joins the cluster if there is one and
+    /// starts the store's writer thread.
     pub fn bind(cfg: Config) -> io::Result<Server> {
         let (db, stored) = Db::open(&cfg.db, cfg.retention)
             .map_err(|e| io::Error::other(format!("cannot open database {}: {e}", cfg.db)))?;
+        if cfg.cluster.is_none() {
+            node::refuse_cluster_db(&db, &cfg.db)?;
+        }
         info!(
             "database {}: {} rooms with history, next message id {}",
             cfg.db,
@@ -140,6 +148,16 @@ impl Server {
         let listeners = Listeners::bind(&poll, &cfg.listeners(), refusal)?;
         let signals = signals(&poll)?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKE)?);
+        let mut chat = Chat::start(cfg.chat, stored, WallClock::system(), Box::new(OsTokens));
+        let node = match &cfg.cluster {
+            Some(cluster) => {
+                let node = Node::join(cluster, &db, &cfg.db, waker.clone())?;
+                let stored_through = db.last_stored().map_err(io::Error::other)?;
+                chat.join_cluster(node.home(), stored_through);
+                Some(node)
+            }
+            None => None,
+        };
         let store = Store::spawn(db, waker)?;
         let rules = Rules {
             timeouts: cfg.timeouts,
@@ -153,8 +171,9 @@ impl Server {
             signals,
             conns: Conns::new(cfg.sendq),
             per_ip: PerIp::new(cfg.max_per_ip),
-            chat: Chat::start(cfg.chat, stored, WallClock::system(), Box::new(OsTokens)),
+            chat,
             store,
+            node,
             wheel: Wheel::new(WHEEL_TICK, WHEEL_SLOTS, Instant::now()),
             cfg,
             rules,
@@ -224,7 +243,10 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => self.on_signals(now),
-                    WAKE => self.on_store(now),
+                    WAKE => {
+                        self.on_store(now);
+                        self.on_bus(now);
+                    }
                     token if is_listener(token) => self.accept_all(token, now),
                     Token(id) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -248,10 +270,13 @@ impl Server {
                 }
             }
             self.expire_timers(now);
-            self.store.submit(self.chat.take_requests());
+            self.check_nodes(now);
+            self.carry_out(now);
             self.flush_pending(now);
             self.conns.end_turn();
             self.reap_closed();
+            // Departures while flushing publish to the cluster's log.
+            self.carry_out(now);
             self.conns.trimmer.maybe_trim(now);
             self.log_stats(now);
             if let Some(deadline) = self.shutdown_deadline {
@@ -283,6 +308,7 @@ impl Server {
             self.conns.trim_deadline(now),
             self.next_stats,
             self.chat.next_deadline(),
+            self.node.as_ref().map(|node| node.next_check),
         ]
         .into_iter()
         .flatten()
@@ -401,10 +427,7 @@ impl Server {
             let answered = self.chat.on_store(outcome, &mut self.conns);
             self.settle(None, now);
             if let Some(id) = answered {
-                if let Some(conn) = self.conns.slab.get_mut(id) {
-                    conn.session.release();
-                    self.isolate(id, now, |server| server.read(id, now));
-                }
+                self.release(id, Step::Continue, now);
             }
         }
     }
@@ -419,6 +442,7 @@ impl Server {
             self.conns.slab.len()
         );
         self.listeners.close(&self.poll);
+        self.leave_cluster();
         let ids: Vec<ConnId> = self.conns.slab.iter().map(|(id, _)| id).collect();
         for id in ids {
             self.depart(id, Departure::Shutdown, now);

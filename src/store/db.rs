@@ -177,6 +177,35 @@ impl Db {
         self.rooms
     }
 
+    /// The newest stored message's id (0 if none): in a cluster, every
+    /// entry of the log up to it has been stored.
+    pub fn last_stored(&self) -> rusqlite::Result<MessageId> {
+        let last: Option<i64> = self
+            .conn
+            .query_row("SELECT MAX(id) FROM messages", [], |r| r.get(0))?;
+        Ok(last.unwrap_or(0) as MessageId)
+    }
+
+    /// The cluster log this database follows (its stream's identity), if
+    /// it belongs to a cluster node.
+    pub fn stream(&self) -> rusqlite::Result<Option<i64>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = 'stream'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+    }
+
+    /// Binds this database to the cluster log `stream`: message ids are
+    /// that log's sequence numbers from now on.
+    pub fn bind_stream(&self, stream: i64) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('stream', ?1)",
+            [stream],
+        )?;
+        Ok(())
+    }
+
     fn reserved(&self) -> rusqlite::Result<i64> {
         let value: Option<i64> = self
             .conn

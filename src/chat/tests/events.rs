@@ -9,7 +9,13 @@ fn a_remote_user_arrives_joins_speaks_and_leaves_through_events() {
     let (mut chat, mut out) = setup(&["amy"]);
     line(&mut chat, &mut out, 0, "JOIN #r");
     out.0.clear();
-    chat.apply(Event::Arrived { name: "Zed" }, &mut out);
+    chat.apply(
+        Event::Arrived {
+            name: "Zed",
+            home: "n2-1",
+        },
+        &mut out,
+    );
     assert_eq!(out.take(0), "INFO Zed joined\n");
     chat.apply(
         Event::Entered {
@@ -29,6 +35,7 @@ fn a_remote_user_arrives_joins_speaks_and_leaves_through_events() {
     let said = Event::Said {
         room: "#r",
         id: 7,
+        ms: 1,
         from: "Zed",
         text: "from afar",
     };
@@ -56,7 +63,7 @@ fn a_remote_user_arrives_joins_speaks_and_leaves_through_events() {
 fn a_room_held_only_by_remote_members_stays_and_closes_with_the_last() {
     let (mut chat, mut out) = setup(&["amy"]);
     for name in ["x", "y"] {
-        chat.apply(Event::Arrived { name }, &mut out);
+        chat.apply(Event::Arrived { name, home: "n2-1" }, &mut out);
         chat.apply(Event::Entered { room: "#far", name }, &mut out);
     }
     assert_eq!(chat.rooms(), 1);
@@ -81,7 +88,13 @@ fn a_room_held_only_by_remote_members_stays_and_closes_with_the_last() {
 fn repeated_or_stray_events_change_nothing_and_say_nothing() {
     let (mut chat, mut out) = setup(&["amy"]);
     line(&mut chat, &mut out, 0, "JOIN #r");
-    chat.apply(Event::Arrived { name: "zed" }, &mut out);
+    chat.apply(
+        Event::Arrived {
+            name: "zed",
+            home: "n2-1",
+        },
+        &mut out,
+    );
     chat.apply(
         Event::Entered {
             room: "#r",
@@ -91,8 +104,14 @@ fn repeated_or_stray_events_change_nothing_and_say_nothing() {
     );
     out.0.clear();
     for event in [
-        Event::Arrived { name: "ZED" },
-        Event::Arrived { name: "amy" },
+        Event::Arrived {
+            name: "ZED",
+            home: "n2-1",
+        },
+        Event::Arrived {
+            name: "amy",
+            home: "n2-1",
+        },
         Event::Entered {
             room: "#r",
             name: "zed",
@@ -113,6 +132,7 @@ fn repeated_or_stray_events_change_nothing_and_say_nothing() {
         Event::Said {
             room: "#gone",
             id: 9,
+            ms: 1,
             from: "zed",
             text: "x",
         },
@@ -131,9 +151,21 @@ fn presence_counts_members_on_every_node() {
         ..Limits::default()
     };
     let (mut chat, mut out) = with_limits(limits, &["amy"]);
-    chat.apply(Event::Arrived { name: "zed" }, &mut out);
+    chat.apply(
+        Event::Arrived {
+            name: "zed",
+            home: "n2-1",
+        },
+        &mut out,
+    );
     assert_eq!(out.take(0), "INFO zed joined\n", "two in the lobby");
-    chat.apply(Event::Arrived { name: "yan" }, &mut out);
+    chat.apply(
+        Event::Arrived {
+            name: "yan",
+            home: "n2-1",
+        },
+        &mut out,
+    );
     assert_eq!(out.take(0), "", "three: past the limit");
     line(&mut chat, &mut out, 1, "LOGIN bob");
     assert_eq!(

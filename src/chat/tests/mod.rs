@@ -2,10 +2,19 @@
 //! connections and plays the store where a test needs one.
 
 use super::*;
+use crate::chat::history::Request;
 use std::collections::HashMap;
 
+mod cluster;
 mod events;
 mod store;
+
+impl Chat {
+    /// The store's share of the chat's effects, for tests that play the store.
+    fn take_requests(&mut self) -> Vec<Request> {
+        self.journal.take_requests().collect()
+    }
+}
 
 fn t0() -> Instant {
     Instant::now()

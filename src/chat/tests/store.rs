@@ -3,6 +3,7 @@
 //! a store that fails or falls behind.
 
 use super::*;
+use crate::chat::history::Request;
 
 #[test]
 fn history_is_for_members_and_checks_its_arguments() {

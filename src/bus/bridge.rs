@@ -1,0 +1,559 @@
+//! The NATS bridge: one thread, one `current_thread` tokio runtime, one
+//! NATS connection. It appends this node's events to the cluster's log (a
+//! JetStream stream) and feeds the loop every entry of the log in order,
+//! claims and releases names in the registry (a key-value bucket), carries
+//! direct messages and heartbeats over core NATS, and buries dead nodes.
+//!
+//! Everything here is I/O; what the answers mean is the chat's business.
+//! Every NATS call is bounded by the cluster timeout, so a stalled server
+//! turns into an error for the command that asked, never a stalled loop.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Sender, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::header::NATS_MESSAGE_ID;
+use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use async_nats::jetstream::context::{Context, ContextBuilder};
+use async_nats::jetstream::kv::{self, CreateErrorKind, Operation};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream;
+use async_nats::{Client, ConnectOptions, ServerAddr};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use log::{debug, error, info, warn};
+use mio::Waker;
+use tokio::sync::mpsc::Receiver;
+use tokio::task::JoinSet;
+
+use super::{ClusterConfig, FromBus, StreamId};
+use crate::chat::cluster::{BusRequest, Claim};
+use crate::chat::event::Event;
+
+/// How long the bridge, told to stop, lets its last tasks (a burial, a
+/// departure) finish.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+/// Pause between retries of a departure the log did not take.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// What the bridge thread starts from.
+pub struct Setup {
+    pub cfg: ClusterConfig,
+    /// This node incarnation's name.
+    pub home: Box<str>,
+    pub waker: Arc<Waker>,
+    pub answer: SyncSender<FromBus>,
+    /// Where the outcome of connecting goes: the log's identity, or why not.
+    pub ready: Sender<Result<StreamId, String>>,
+}
+
+/// The way back to the loop: a bounded channel and the shared waker.
+#[derive(Clone)]
+struct Out {
+    answer: SyncSender<FromBus>,
+    waker: Arc<Waker>,
+}
+
+impl Out {
+    /// Hands `message` to the loop, waiting while the loop is behind.
+    fn send(&self, message: FromBus) {
+        if self.answer.send(message).is_ok() {
+            if let Err(e) = self.waker.wake() {
+                error!("cluster: cannot wake the event loop: {e}");
+            }
+        }
+    }
+}
+
+/// Runs the bridge until the loop drops its end of `inbox`.
+pub fn run(setup: Setup, inbox: Receiver<BusRequest>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = setup
+                .ready
+                .send(Err(format!("cannot start the bridge: {e}")));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let ready = setup.ready.clone();
+        match Bridge::connect(setup).await {
+            Ok((bridge, stream)) => {
+                let _ = ready.send(Ok(stream));
+                bridge.serve(inbox).await;
+            }
+            Err(why) => {
+                let _ = ready.send(Err(why));
+            }
+        }
+    });
+}
+
+/// The bridge's connection and what it knows.
+struct Bridge {
+    cfg: ClusterConfig,
+    home: Box<str>,
+    client: Client,
+    js: Context,
+    names: kv::Store,
+    nodes: kv::Store,
+    out: Out,
+    /// The registry revision of each name this node holds, so a release
+    /// deletes only its own claim.
+    revisions: Arc<Mutex<HashMap<Box<str>, u64>>>,
+    tasks: JoinSet<()>,
+}
+
+impl Bridge {
+    /// Connects, and makes the log and the registry's buckets if they are
+    /// missing.
+    async fn connect(setup: Setup) -> Result<(Bridge, StreamId), String> {
+        let Setup {
+            cfg,
+            home,
+            waker,
+            answer,
+            ..
+        } = setup;
+        let out = Out { answer, waker };
+        let addrs = cfg
+            .urls
+            .iter()
+            .map(|u| {
+                u.parse::<ServerAddr>()
+                    .map_err(|e| format!("bad NATS URL {u}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let link = out.clone();
+        let client = ConnectOptions::new()
+            .name(format!("selectchat {home}"))
+            .connection_timeout(cfg.timeout)
+            .event_callback(move |event| {
+                let link = link.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => link.send(FromBus::Link { up: true }),
+                        async_nats::Event::Disconnected => link.send(FromBus::Link { up: false }),
+                        other => debug!("cluster: {other}"),
+                    }
+                }
+            })
+            .connect(addrs)
+            .await
+            .map_err(|e| format!("cannot connect to NATS at {}: {e}", cfg.urls.join(",")))?;
+        let js = ContextBuilder::new()
+            .timeout(cfg.timeout)
+            .build(client.clone());
+        let stream_cfg = stream::Config {
+            name: cfg.stream(),
+            subjects: vec![format!("{}.log.>", cfg.prefix)],
+            num_replicas: cfg.replicas,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        };
+        let log = js
+            .get_or_create_stream(stream_cfg)
+            .await
+            .map_err(|e| format!("cannot open the cluster's log {}: {e}", cfg.stream()))?;
+        let created = log.cached_info().created.unix_timestamp_nanos() as StreamId;
+        let names = bucket(&js, &cfg, "names").await?;
+        let nodes = bucket(&js, &cfg, "nodes").await?;
+        info!(
+            "cluster: node {home} joined {} (log {}, {} entries)",
+            cfg.urls.join(","),
+            cfg.stream(),
+            log.cached_info().state.messages
+        );
+        let bridge = Bridge {
+            cfg,
+            home,
+            client,
+            js,
+            names,
+            nodes,
+            out,
+            revisions: Arc::default(),
+            tasks: JoinSet::new(),
+        };
+        Ok((bridge, created))
+    }
+
+    /// Serves the loop's requests and feeds it the log, the heartbeats and
+    /// the direct messages until the loop hangs up.
+    async fn serve(mut self, mut inbox: Receiver<BusRequest>) {
+        let mut feeds = JoinSet::new();
+        feeds.spawn(follow(self.js.clone(), self.cfg.stream(), self.out.clone()));
+        feeds.spawn(beat(
+            self.client.clone(),
+            self.cfg.clone(),
+            self.home.clone(),
+        ));
+        feeds.spawn(listen(
+            self.client.clone(),
+            self.cfg.clone(),
+            self.home.clone(),
+            self.out.clone(),
+        ));
+        while let Some(request) = inbox.recv().await {
+            self.handle(request).await;
+        }
+        // The loop is stopping: let a burial or departures in progress end.
+        feeds.abort_all();
+        let finish = async { while self.tasks.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(STOP_GRACE, finish).await;
+        let _ = self.client.flush().await;
+    }
+
+    async fn handle(&mut self, request: BusRequest) {
+        match request {
+            BusRequest::Publish {
+                stamp,
+                room,
+                payload,
+                release,
+            } => {
+                let subject = self.cfg.subject(room.as_deref());
+                let id = format!("{}.{stamp}", self.home);
+                let publish = Publish {
+                    js: self.js.clone(),
+                    subject,
+                    id,
+                    payload: payload.into(),
+                };
+                // Sent now, in order; the acknowledgement is awaited apart.
+                let acked = publish.send().await;
+                let (out, names, revisions) =
+                    (self.out.clone(), self.names.clone(), self.revisions.clone());
+                self.tasks.spawn(async move {
+                    let ok = match acked {
+                        Ok(ack) => ack.await.is_ok(),
+                        Err(_) => false,
+                    };
+                    match release {
+                        Some(name) => {
+                            // A departure: the log must take it.
+                            if !ok {
+                                publish.until_taken().await;
+                            }
+                            release_name(&names, &revisions, &name).await;
+                        }
+                        None if !ok => out.send(FromBus::Unpublished { stamp }),
+                        None => {}
+                    }
+                });
+            }
+            BusRequest::Claim { ticket, name } => {
+                let (out, names, revisions, home) = (
+                    self.out.clone(),
+                    self.names.clone(),
+                    self.revisions.clone(),
+                    self.home.clone(),
+                );
+                self.tasks.spawn(async move {
+                    let claim = match claim(&names, &name, &home).await {
+                        Ok(revision) => {
+                            lock(&revisions).insert(name.clone(), revision);
+                            Claim::Won
+                        }
+                        Err(claim) => claim,
+                    };
+                    out.send(FromBus::Claimed {
+                        ticket,
+                        name,
+                        claim,
+                    });
+                });
+            }
+            BusRequest::Release { name } => {
+                let (names, revisions) = (self.names.clone(), self.revisions.clone());
+                self.tasks
+                    .spawn(async move { release_name(&names, &revisions, &name).await });
+            }
+            BusRequest::Dm { home, payload } => {
+                let subject = format!("{}.dm.{home}", self.cfg.prefix);
+                if let Err(e) = self.client.publish(subject, payload.into()).await {
+                    debug!("cluster: a direct message to {home} was lost: {e}");
+                }
+            }
+            BusRequest::Bury { home } => {
+                let bury = Burial {
+                    js: self.js.clone(),
+                    names: self.names.clone(),
+                    nodes: self.nodes.clone(),
+                    subject: self.cfg.subject(None),
+                    by: self.home.clone(),
+                };
+                self.tasks.spawn(async move { bury.bury(&home).await });
+            }
+        }
+        // Reap what finished, so the set holds only what runs.
+        while self.tasks.try_join_next().is_some() {}
+    }
+}
+
+/// Opens (or makes) the bucket `<prefix>-<what>`.
+async fn bucket(js: &Context, cfg: &ClusterConfig, what: &str) -> Result<kv::Store, String> {
+    let name = format!("{}-{what}", cfg.prefix);
+    if let Ok(store) = js.get_key_value(&name).await {
+        return Ok(store);
+    }
+    let config = kv::Config {
+        bucket: name.clone(),
+        history: 1,
+        num_replicas: cfg.replicas,
+        ..Default::default()
+    };
+    match js.create_key_value(config).await {
+        Ok(store) => Ok(store),
+        // Another node made it meanwhile.
+        Err(e) => js
+            .get_key_value(&name)
+            .await
+            .map_err(|_| format!("cannot open the cluster's bucket {name}: {e}")),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The registry key of a name: names are one in any case.
+fn name_key(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+/// Claims `name` for `home`: its revision, or why not. A create that
+/// fails because a delete landed in between is tried again, not taken
+/// for a name in use.
+async fn claim(names: &kv::Store, name: &str, home: &str) -> Result<u64, Claim> {
+    let key = name_key(name);
+    for _ in 0..3 {
+        match names
+            .create(&key, Bytes::copy_from_slice(home.as_bytes()))
+            .await
+        {
+            Ok(revision) => return Ok(revision),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
+                match names.entry(key.clone()).await {
+                    Ok(Some(entry)) if entry.operation == Operation::Put => {
+                        return Err(Claim::Taken)
+                    }
+                    Ok(_) => continue,
+                    Err(e) => {
+                        warn!("cluster: cannot read the claim on {name}: {e}");
+                        return Err(Claim::Unavailable);
+                    }
+                }
+            }
+            Err(e) => {
+                warn!("cluster: cannot claim {name}: {e}");
+                return Err(Claim::Unavailable);
+            }
+        }
+    }
+    Err(Claim::Taken)
+}
+
+/// Drops this node's claim on `name`, if it holds one.
+async fn release_name(names: &kv::Store, revisions: &Mutex<HashMap<Box<str>, u64>>, name: &str) {
+    let Some(revision) = lock(revisions).remove(name) else {
+        return;
+    };
+    if let Err(e) = names
+        .delete_expect_revision(name_key(name), Some(revision))
+        .await
+    {
+        // Taken over meanwhile (a burial after a cut-off): not ours to drop.
+        debug!("cluster: the claim on {name} was not released: {e}");
+    }
+}
+
+/// One event on its way to the log.
+struct Publish {
+    js: Context,
+    subject: String,
+    id: String,
+    payload: Bytes,
+}
+
+impl Publish {
+    async fn send(&self) -> Result<async_nats::jetstream::context::PublishAckFuture, ()> {
+        let message = PublishMessage::build()
+            .payload(self.payload.clone())
+            .message_id(&self.id);
+        self.js
+            .send_publish(self.subject.clone(), message)
+            .await
+            .map_err(|e| debug!("cluster: publish {} failed: {e}", self.id))
+    }
+
+    /// Sends it and waits for the log's acknowledgement.
+    async fn taken(&self) -> bool {
+        match self.send().await {
+            Ok(ack) => ack.await.is_ok(),
+            Err(()) => false,
+        }
+    }
+
+    /// Sends it again until the log takes it; its message id keeps the
+    /// log from holding it twice.
+    async fn until_taken(&self) {
+        loop {
+            tokio::time::sleep(RETRY).await;
+            if self.taken().await {
+                return;
+            }
+        }
+    }
+}
+
+/// Feeds the loop every entry of the log, in order, from the first.
+async fn follow(js: Context, stream: String, out: Out) {
+    let messages = async {
+        let log = js.get_stream(&stream).await?;
+        let consumer = log
+            .create_consumer(pull::OrderedConfig {
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await?;
+        Ok::<_, async_nats::Error>(consumer.messages().await?)
+    };
+    let mut messages = match messages.await {
+        Ok(messages) => messages,
+        Err(e) => {
+            error!("cluster: cannot follow the log {stream}: {e}; this node applies nothing more");
+            return;
+        }
+    };
+    while let Some(message) = messages.next().await {
+        let message = match message {
+            Ok(message) => message,
+            Err(e) => {
+                warn!("cluster: reading the log: {e}");
+                continue;
+            }
+        };
+        let Ok(info) = message.info() else {
+            continue;
+        };
+        let seq = info.stream_sequence;
+        let origin = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(NATS_MESSAGE_ID))
+            .and_then(|id| {
+                let (home, stamp) = id.as_str().rsplit_once('.')?;
+                Some((Box::from(home), stamp.parse().ok()?))
+            });
+        let payload = message.message.payload.clone();
+        out.send(FromBus::Logged {
+            seq,
+            origin,
+            payload,
+        });
+    }
+    error!("cluster: the log {stream} ended; this node applies nothing more");
+}
+
+/// Publishes this node's heartbeat a few times per timeout.
+async fn beat(client: Client, cfg: ClusterConfig, home: Box<str>) {
+    let subject = format!("{}.beat", cfg.prefix);
+    let mut every = tokio::time::interval((cfg.timeout / 4).max(Duration::from_millis(100)));
+    loop {
+        every.tick().await;
+        if let Err(e) = client
+            .publish(subject.clone(), Bytes::copy_from_slice(home.as_bytes()))
+            .await
+        {
+            debug!("cluster: heartbeat not sent: {e}");
+        }
+    }
+}
+
+/// Hands the loop every node's heartbeats and this node's direct messages.
+async fn listen(client: Client, cfg: ClusterConfig, home: Box<str>, out: Out) {
+    let beats = client.subscribe(format!("{}.beat", cfg.prefix)).await;
+    let dms = client.subscribe(format!("{}.dm.{home}", cfg.prefix)).await;
+    let (Ok(beats), Ok(dms)) = (beats, dms) else {
+        error!("cluster: cannot subscribe to heartbeats and direct messages");
+        return;
+    };
+    let beats = beats.map(|m| match std::str::from_utf8(&m.payload) {
+        Ok(home) => Some(FromBus::Beat { home: home.into() }),
+        Err(_) => None,
+    });
+    let dms = dms.map(|m| Some(FromBus::Dm { payload: m.payload }));
+    let mut both = futures_util::stream::select(beats, dms);
+    while let Some(message) = both.next().await {
+        if let Some(message) = message {
+            out.send(message);
+        }
+    }
+}
+
+/// The burial of a dead node incarnation.
+struct Burial {
+    js: Context,
+    names: kv::Store,
+    nodes: kv::Store,
+    /// The lobby's subject, where `Gone` goes.
+    subject: String,
+    /// This node incarnation, the would-be gravedigger.
+    by: Box<str>,
+}
+
+impl Burial {
+    /// If no other node has, says in the log that `home` is gone (its
+    /// users depart on every node) and drops its names' claims.
+    async fn bury(&self, home: &str) {
+        let key = format!("gone.{home}");
+        match self
+            .nodes
+            .create(&key, Bytes::copy_from_slice(self.by.as_bytes()))
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => return,
+            Err(e) => {
+                warn!("cluster: cannot bury {home}: {e}");
+                return;
+            }
+        }
+        info!("cluster: node {home} is gone; its users depart");
+        let mut payload = Vec::new();
+        Event::Gone { home }.encode(&mut payload);
+        let gone = Publish {
+            js: self.js.clone(),
+            subject: self.subject.clone(),
+            id: format!("bury.{home}"),
+            payload: payload.into(),
+        };
+        if !gone.taken().await {
+            gone.until_taken().await;
+        }
+        let Ok(mut keys) = self.names.keys().await else {
+            warn!("cluster: cannot list the names {home} held");
+            return;
+        };
+        let mut held = Vec::new();
+        while let Some(Ok(key)) = keys.next().await {
+            held.push(key);
+        }
+        for key in held {
+            if let Ok(Some(entry)) = self.names.entry(key.clone()).await {
+                if entry.operation == Operation::Put && entry.value.as_ref() == home.as_bytes() {
+                    let _ = self
+                        .names
+                        .delete_expect_revision(&key, Some(entry.revision))
+                        .await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! The chat's side of a cluster: what this node asks of the cluster's log
+//! and name registry, and what it does with their answers.
+//!
+//! In a cluster a command that changes shared state is not applied when it
+//! is decided: its event is published to the log, and every node (this one
+//! too) applies the log in one order. The sender's connection waits for
+//! its own `LOGIN`, `JOIN` or `PART` to come back through the log before it
+//! reads its next line, so what it decides next is decided against its own
+//! effects; a `SAY` or `MSG` does not wait. A `LOGIN` first claims the name
+//! in the registry, which answers at once for the whole cluster.
+//!
+//! Invariants: every stamp in `own` names one event published by this node
+//! and not yet seen in the log or reported failed; every ticket in
+//! `claims` one claim not yet answered; a connection has at most one of
+//! either for a login.
+
+use std::collections::HashMap;
+
+use super::event::Event;
+use super::history::{Message, Request};
+use super::resume::Ended;
+use super::{Chat, ConnId, Outbox, Reply, Step};
+use crate::protocol::reply::MessageId;
+use crate::protocol::text::valid_name;
+use crate::protocol::ProtocolError;
+
+/// An effect of the chat, carried out by the shell after the call.
+#[derive(Debug)]
+pub enum Effect {
+    /// Work for the message store.
+    Store(Request),
+    /// Work for the cluster's bridge.
+    Bus(BusRequest),
+}
+
+/// Work for the cluster's bridge thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusRequest {
+    /// Append an event to the log. `stamp` names it in this node's answers
+    /// and, with the node's home, in the log; `room` picks the subject.
+    /// Once it is in the log, the claim on `release` is dropped. A
+    /// departure (`release` set) is retried until the log takes it.
+    Publish {
+        stamp: u64,
+        room: Option<Box<str>>,
+        payload: Vec<u8>,
+        release: Option<Box<str>>,
+    },
+    /// Claim `name` for this node, answered under `ticket`.
+    Claim { ticket: u64, name: Box<str> },
+    /// Drop this node's claim on `name`.
+    Release { name: Box<str> },
+    /// Deliver a direct message to the node incarnation `home`.
+    Dm { home: Box<str>, payload: Vec<u8> },
+    /// `home` is silent past the timeout (or is this node, stopping): if
+    /// no other node has already, say in the log that it is gone and drop
+    /// its claims.
+    Bury { home: Box<str> },
+}
+
+/// The registry's answer to a name claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The name is this node's now.
+    Won,
+    /// Someone holds it.
+    Taken,
+    /// The registry could not be reached.
+    Unavailable,
+}
+
+/// An event this node published, awaiting its turn in the log.
+#[derive(Debug)]
+enum Own {
+    /// A login (or the resume of an ended session) whose name was won.
+    Login(Login),
+    /// A `JOIN` or `PART` whose connection waits for it.
+    Seat { conn: ConnId, serial: u64 },
+    /// A `SAY` whose sender hears `SENT` after the commit.
+    Say { conn: ConnId, serial: u64 },
+    /// A `MSG` or a departure: nobody waits for it.
+    Quiet,
+}
+
+/// A login on its way: the name claimed, then its arrival in the log.
+#[derive(Debug)]
+struct Login {
+    conn: ConnId,
+    name: Box<str>,
+    /// The session a `RESUME` takes back.
+    resumed: Option<Ended>,
+    /// The connection left before the login was through.
+    abandoned: bool,
+}
+
+/// This node in a cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    /// This node incarnation's name in the log and the registry.
+    home: Box<str>,
+    next_stamp: u64,
+    own: HashMap<u64, Own>,
+    next_ticket: u64,
+    claims: HashMap<u64, Login>,
+    requests: Vec<BusRequest>,
+    /// Room messages up to this id are in the store already: a restarted
+    /// node replays them from the log without storing them twice.
+    stored_through: MessageId,
+}
+
+impl Cluster {
+    /// This node as the incarnation `home`, whose store holds every
+    /// message up to `stored_through`.
+    pub fn new(home: &str, stored_through: MessageId) -> Cluster {
+        Cluster {
+            home: home.into(),
+            next_stamp: 1,
+            own: HashMap::new(),
+            next_ticket: 1,
+            claims: HashMap::new(),
+            requests: Vec::new(),
+            stored_through,
+        }
+    }
+
+    /// This node incarnation's name.
+    pub fn home(&self) -> &str {
+        &self.home
+    }
+
+    fn publish(&mut self, event: &Event<'_>, own: Own, release: Option<Box<str>>) {
+        let stamp = self.next_stamp;
+        self.next_stamp += 1;
+        let room = match *event {
+            Event::Entered { room, .. } | Event::Left { room, .. } | Event::Said { room, .. } => {
+                Some(room.into())
+            }
+            _ => None,
+        };
+        let mut payload = Vec::with_capacity(64);
+        event.encode(&mut payload);
+        self.requests.push(BusRequest::Publish {
+            stamp,
+            room,
+            payload,
+            release,
+        });
+        self.own.insert(stamp, own);
+    }
+
+    fn claim(&mut self, login: Login) {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.requests.push(BusRequest::Claim {
+            ticket,
+            name: login.name.clone(),
+        });
+        self.claims.insert(ticket, login);
+    }
+
+    /// Bridge work asked for since the last call, in order.
+    pub fn take_requests(&mut self) -> impl Iterator<Item = BusRequest> + '_ {
+        self.requests.drain(..)
+    }
+
+    /// Marks the logins of `conn` in progress as abandoned: it is gone.
+    fn abandon(&mut self, conn: ConnId) {
+        let logins = self
+            .claims
+            .values_mut()
+            .chain(self.own.values_mut().filter_map(|o| match o {
+                Own::Login(login) => Some(login),
+                _ => None,
+            }));
+        for login in logins.filter(|l| l.conn == conn) {
+            login.abandoned = true;
+        }
+    }
+}
+
+/// A direct message between nodes: `<to> <from> <text>`.
+pub fn encode_dm(to: &str, from: &str, text: &str) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(to.len() + from.len() + text.len() + 2);
+    for (i, part) in [to, from, text].into_iter().enumerate() {
+        if i > 0 {
+            payload.push(b' ');
+        }
+        payload.extend_from_slice(part.as_bytes());
+    }
+    payload
+}
+
+impl Chat {
+    /// Makes this chat a node of a cluster, as the incarnation `home`,
+    /// whose store holds the log's room messages up to `stored_through`:
+    /// from now on shared state changes only through [`Chat::on_logged`],
+    /// and message ids are the log's sequence numbers.
+    pub fn join_cluster(&mut self, home: &str, stored_through: MessageId) {
+        self.journal.restart_at(stored_through);
+        self.cluster = Some(Cluster::new(home, stored_through));
+    }
+
+    /// This node incarnation's name, in a cluster.
+    pub fn home(&self) -> Option<&str> {
+        self.cluster.as_ref().map(Cluster::home)
+    }
+
+    /// In a cluster, publishes `event` (its effects come back through the
+    /// log) and returns true; on a single node returns false, and the
+    /// caller applies it.
+    pub(super) fn publish(&mut self, event: &Event<'_>, own: OwnKind) -> bool {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return false;
+        };
+        let own = match own {
+            OwnKind::Seat(conn, serial) => Own::Seat { conn, serial },
+            OwnKind::Say(conn, serial) => Own::Say { conn, serial },
+            OwnKind::Quiet => Own::Quiet,
+        };
+        cluster.publish(event, own, None);
+        true
+    }
+
+    /// In a cluster, asks the registry for `name` on behalf of `conn`
+    /// (resuming `resumed`, if given).
+    pub(super) fn claim(&mut self, conn: ConnId, name: &str, resumed: Option<Ended>) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.claim(Login {
+                conn,
+                name: name.into(),
+                resumed,
+                abandoned: false,
+            });
+        }
+    }
+
+    /// In a cluster, lets the departed `conn` go: its logins in progress
+    /// are abandoned, and a logged-in user stays known by name until its
+    /// departure, published now, comes back through the log. Returns
+    /// false on a single node.
+    pub(super) fn depart_through_log(&mut self, conn: ConnId) -> bool {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return false;
+        };
+        cluster.abandon(conn);
+        if let Some(name) = self.users.detach(conn, &cluster.home) {
+            self.rooms.detach(conn, &name);
+            let release = Some(name.clone());
+            cluster.publish(&Event::Departed { name: &name }, Own::Quiet, release);
+        }
+        true
+    }
+
+    /// In a cluster, sends a `DM` to `to`, a user on another node; false
+    /// if no such user is known.
+    pub(super) fn dm_remote(&mut self, to: &str, from: &str, text: &str) -> bool {
+        let (Some(cluster), Some(home)) = (self.cluster.as_mut(), self.users.home_of(to)) else {
+            return false;
+        };
+        cluster.requests.push(BusRequest::Dm {
+            home: home.into(),
+            payload: encode_dm(to, from, text),
+        });
+        true
+    }
+
+    /// Delivers a direct message another node sent to a user here, if the
+    /// user is still here; a malformed one is dropped.
+    pub fn on_dm(&mut self, payload: &[u8], out: &mut impl Outbox) {
+        let Some((to, from, text)) = std::str::from_utf8(payload).ok().and_then(|p| {
+            let (to, rest) = p.split_once(' ')?;
+            let (from, text) = rest.split_once(' ')?;
+            (valid_name(from) && !text.is_empty()).then_some((to, from, text))
+        }) else {
+            return;
+        };
+        if let Some(target) = self.users.find(to) {
+            self.reply(target, Reply::Dm { from, text }, out);
+        }
+    }
+
+    /// Carries out the registry's answer to claim `ticket` on `name`.
+    /// Returns the connection whose wait is over and what it now is.
+    pub fn on_claimed(
+        &mut self,
+        ticket: u64,
+        name: &str,
+        claim: Claim,
+        out: &mut impl Outbox,
+    ) -> Option<(ConnId, Step)> {
+        let cluster = self.cluster.as_mut()?;
+        let Some(login) = cluster.claims.remove(&ticket) else {
+            // Not asked for: never keep a name nobody will use.
+            if claim == Claim::Won {
+                cluster
+                    .requests
+                    .push(BusRequest::Release { name: name.into() });
+            }
+            return None;
+        };
+        match claim {
+            Claim::Won if login.abandoned => {
+                cluster
+                    .requests
+                    .push(BusRequest::Release { name: login.name });
+                None
+            }
+            Claim::Won => {
+                let arrived = Event::Arrived {
+                    name: &login.name,
+                    home: &cluster.home,
+                };
+                let mut payload = Vec::new();
+                arrived.encode(&mut payload);
+                let stamp = cluster.next_stamp;
+                cluster.next_stamp += 1;
+                cluster.requests.push(BusRequest::Publish {
+                    stamp,
+                    room: None,
+                    payload,
+                    release: None,
+                });
+                cluster.own.insert(stamp, Own::Login(login));
+                None
+            }
+            Claim::Taken | Claim::Unavailable if login.abandoned => None,
+            Claim::Taken | Claim::Unavailable => {
+                let error = match (claim, &login.resumed) {
+                    (Claim::Taken, None) => ProtocolError::UsernameTaken,
+                    (Claim::Taken, Some(_)) => ProtocolError::BadToken,
+                    _ => ProtocolError::ClusterUnavailable,
+                };
+                self.reply(login.conn, Reply::Err(error), out);
+                Some((login.conn, Step::Continue))
+            }
+        }
+    }
+
+    /// The log could not take the event published under `stamp`: its
+    /// sender hears an error. Returns the connection whose wait is over.
+    pub fn on_unpublished(&mut self, stamp: u64, out: &mut impl Outbox) -> Option<(ConnId, Step)> {
+        let cluster = self.cluster.as_mut()?;
+        let (conn, serial, error) = match cluster.own.remove(&stamp)? {
+            Own::Login(login) => {
+                cluster.requests.push(BusRequest::Release {
+                    name: login.name.clone(),
+                });
+                if login.abandoned {
+                    return None;
+                }
+                self.reply(
+                    login.conn,
+                    Reply::Err(ProtocolError::ClusterUnavailable),
+                    out,
+                );
+                return Some((login.conn, Step::Continue));
+            }
+            Own::Seat { conn, serial } => (conn, serial, ProtocolError::ClusterUnavailable),
+            Own::Say { conn, serial } => (conn, serial, ProtocolError::StorageUnavailable),
+            Own::Quiet => return None,
+        };
+        if self.users.serial(conn) != Some(serial) {
+            return None;
+        }
+        self.reply(conn, Reply::Err(error), out);
+        Some((conn, Step::Continue))
+    }
+
+    /// Applies entry `seq` of the cluster's log, published by the node
+    /// incarnation `origin` under its stamp. Returns the connection whose
+    /// wait is over (its own event came back) and what it now is.
+    pub fn on_logged(
+        &mut self,
+        seq: MessageId,
+        origin: Option<(&str, u64)>,
+        event: Event<'_>,
+        out: &mut impl Outbox,
+    ) -> Option<(ConnId, Step)> {
+        let cluster = self.cluster.as_mut()?;
+        self.journal.observe(seq);
+        let own = match origin {
+            Some((home, stamp)) if home == &*cluster.home => cluster.own.remove(&stamp),
+            _ => None,
+        };
+        let mine = origin.is_some_and(|(home, _)| home == &*cluster.home);
+        match (event, own) {
+            (Event::Arrived { .. }, Some(Own::Login(login))) if !login.abandoned => {
+                self.logged_in(login, event, out)
+            }
+            (Event::Arrived { name, .. }, _) if mine && self.users.find(name).is_none() => {
+                // Ours, but nobody waits for it (the connection left, or
+                // the publish was reported failed yet went through): it
+                // arrives, and departs at once.
+                self.apply(event, out);
+                let cluster = self.cluster.as_mut()?;
+                let release = Some(Box::from(name));
+                cluster.publish(&Event::Departed { name }, Own::Quiet, release);
+                None
+            }
+            (
+                Event::Said {
+                    room,
+                    id,
+                    ms,
+                    from,
+                    text,
+                },
+                own,
+            ) => {
+                self.apply(event, out);
+                let sender = match own {
+                    Some(Own::Say { conn, serial }) => Some((conn, serial)),
+                    _ => None,
+                };
+                let message = Message {
+                    id,
+                    ms,
+                    from: from.into(),
+                    text: text.into(),
+                };
+                let stored = self.cluster.as_ref()?.stored_through;
+                if id > stored {
+                    self.journal.append(sender, room, message);
+                } else if let Some(r) = self.rooms.find(room) {
+                    // Replayed after a restart: the store has it already.
+                    self.history.push(self.rooms.log(r), message);
+                }
+                None
+            }
+            (event, Some(Own::Seat { conn, serial })) => {
+                self.apply(event, out);
+                (self.users.serial(conn) == Some(serial)).then_some((conn, Step::Continue))
+            }
+            (event, _) => {
+                self.apply(event, out);
+                None
+            }
+        }
+    }
+
+    /// A login (or resume) came back through the log: the connection is
+    /// its user now, and everyone else hears of the arrival.
+    fn logged_in(
+        &mut self,
+        login: Login,
+        event: Event<'_>,
+        out: &mut impl Outbox,
+    ) -> Option<(ConnId, Step)> {
+        let Login {
+            conn,
+            name,
+            resumed,
+            ..
+        } = login;
+        if !self.users.insert(conn, &name) {
+            // The registry said the name was free; the log disagrees. Let
+            // the log win, and give the claim back.
+            debug_assert!(false, "{name} arrived twice");
+            self.reply(conn, Reply::Err(ProtocolError::UsernameTaken), out);
+            let cluster = self.cluster.as_mut()?;
+            cluster.requests.push(BusRequest::Release { name });
+            return Some((conn, Step::Continue));
+        }
+        self.ended.forget(&name);
+        self.reply(conn, Reply::Ok, out);
+        self.apply(event, out);
+        if let Some(ended) = resumed {
+            self.users.set_token(conn, ended.token);
+            for room in &ended.rooms {
+                let entered = Event::Entered { room, name: &name };
+                self.publish(&entered, OwnKind::Quiet);
+            }
+        }
+        Some((conn, Step::LoggedIn))
+    }
+}
+
+/// Who waits for an event published from a decision.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum OwnKind {
+    /// `conn` (login `serial`) reads again once it is applied.
+    Seat(ConnId, u64),
+    /// `conn` (login `serial`) hears `SENT` once it is committed.
+    Say(ConnId, u64),
+    /// Nobody.
+    Quiet,
+}

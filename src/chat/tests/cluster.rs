@@ -1,0 +1,393 @@
+//! A node of a cluster driven with lines and log entries alone: the test
+//! plays the log (numbering and handing back what the node published),
+//! the name registry and the other nodes. No NATS.
+
+use super::*;
+use crate::chat::cluster::{BusRequest, Claim, Effect};
+use crate::chat::history::Request;
+
+const HOME: &str = "n1-aa";
+
+/// A node plus the log it writes to, played by the test.
+struct Node {
+    chat: Chat,
+    out: Recorder,
+    /// The next sequence number of the log.
+    seq: MessageId,
+    /// What the node asked of the bridge and the test did not answer yet.
+    bus: Vec<BusRequest>,
+    /// What the node asked of the store.
+    store: Vec<Request>,
+}
+
+impl Node {
+    /// A node whose store holds the log's messages up to `stored_through`;
+    /// the log goes on after them.
+    fn new(stored_through: MessageId) -> Node {
+        let mut chat = Chat::new(Limits::default());
+        chat.join_cluster(HOME, stored_through);
+        Node {
+            chat,
+            out: Recorder::default(),
+            seq: stored_through + 1,
+            bus: Vec::new(),
+            store: Vec::new(),
+        }
+    }
+
+    /// Takes the node's effects; room lookups are answered at once (no
+    /// room is stored), and their released connections returned.
+    fn collect(&mut self) -> Vec<ConnId> {
+        let mut released = Vec::new();
+        let mut effects = self.chat.take_effects();
+        while !effects.is_empty() {
+            for effect in effects {
+                match effect {
+                    Effect::Store(Request::Lookup { ticket, .. }) => {
+                        let found = Found::Unknown;
+                        let looked = Outcome::Looked { ticket, found };
+                        released.extend(self.chat.on_store(looked, &mut self.out));
+                    }
+                    Effect::Store(r) => self.store.push(r),
+                    Effect::Bus(r) => self.bus.push(r),
+                }
+            }
+            effects = self.chat.take_effects();
+        }
+        self.chat.check_invariants();
+        released
+    }
+
+    fn line(&mut self, id: ConnId, text: &str) -> Step {
+        let step = self.chat.on_line(id, text.as_bytes(), t0(), &mut self.out);
+        self.collect();
+        step
+    }
+
+    /// Answers every claim with `claim`; returns the released connections.
+    fn claims(&mut self, claim: Claim) -> Vec<(ConnId, Step)> {
+        let mut released = Vec::new();
+        for r in std::mem::take(&mut self.bus) {
+            match r {
+                BusRequest::Claim { ticket, name } => {
+                    let answer = self.chat.on_claimed(ticket, &name, claim, &mut self.out);
+                    released.extend(answer);
+                }
+                other => self.bus.push(other),
+            }
+        }
+        self.collect();
+        released
+    }
+
+    /// Puts everything the node published in the log and applies it, in
+    /// order; returns the released connections.
+    fn publish_all(&mut self) -> Vec<(ConnId, Step)> {
+        let mut released = Vec::new();
+        while let Some(i) = self
+            .bus
+            .iter()
+            .position(|r| matches!(r, BusRequest::Publish { .. }))
+        {
+            let BusRequest::Publish { stamp, payload, .. } = self.bus.remove(i) else {
+                unreachable!()
+            };
+            released.extend(self.entry(Some((HOME, stamp)), &payload));
+        }
+        released
+    }
+
+    /// Applies one entry of the log, from `origin`.
+    fn entry(&mut self, origin: Option<(&str, u64)>, payload: &[u8]) -> Option<(ConnId, Step)> {
+        let seq = self.seq;
+        self.seq += 1;
+        let event = Event::decode(payload, seq).expect("an event");
+        let released = self.chat.on_logged(seq, origin, event, &mut self.out);
+        self.collect();
+        released
+    }
+
+    /// An event of another node.
+    fn remote(&mut self, event: Event<'_>) {
+        let mut payload = Vec::new();
+        event.encode(&mut payload);
+        self.entry(Some(("n2-bb", 1)), &payload);
+    }
+
+    fn login(&mut self, id: ConnId, name: &str) {
+        assert_eq!(self.line(id, &format!("LOGIN {name}")), Step::Wait);
+        assert!(self.claims(Claim::Won).is_empty());
+        assert_eq!(self.publish_all(), [(id, Step::LoggedIn)]);
+        assert_eq!(self.out.take(id), "OK\n");
+    }
+}
+
+use crate::chat::event::Event;
+
+#[test]
+fn every_event_reads_back_as_it_was_written() {
+    let events = [
+        Event::Arrived {
+            name: "amy",
+            home: "n1-aa",
+        },
+        Event::Departed { name: "amy" },
+        Event::Msg {
+            from: "amy",
+            text: "  two  spaces\tand a tab ",
+        },
+        Event::Entered {
+            room: "#r",
+            name: "amy",
+        },
+        Event::Left {
+            room: "#r",
+            name: "amy",
+        },
+        Event::Said {
+            room: "#r",
+            id: 42,
+            ms: 1_700_000_000_123,
+            from: "amy",
+            text: "hi there",
+        },
+        Event::Gone { home: "n2-bb" },
+    ];
+    for event in events {
+        let mut payload = Vec::new();
+        event.encode(&mut payload);
+        assert_eq!(Event::decode(&payload, 42), Some(event), "{payload:?}");
+    }
+    for bad in [
+        &b""[..],
+        b"A amy",
+        b"A am.y n1",
+        b"A amy n1.x",
+        b"M amy ",
+        b"M amy bell\x07",
+        b"E r amy",
+        b"S #r x amy hi",
+        b"S #r 5 amy",
+        b"X amy",
+        b"D \xff",
+    ] {
+        assert_eq!(Event::decode(bad, 1), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn a_login_claims_the_name_then_waits_for_its_arrival_in_the_log() {
+    let mut node = Node::new(0);
+    node.login(0, "amy");
+    assert_eq!(node.line(1, "LOGIN bob"), Step::Wait);
+    assert_eq!(node.out.take(1), "", "nothing before the claim is answered");
+    node.claims(Claim::Won);
+    assert_eq!(
+        node.out.take(1),
+        "",
+        "nothing before the arrival is in the log"
+    );
+    assert_eq!(node.chat.users(), 1);
+    assert_eq!(node.publish_all(), [(1, Step::LoggedIn)]);
+    assert_eq!(node.out.take(1), "OK\n");
+    assert_eq!(node.out.take(0), "INFO bob joined\n");
+    // Taken on another node, or the registry out of reach.
+    node.line(2, "LOGIN carol");
+    assert_eq!(node.claims(Claim::Taken), [(2, Step::Continue)]);
+    node.line(2, "LOGIN carol");
+    assert_eq!(node.claims(Claim::Unavailable), [(2, Step::Continue)]);
+    assert_eq!(
+        node.out.take(2),
+        "ERR username-taken\nERR cluster-unavailable\n"
+    );
+    // Known taken here already: no claim at all.
+    assert_eq!(node.line(2, "LOGIN AMY"), Step::Continue);
+    assert!(node.bus.is_empty());
+    assert_eq!(node.out.take(2), "ERR username-taken\n");
+}
+
+#[test]
+fn a_login_whose_connection_left_gives_its_name_back() {
+    let mut node = Node::new(0);
+    node.line(0, "LOGIN amy");
+    node.chat.leave(0, &mut node.out);
+    node.claims(Claim::Won);
+    assert_eq!(
+        node.bus,
+        [BusRequest::Release { name: "amy".into() }],
+        "never kept"
+    );
+    // Left after the claim: it arrives, and departs at once.
+    node.bus.clear();
+    node.line(1, "LOGIN bob");
+    node.claims(Claim::Won);
+    node.chat.leave(1, &mut node.out);
+    node.collect();
+    assert!(node.publish_all().is_empty());
+    assert_eq!(node.chat.users(), 0, "arrived and departed");
+    assert!(node.bus.is_empty());
+}
+
+#[test]
+fn join_and_part_wait_for_the_log_and_say_is_numbered_by_it() {
+    let mut node = Node::new(0);
+    node.login(0, "amy");
+    node.remote(Event::Arrived {
+        name: "zed",
+        home: "n2-bb",
+    });
+    node.remote(Event::Entered {
+        room: "#r",
+        name: "zed",
+    });
+    assert_eq!(node.out.take(0), "INFO zed joined\n");
+    assert_eq!(node.line(0, "JOIN #R"), Step::Wait);
+    assert_eq!(node.out.take(0), "");
+    assert_eq!(node.publish_all(), [(0, Step::Continue)]);
+    assert_eq!(node.out.take(0), "JOINED #r 2\n");
+    // A SAY does not wait; its id is its place in the log, and SENT
+    // follows the commit.
+    assert_eq!(node.line(0, "SAY #r hello"), Step::Continue);
+    assert!(node.publish_all().is_empty());
+    let [Request::Append { message, .. }] = &node.store[..] else {
+        panic!("one append: {:?}", node.store)
+    };
+    assert_eq!((message.id, &*message.text), (5, "hello"));
+    node.store.clear();
+    let committed = Outcome::Committed {
+        through: 5,
+        reserved: 0,
+    };
+    node.chat.on_store(committed, &mut node.out);
+    assert_eq!(node.out.take(0), "SENT #r 5\n");
+    // Another node's message is delivered and stored, with no SENT.
+    node.remote(Event::Said {
+        room: "#r",
+        id: 0,
+        ms: 7,
+        from: "zed",
+        text: "yo",
+    });
+    assert_eq!(node.out.take(0), "SAY #r 6 zed yo\n");
+    assert_eq!(node.store.len(), 1);
+    assert_eq!(node.line(0, "PART #r"), Step::Wait);
+    assert_eq!(node.publish_all(), [(0, Step::Continue)]);
+    assert_eq!(node.out.take(0), "PARTED #r\n");
+    node.line(0, "ROOMS");
+    assert_eq!(node.out.take(0), "ROOM #r 1\nEND ROOMS\n");
+}
+
+#[test]
+fn a_departure_goes_through_the_log_and_the_user_is_known_until_then() {
+    let mut node = Node::new(0);
+    node.login(0, "amy");
+    node.login(1, "bob");
+    node.line(0, "JOIN #r");
+    node.publish_all();
+    node.out.0.clear();
+    node.chat.leave(0, &mut node.out);
+    node.collect();
+    let [BusRequest::Publish { release, .. }] = &node.bus[..] else {
+        panic!("one departure: {:?}", node.bus)
+    };
+    assert_eq!(
+        release.as_deref(),
+        Some("amy"),
+        "its name is released after"
+    );
+    node.line(1, "WHO");
+    assert_eq!(node.out.take(1), "USER amy\nUSER bob\n", "not yet departed");
+    node.line(2, "LOGIN amy");
+    assert_eq!(node.out.take(2), "ERR username-taken\n");
+    node.publish_all();
+    assert_eq!(node.out.take(1), "INFO amy disconnected\n");
+    node.line(1, "ROOMS");
+    assert_eq!(node.out.take(1), "END ROOMS\n");
+}
+
+#[test]
+fn a_gone_node_takes_its_users_and_seats_with_it() {
+    let mut node = Node::new(0);
+    node.login(0, "amy");
+    for name in ["x", "y"] {
+        node.remote(Event::Arrived {
+            name,
+            home: "n2-bb",
+        });
+        node.remote(Event::Entered { room: "#r", name });
+    }
+    node.remote(Event::Arrived {
+        name: "w",
+        home: "n3-cc",
+    });
+    node.out.0.clear();
+    node.remote(Event::Gone { home: "n2-bb" });
+    node.line(0, "WHO");
+    node.line(0, "ROOMS");
+    assert_eq!(node.out.take(0).matches("disconnected").count(), 2);
+    node.line(0, "WHO");
+    assert_eq!(node.out.take(0), "USER amy\nUSER w\n");
+}
+
+#[test]
+fn a_say_the_log_did_not_take_is_an_error_and_a_dm_crosses_nodes() {
+    let mut node = Node::new(0);
+    node.login(0, "amy");
+    node.line(0, "JOIN #r");
+    node.publish_all();
+    node.out.take(0);
+    node.line(0, "SAY #r lost");
+    let [BusRequest::Publish { stamp, .. }] = node.bus[..] else {
+        panic!("one publish")
+    };
+    node.bus.clear();
+    node.chat.on_unpublished(stamp, &mut node.out);
+    assert_eq!(node.out.take(0), "ERR storage-unavailable\n");
+    node.remote(Event::Arrived {
+        name: "zed",
+        home: "n2-bb",
+    });
+    node.line(0, "DM zed psst");
+    node.line(0, "DM nobody psst");
+    assert_eq!(node.out.take(0), "INFO zed joined\nERR no-such-user\n");
+    let [BusRequest::Dm { home, payload }] = &node.bus[..] else {
+        panic!("one dm: {:?}", node.bus)
+    };
+    assert_eq!((&**home, &payload[..]), ("n2-bb", &b"zed amy psst"[..]));
+    node.chat.on_dm(b"amy zed back at you", &mut node.out);
+    node.chat.on_dm(b"nobody zed lost", &mut node.out);
+    assert_eq!(node.out.take(0), "DM zed back at you\n");
+}
+
+#[test]
+fn a_restarted_node_replays_the_log_without_storing_twice() {
+    let mut node = Node::new(3);
+    // The whole log again, from its first entry.
+    node.seq = 1;
+    node.remote(Event::Arrived {
+        name: "zed",
+        home: "n2-bb",
+    });
+    node.remote(Event::Entered {
+        room: "#r",
+        name: "zed",
+    });
+    for _ in 0..2 {
+        node.remote(Event::Said {
+            room: "#r",
+            id: 0,
+            ms: 1,
+            from: "zed",
+            text: "x",
+        });
+    }
+    let ids: Vec<MessageId> = node
+        .store
+        .iter()
+        .filter_map(|r| match r {
+            Request::Append { message, .. } => Some(message.id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids, [4], "3 was stored before the restart");
+}

@@ -1,0 +1,283 @@
+//! The loop's side of a cluster: the chat's effects handed to the store
+//! and the bridge, the bridge's answers handed to the chat, and the watch
+//! over the other nodes (burying the dead, and closing this node's users
+//! when it is cut off itself).
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{error, info, warn};
+
+use crate::bus::{Bus, ClusterConfig, FromBus, NodeWatch, StreamId};
+use crate::chat::cluster::{BusRequest, Claim, Effect};
+use crate::chat::event::Event;
+use crate::chat::{ConnId, Step};
+use crate::session::Departure;
+use crate::store::db::Db;
+
+use super::Server;
+
+/// How long a start waits for NATS before giving up.
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
+
+/// This node in its cluster.
+pub(super) struct Node {
+    pub(super) bus: Bus,
+    watch: NodeWatch,
+    home: Box<str>,
+    /// Between checks of the other nodes' liveness.
+    check_every: Duration,
+    pub(super) next_check: Instant,
+    /// This node's own heartbeats stopped coming back: its users were
+    /// closed, and it serves nobody until they come back.
+    cut_off: bool,
+}
+
+impl Node {
+    /// Joins the cluster `cfg` names as a fresh incarnation of this node,
+    /// binding `db` to the cluster's log (or refusing a database that
+    /// belongs to another log or to a single server). Returns the node and
+    /// its home.
+    pub(super) fn join(
+        cfg: &ClusterConfig,
+        db: &Db,
+        db_path: &str,
+        waker: Arc<mio::Waker>,
+    ) -> io::Result<Node> {
+        let home = format!("{}-{}", cfg.node, incarnation());
+        let (bus, stream) = Bus::start(cfg, &home, waker, CONNECT_WAIT)?;
+        bind(db, db_path, stream)?;
+        let now = Instant::now();
+        let check_every = (cfg.timeout / 4).max(Duration::from_millis(100));
+        Ok(Node {
+            bus,
+            watch: NodeWatch::new(&home, cfg.timeout, now),
+            home: home.into(),
+            check_every,
+            next_check: now + check_every,
+            cut_off: false,
+        })
+    }
+
+    /// This node incarnation's name.
+    pub(super) fn home(&self) -> &str {
+        &self.home
+    }
+}
+
+/// A name for this run of the node: peers tell its events, claims and
+/// heartbeats from those of its earlier runs by it.
+fn incarnation() -> String {
+    let mut bytes = [0u8; 4];
+    if getrandom::fill(&mut bytes).is_err() {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u32);
+        bytes = ms.to_be_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks that the database at `path` follows the log `stream` (binding a
+/// fresh one to it): ids are the log's sequence numbers, so a database
+/// with a single server's ids, or another log's, cannot take part.
+fn bind(db: &Db, path: &str, stream: StreamId) -> io::Result<()> {
+    let refuse = |why: String| Err(io::Error::other(why));
+    match db.stream().map_err(io::Error::other)? {
+        Some(bound) if bound == stream => Ok(()),
+        Some(_) => refuse(format!(
+            "{path} follows another cluster log (the stream was deleted and made again); \
+             move it away to start this node afresh"
+        )),
+        None if db.last_stored().map_err(io::Error::other)? > 0 => refuse(format!(
+            "{path} holds the history of a single server; a cluster node needs a database \
+             of its own (give --db another path)"
+        )),
+        None => db.bind_stream(stream).map_err(io::Error::other),
+    }
+}
+
+/// Refuses a database that belongs to a cluster node when no cluster is
+/// given: its ids are a cluster log's.
+pub(super) fn refuse_cluster_db(db: &Db, path: &str) -> io::Result<()> {
+    if db.stream().map_err(io::Error::other)?.is_some() {
+        return Err(io::Error::other(format!(
+            "{path} holds a cluster node's history; start it with --cluster, or give --db \
+             another path"
+        )));
+    }
+    Ok(())
+}
+
+impl Server {
+    /// Hands what the chat asked for to the store (one batch) and the
+    /// bridge. A request the bridge cannot take now is answered at once
+    /// with an error to whoever asked.
+    pub(super) fn carry_out(&mut self, now: Instant) {
+        let mut batch = Vec::new();
+        for effect in self.chat.take_effects() {
+            match effect {
+                Effect::Store(request) => batch.push(request),
+                Effect::Bus(request) => self.hand_to_bridge(request, now),
+            }
+        }
+        self.store.submit(batch);
+    }
+
+    fn hand_to_bridge(&mut self, request: BusRequest, now: Instant) {
+        let Some(node) = &self.node else {
+            return;
+        };
+        let Err(request) = node.bus.send(request) else {
+            return;
+        };
+        let released = match request {
+            BusRequest::Publish {
+                stamp,
+                release: None,
+                ..
+            } => self.chat.on_unpublished(stamp, &mut self.conns),
+            BusRequest::Claim { ticket, name } => {
+                self.chat
+                    .on_claimed(ticket, &name, Claim::Unavailable, &mut self.conns)
+            }
+            other => {
+                error!("cluster: the bridge is behind; dropped {other:?}");
+                None
+            }
+        };
+        self.settle(None, now);
+        if let Some((id, step)) = released {
+            self.release(id, step, now);
+        }
+    }
+
+    /// Lets `id`, whose wait is over, read again, as what it now is.
+    pub(super) fn release(&mut self, id: ConnId, step: Step, now: Instant) {
+        let Some(conn) = self.conns.slab.get_mut(id) else {
+            return;
+        };
+        conn.session.release(step, &self.rules);
+        if step == Step::LoggedIn {
+            self.conns.logged_in(id);
+            let peer = self.conns.slab[id].peer;
+            let name = self.chat.name(id).unwrap_or("?");
+            info!("conn {id} {peer} logged in as {name}");
+        }
+        self.isolate(id, now, |server| server.read(id, now));
+    }
+
+    /// Carries out what the bridge reported: the log's entries, claims,
+    /// direct messages, heartbeats.
+    pub(super) fn on_bus(&mut self, now: Instant) {
+        let Some(node) = &self.node else {
+            return;
+        };
+        let answers: Vec<FromBus> = node.bus.answers().collect();
+        for answer in answers {
+            let released = self.answer(answer, now);
+            self.settle(None, now);
+            if let Some((id, step)) = released {
+                self.release(id, step, now);
+            }
+        }
+    }
+
+    fn answer(&mut self, answer: FromBus, now: Instant) -> Option<(ConnId, Step)> {
+        let node = self.node.as_mut()?;
+        match answer {
+            FromBus::Logged {
+                seq,
+                origin,
+                payload,
+            } => {
+                let Some(event) = Event::decode(&payload, seq) else {
+                    warn!("cluster: entry {seq} of the log is not an event; skipped");
+                    return None;
+                };
+                if let Some((home, _)) = &origin {
+                    node.watch.heard(home, now);
+                }
+                if let Event::Gone { home } = event {
+                    node.watch.buried(home);
+                    if home == node.home() {
+                        warn!("cluster: this node was declared dead; its users are closed");
+                        self.cut_off(now);
+                    }
+                }
+                let origin = origin.as_ref().map(|(home, stamp)| (&**home, *stamp));
+                self.chat.on_logged(seq, origin, event, &mut self.conns)
+            }
+            FromBus::Unpublished { stamp } => self.chat.on_unpublished(stamp, &mut self.conns),
+            FromBus::Claimed {
+                ticket,
+                name,
+                claim,
+            } => self.chat.on_claimed(ticket, &name, claim, &mut self.conns),
+            FromBus::Dm { payload } => {
+                self.chat.on_dm(&payload, &mut self.conns);
+                None
+            }
+            FromBus::Beat { home } => {
+                node.watch.heard(&home, now);
+                None
+            }
+            FromBus::Link { up: true } => {
+                info!("cluster: connected to NATS");
+                None
+            }
+            FromBus::Link { up: false } => {
+                warn!("cluster: lost NATS; SAY, JOIN and LOGIN get errors until it is back");
+                None
+            }
+        }
+    }
+
+    /// Buries the nodes silent past the timeout, and closes this node's
+    /// users if it is cut off itself (its peers are about to bury it).
+    pub(super) fn check_nodes(&mut self, now: Instant) {
+        let Some(node) = self.node.as_mut() else {
+            return;
+        };
+        if now < node.next_check {
+            return;
+        }
+        node.next_check = now + node.check_every;
+        for home in node.watch.dead(now) {
+            warn!("cluster: node {home} is silent; burying it");
+            if let Err(request) = node.bus.send(BusRequest::Bury { home }) {
+                error!("cluster: the bridge is behind; dropped {request:?}");
+            }
+        }
+        let cut_off = node.watch.cut_off(now);
+        if cut_off && !node.cut_off {
+            warn!("cluster: cut off from the cluster; closing every connection (BYE cut-off)");
+            self.cut_off(now);
+        } else if !cut_off && node.cut_off {
+            info!("cluster: back in the cluster");
+            node.cut_off = false;
+        }
+    }
+
+    fn cut_off(&mut self, now: Instant) {
+        if let Some(node) = self.node.as_mut() {
+            node.cut_off = true;
+        }
+        let ids: Vec<ConnId> = self.conns.slab.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            self.depart(id, Departure::CutOff, now);
+        }
+    }
+
+    /// At shutdown: this node's users depart on every other node at once
+    /// (one entry in the log), and its names are released.
+    pub(super) fn leave_cluster(&mut self) {
+        if let Some(node) = &self.node {
+            let home = node.home().into();
+            if let Err(request) = node.bus.send(BusRequest::Bury { home }) {
+                error!("cluster: the bridge is behind; dropped {request:?}");
+            }
+        }
+    }
+}
