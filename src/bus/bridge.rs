@@ -8,7 +8,7 @@
 //! Every NATS call is bounded by the cluster timeout, so a stalled server
 //! turns into an error for the command that asked, never a stalled loop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -106,6 +106,9 @@ struct Bridge {
     /// The registry revision of each name this node holds, so a release
     /// deletes only its own claim.
     revisions: Arc<Mutex<HashMap<Box<str>, u64>>>,
+    /// Node incarnations the log has declared gone: their claims are void
+    /// even before their burier drops them.
+    gone: Gone,
     tasks: JoinSet<()>,
 }
 
@@ -178,6 +181,7 @@ impl Bridge {
             nodes,
             out,
             revisions: Arc::default(),
+            gone: Gone::default(),
             tasks: JoinSet::new(),
         };
         Ok((bridge, created))
@@ -187,7 +191,12 @@ impl Bridge {
     /// the direct messages until the loop hangs up.
     async fn serve(mut self, mut inbox: Receiver<BusRequest>) {
         let mut feeds = JoinSet::new();
-        feeds.spawn(follow(self.js.clone(), self.cfg.stream(), self.out.clone()));
+        feeds.spawn(follow(
+            self.js.clone(),
+            self.cfg.stream(),
+            self.out.clone(),
+            self.gone.clone(),
+        ));
         feeds.spawn(beat(
             self.client.clone(),
             self.cfg.clone(),
@@ -225,37 +234,38 @@ impl Bridge {
                     id,
                     payload: payload.into(),
                 };
+                // A departure frees the name first: once a node has applied
+                // it, a login there may claim the name at once (a node that
+                // has not still holds the name in its roster and refuses).
+                if let Some(name) = &release {
+                    release_name(&self.names, &self.revisions, name).await;
+                }
                 // Sent now, in order; the acknowledgement is awaited apart.
                 let acked = publish.send().await;
-                let (out, names, revisions) =
-                    (self.out.clone(), self.names.clone(), self.revisions.clone());
+                let out = self.out.clone();
                 self.tasks.spawn(async move {
                     let ok = match acked {
                         Ok(ack) => ack.await.is_ok(),
                         Err(_) => false,
                     };
                     match release {
-                        Some(name) => {
-                            // A departure: the log must take it.
-                            if !ok {
-                                publish.until_taken().await;
-                            }
-                            release_name(&names, &revisions, &name).await;
-                        }
+                        // A departure: the log must take it.
+                        Some(_) if !ok => publish.until_taken().await,
                         None if !ok => out.send(FromBus::Unpublished { stamp }),
-                        None => {}
+                        _ => {}
                     }
                 });
             }
             BusRequest::Claim { ticket, name } => {
-                let (out, names, revisions, home) = (
+                let (out, names, revisions, home, gone) = (
                     self.out.clone(),
                     self.names.clone(),
                     self.revisions.clone(),
                     self.home.clone(),
+                    self.gone.clone(),
                 );
                 self.tasks.spawn(async move {
-                    let claim = match claim(&names, &name, &home).await {
+                    let claim = match claim(&names, &name, &home, &gone).await {
                         Ok(revision) => {
                             lock(&revisions).insert(name.clone(), revision);
                             Claim::Won
@@ -327,10 +337,31 @@ fn name_key(name: &str) -> String {
     name.to_ascii_lowercase()
 }
 
+/// The node incarnations the log has declared gone, as the bridge read
+/// them from the log.
+#[derive(Clone, Default)]
+struct Gone(Arc<Mutex<HashSet<Box<str>>>>);
+
+impl Gone {
+    /// Notes an entry of the log, if it declares a node gone.
+    fn note(&self, payload: &[u8]) {
+        if let Some(home) = payload.strip_prefix(b"G ") {
+            if let Ok(home) = std::str::from_utf8(home) {
+                lock(&self.0).insert(home.into());
+            }
+        }
+    }
+
+    fn holds(&self, home: &[u8]) -> bool {
+        std::str::from_utf8(home).is_ok_and(|h| lock(&self.0).contains(h))
+    }
+}
+
 /// Claims `name` for `home`: its revision, or why not. A create that
 /// fails because a delete landed in between is tried again, not taken
-/// for a name in use.
-async fn claim(names: &kv::Store, name: &str, home: &str) -> Result<u64, Claim> {
+/// for a name in use; the claim of a node the log declared gone is void
+/// (its users departed) and is dropped here if its burier has not yet.
+async fn claim(names: &kv::Store, name: &str, home: &str, gone: &Gone) -> Result<u64, Claim> {
     let key = name_key(name);
     for _ in 0..3 {
         match names
@@ -340,6 +371,12 @@ async fn claim(names: &kv::Store, name: &str, home: &str) -> Result<u64, Claim> 
             Ok(revision) => return Ok(revision),
             Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
                 match names.entry(key.clone()).await {
+                    Ok(Some(entry))
+                        if entry.operation == Operation::Put && gone.holds(&entry.value) =>
+                    {
+                        let stale = Some(entry.revision);
+                        let _ = names.delete_expect_revision(&key, stale).await;
+                    }
                     Ok(Some(entry)) if entry.operation == Operation::Put => {
                         return Err(Claim::Taken)
                     }
@@ -412,8 +449,9 @@ impl Publish {
     }
 }
 
-/// Feeds the loop every entry of the log, in order, from the first.
-async fn follow(js: Context, stream: String, out: Out) {
+/// Feeds the loop every entry of the log, in order, from the first,
+/// noting the nodes it declares gone.
+async fn follow(js: Context, stream: String, out: Out, gone: Gone) {
     let messages = async {
         let log = js.get_stream(&stream).await?;
         let consumer = log
@@ -452,6 +490,7 @@ async fn follow(js: Context, stream: String, out: Out) {
                 Some((Box::from(home), stamp.parse().ok()?))
             });
         let payload = message.message.payload.clone();
+        gone.note(&payload);
         out.send(FromBus::Logged {
             seq,
             origin,

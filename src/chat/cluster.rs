@@ -38,8 +38,8 @@ pub enum Effect {
 pub enum BusRequest {
     /// Append an event to the log. `stamp` names it in this node's answers
     /// and, with the node's home, in the log; `room` picks the subject.
-    /// Once it is in the log, the claim on `release` is dropped. A
-    /// departure (`release` set) is retried until the log takes it.
+    /// A departure names its user in `release`: that claim is dropped
+    /// first, and the event is retried until the log takes it.
     Publish {
         stamp: u64,
         room: Option<Box<str>>,

@@ -2,6 +2,7 @@
 //! port and talks to it with line clients whose every wait is bounded.
 #![allow(dead_code)]
 
+pub mod nats;
 pub mod relay;
 
 use std::collections::HashMap;

@@ -1,0 +1,339 @@
+//! Several nodes and NATS on loopback, started and killed by the tests:
+//! users on different nodes see one chat (names, rooms, ids, history),
+//! and a node's death, a restart of everything, or the loss of one NATS
+//! server costs nobody what the cluster acknowledged.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::nats::Nats;
+use common::{Client, Read1, Server, WAIT};
+
+/// The nodes' `--cluster-timeout`, in seconds.
+const TIMEOUT: u64 = 2;
+
+static DIRS: AtomicU32 = AtomicU32::new(0);
+
+/// A directory for node databases, removed when dropped.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new() -> Dir {
+        let n = DIRS.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("selectchat-cluster-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+
+    fn db(&self, node: &str) -> String {
+        self.0.join(format!("{node}.db")).to_str().unwrap().into()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts node `name` of the cluster at `urls`, keeping its database at
+/// `db` (in memory when `None`).
+fn node(urls: &str, name: &str, db: Option<&str>) -> Server {
+    let timeout = TIMEOUT.to_string();
+    let mut args = vec![
+        "--cluster",
+        urls,
+        "--node",
+        name,
+        "--cluster-timeout",
+        &timeout,
+    ];
+    if let Some(db) = db {
+        args.extend(["--db", db]);
+    }
+    Server::start(&args)
+}
+
+/// Kills a node at once (`kill -9`) and waits for it to be gone.
+fn kill(mut server: Server) {
+    server.signal(libc::SIGKILL);
+    server.wait_exit();
+}
+
+/// The id of a `SAY <room> <id> ...` or `SENT <room> <id>` line.
+fn id_of(line: &str) -> u64 {
+    line.split(' ')
+        .nth(2)
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no id in {line:?}"))
+}
+
+#[test]
+fn users_on_three_nodes_share_rooms_ids_order_the_lobby_and_dms() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let nodes: Vec<Server> = ["a", "b", "c"]
+        .iter()
+        .map(|n| node(&url, n, None))
+        .collect();
+    let mut users: Vec<Client> = ["amy", "bo", "cy"]
+        .iter()
+        .zip(&nodes)
+        .map(|(name, node)| node.login(name))
+        .collect();
+    for (i, user) in users.iter_mut().enumerate() {
+        user.send("JOIN #Mix");
+        user.wait_for(&format!("JOINED #Mix {}", i + 1));
+    }
+    // Ten SAYs from each, interleaved; all wait for nothing.
+    let per_user = 10;
+    for round in 0..per_user {
+        for (i, user) in users.iter_mut().enumerate() {
+            user.send(&format!("SAY #mix {i}:{round}"));
+        }
+    }
+    let mut seen: Vec<Vec<(u64, String)>> = Vec::new();
+    for (i, user) in users.iter_mut().enumerate() {
+        let mut lines = Vec::new();
+        let mut sent = Vec::new();
+        while lines.len() < 2 * per_user || sent.len() < per_user {
+            let line = user.line();
+            if line.starts_with("SAY #Mix ") {
+                assert!(!line.ends_with(&format!(" {i}:0")), "no echo: {line}");
+                lines.push((id_of(&line), line));
+            } else if line.starts_with("SENT #Mix ") {
+                sent.push(id_of(&line));
+            }
+        }
+        assert!(
+            sent.windows(2).all(|w| w[0] < w[1]),
+            "own ids grow: {sent:?}"
+        );
+        seen.push(lines);
+    }
+    for lines in &seen {
+        assert!(
+            lines.windows(2).all(|w| w[0].0 < w[1].0),
+            "one order: {lines:?}"
+        );
+    }
+    // Each pair of receivers agrees on the ids of what both received.
+    let ids = |lines: &[(u64, String)], from: &str| -> Vec<u64> {
+        lines
+            .iter()
+            .filter(|(_, l)| l.split(' ').nth(3) == Some(from))
+            .map(|&(id, _)| id)
+            .collect()
+    };
+    assert_eq!(ids(&seen[1], "amy"), ids(&seen[2], "amy"));
+    assert_eq!(ids(&seen[0], "bo"), ids(&seen[2], "bo"));
+    assert_eq!(ids(&seen[0], "cy"), ids(&seen[1], "cy"));
+    // Lobby, DMs, WHO and counts span the nodes.
+    users[0].send("MSG hello all");
+    users[1].wait_for("MSG amy hello all");
+    users[2].wait_for("MSG amy hello all");
+    users[2].send("DM AMY psst");
+    users[0].wait_for("DM cy psst");
+    users[1].send("WHO");
+    users[1].wait_for("USER amy");
+    users[1].expect("USER bo");
+    users[1].expect("USER cy");
+    users[1].send("WHO #mix");
+    users[1].wait_for("USER amy");
+    users[1].expect("USER bo");
+    users[1].expect("USER cy");
+    users[1].expect("END WHO #Mix");
+    users[2].send("PART #mix");
+    users[2].wait_for("PARTED #Mix");
+    users[0].wait_for("INFO #Mix cy left");
+    users[0].send("ROOMS");
+    users[0].wait_for("ROOM #Mix 2");
+    users[1].send("QUIT");
+    users[0].wait_for("INFO #Mix bo left");
+    users[0].wait_for("INFO bo disconnected");
+    // The name is free again on a node that has seen it leave.
+    nodes[0].login("BO");
+}
+
+#[test]
+fn two_hundred_logins_of_one_name_on_two_nodes_get_exactly_one_ok() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let nodes = [node(&url, "a", None), node(&url, "b", None)];
+    for round in 0..3 {
+        let name = format!("dup{round}");
+        let barrier = Arc::new(Barrier::new(200));
+        let answers: Vec<(String, Client)> = thread::scope(|s| {
+            let tries: Vec<_> = (0..200)
+                .map(|i| {
+                    let (addr, barrier, name) = (nodes[i % 2].addr, barrier.clone(), &name);
+                    s.spawn(move || {
+                        let mut c = Client::connect(addr);
+                        barrier.wait();
+                        c.send(&format!("LOGIN {name}"));
+                        (c.line(), c)
+                    })
+                })
+                .collect();
+            tries.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        let oks: Vec<&(String, Client)> = answers.iter().filter(|(l, _)| l == "OK").collect();
+        assert_eq!(
+            oks.len(),
+            1,
+            "round {round}: {:?}",
+            answers.iter().map(|a| &a.0).collect::<HashSet<_>>()
+        );
+        assert!(answers
+            .iter()
+            .all(|(l, _)| l == "OK" || l == "ERR username-taken"));
+        let mut answers = answers;
+        let winner = answers.iter().position(|(l, _)| l == "OK").unwrap();
+        let (_, mut c) = answers.swap_remove(winner);
+        c.send("QUIT");
+        c.expect("BYE");
+        // Free again once the departure is through: a retry gets it.
+        let mut again = nodes[round % 2].connect();
+        let got = common::wait_until(WAIT, || {
+            again.send(&format!("LOGIN {name}"));
+            again.line() == "OK"
+        });
+        assert!(got.is_some(), "round {round}: the name stayed taken");
+    }
+}
+
+#[test]
+fn a_killed_node_departs_its_users_on_the_others_and_catches_up_on_restart() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let dir = Dir::new();
+    let b = node(&url, "b", Some(&dir.db("b")));
+    let a = node(&url, "a", Some(&dir.db("a")));
+    let mut watcher = b.login("watcher");
+    watcher.send("JOIN #r");
+    watcher.wait_for("JOINED #r 1");
+    let mut doomed: Vec<Client> = (0..3).map(|i| a.login(&format!("doomed{i}"))).collect();
+    for (i, c) in doomed.iter_mut().enumerate() {
+        c.send("JOIN #r");
+        c.wait_for(&format!("JOINED #r {}", i + 2));
+    }
+    watcher.wait_for("INFO #r doomed2 joined");
+    kill(a);
+    let killed = Instant::now();
+    let mut departed = HashSet::new();
+    while departed.len() < 3 {
+        match watcher.read_within(Duration::from_secs(TIMEOUT + 5)) {
+            Read1::Line(line) => {
+                if let Some(name) = line
+                    .strip_prefix("INFO ")
+                    .and_then(|l| l.strip_suffix(" disconnected"))
+                {
+                    departed.insert(name.to_string());
+                }
+            }
+            other => panic!("departures did not come: {other:?}; {departed:?}"),
+        }
+    }
+    let took = killed.elapsed();
+    assert!(
+        took <= Duration::from_secs(TIMEOUT + 2),
+        "departures took {took:?}, timeout {TIMEOUT} s"
+    );
+    // Names free, counts right.
+    let mut again = b.login("doomed0");
+    watcher.wait_for("INFO doomed0 joined");
+    watcher.send("WHO #r");
+    watcher.expect("USER watcher");
+    watcher.expect("END WHO #r");
+    watcher.send("SAY #r while a was away");
+    let said = id_of(&watcher.wait_line(|l| l.starts_with("SENT #r ")));
+    // The node comes back, replays the log, and serves the same chat.
+    let a = node(&url, "a", Some(&dir.db("a")));
+    let mut back = a.login("back");
+    back.send("WHO");
+    back.expect("USER back");
+    back.expect("USER doomed0");
+    back.expect("USER watcher");
+    back.send("JOIN #r");
+    back.wait_for("JOINED #r 2");
+    back.send("HISTORY #r 1");
+    let hist = back.line();
+    assert!(
+        hist.starts_with(&format!("HIST #r {said} ")) && hist.ends_with("watcher while a was away"),
+        "{hist}"
+    );
+    again.send("QUIT");
+}
+
+#[test]
+fn history_is_whole_and_identical_on_every_node_after_killing_everything() {
+    let mut nats = Nats::start();
+    let url = nats.url();
+    let dir = Dir::new();
+    let names = ["a", "b", "c"];
+    let nodes: Vec<Server> = names
+        .iter()
+        .map(|n| node(&url, n, Some(&dir.db(n))))
+        .collect();
+    let mut users: Vec<Client> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| n.login(&format!("u{i}")))
+        .collect();
+    for user in users.iter_mut() {
+        user.send("JOIN #log");
+        user.wait_line(|l| l.starts_with("JOINED #log "));
+    }
+    for i in 0..200 {
+        let user = &mut users[i % 3];
+        user.send(&format!("SAY #log m{i}"));
+        user.wait_line(|l| l.starts_with("SENT #log "));
+    }
+    drop(users);
+    for n in nodes {
+        kill(n);
+    }
+    nats.restart();
+    let nodes: Vec<Server> = names
+        .iter()
+        .map(|n| node(&url, n, Some(&dir.db(n))))
+        .collect();
+    let mut histories = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let mut c = n.login(&format!("reader{i}"));
+        c.send("JOIN #log");
+        c.wait_line(|l| l.starts_with("JOINED #log "));
+        c.send("HISTORY #log 500");
+        let mut lines = Vec::new();
+        loop {
+            let line = c.line();
+            if line == "END HISTORY #log" {
+                break;
+            }
+            // The stored time differs in nothing but must be there.
+            lines.push(line);
+        }
+        histories.push(lines);
+    }
+    assert_eq!(
+        histories[0].len(),
+        200,
+        "{:?}",
+        &histories[0][..5.min(histories[0].len())]
+    );
+    assert_eq!(histories[0], histories[1]);
+    assert_eq!(histories[0], histories[2]);
+    let texts: HashSet<String> = histories[0]
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(texts.len(), 200, "every message once");
+}
