@@ -337,3 +337,96 @@ fn history_is_whole_and_identical_on_every_node_after_killing_everything() {
         .collect();
     assert_eq!(texts.len(), 200, "every message once");
 }
+
+#[test]
+fn losing_one_server_of_a_three_server_nats_cluster_loses_nothing_acknowledged() {
+    let mut servers = Nats::start_cluster();
+    let urls: Vec<String> = servers.iter().map(Nats::url).collect();
+    let urls = urls.join(",");
+    let start = |name: &str| {
+        Server::start(&[
+            "--cluster",
+            &urls,
+            "--node",
+            name,
+            "--cluster-replicas",
+            "3",
+            "--cluster-timeout",
+            "5",
+            "-v",
+        ])
+    };
+    let (a, b) = (start("a"), start("b"));
+    let mut amy = a.login("amy");
+    let mut bo = b.login("bo");
+    for c in [&mut amy, &mut bo] {
+        c.send("JOIN #ha");
+        c.wait_line(|l| l.starts_with("JOINED #ha "));
+    }
+    // Each SAY is answered, SENT or an error; the SENT ones must survive.
+    let mut sent = Vec::new();
+    // A failover may hold the log back for two of NATS's 5 s consumer
+    // heartbeats, so an answer may take longer than the usual wait.
+    let say = |c: &mut Client, i: usize, sent: &mut Vec<String>| {
+        c.send(&format!("SAY #ha m{i}"));
+        loop {
+            match c.read_within(WAIT * 3) {
+                Read1::Line(l) if l.starts_with("SENT #ha ") => {
+                    sent.push(format!("m{i}"));
+                    return;
+                }
+                Read1::Line(l) if l.starts_with("ERR ") => return,
+                Read1::Line(_) => {}
+                other => panic!(
+                    "SAY m{i} got no answer: {other:?}; logs:\n{}\n{}",
+                    a.log(),
+                    b.log()
+                ),
+            }
+        }
+    };
+    for i in 0..30 {
+        say(if i % 2 == 0 { &mut amy } else { &mut bo }, i, &mut sent);
+    }
+    servers[0].kill();
+    for i in 30..60 {
+        say(if i % 2 == 0 { &mut amy } else { &mut bo }, i, &mut sent);
+    }
+    // The chat goes on: a SAY is taken again within a bounded wait.
+    let mut i = 60;
+    let back = common::wait_until(WAIT * 2, || {
+        let before = sent.len();
+        say(&mut amy, i, &mut sent);
+        i += 1;
+        sent.len() > before
+    });
+    assert!(
+        back.is_some(),
+        "no SAY was taken after the NATS server died"
+    );
+    // Once bo has it, every acknowledged message is on both nodes.
+    let last = sent.last().expect("some SAY was taken").clone();
+    bo.wait_line(|l| l.ends_with(&format!(" amy {last}")));
+    for (c, node) in [(&mut amy, &a), (&mut bo, &b)] {
+        c.send("HISTORY #ha 500");
+        let mut texts = HashSet::new();
+        loop {
+            let line = c.line();
+            if line == "END HISTORY #ha" {
+                break;
+            }
+            if let Some(text) = line
+                .strip_prefix("HIST #ha ")
+                .and_then(|l| l.rsplit(' ').next())
+            {
+                texts.insert(text.to_string());
+            }
+        }
+        let lost: Vec<&String> = sent.iter().filter(|m| !texts.contains(*m)).collect();
+        assert!(
+            lost.is_empty(),
+            "acknowledged and lost: {lost:?}; log:\n{}",
+            node.log()
+        );
+    }
+}

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::header::NATS_MESSAGE_ID;
-use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use async_nats::jetstream::consumer::{push, DeliverPolicy};
 use async_nats::jetstream::context::{Context, ContextBuilder};
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation};
 use async_nats::jetstream::message::PublishMessage;
@@ -36,6 +36,8 @@ use crate::chat::event::Event;
 const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Pause between retries of a departure the log did not take.
 const RETRY: Duration = Duration::from_millis(500);
+/// Longest one attempt to open the log and the buckets at start may take.
+const SETUP_ATTEMPT: Duration = Duration::from_secs(2);
 
 /// What the bridge thread starts from.
 pub struct Setup {
@@ -46,6 +48,8 @@ pub struct Setup {
     pub answer: SyncSender<FromBus>,
     /// Where the outcome of connecting goes: the log's identity, or why not.
     pub ready: Sender<Result<StreamId, String>>,
+    /// How long connecting may take, all told.
+    pub wait: Duration,
 }
 
 /// The way back to the loop: a bounded channel and the shared waker.
@@ -121,8 +125,10 @@ impl Bridge {
             home,
             waker,
             answer,
+            wait,
             ..
         } = setup;
+        let give_up = tokio::time::Instant::now() + wait.saturating_sub(RETRY);
         let out = Out { answer, waker };
         let addrs = cfg
             .urls
@@ -159,13 +165,33 @@ impl Bridge {
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         };
-        let log = js
-            .get_or_create_stream(stream_cfg)
-            .await
-            .map_err(|e| format!("cannot open the cluster's log {}: {e}", cfg.stream()))?;
+        // A NATS cluster that is still electing its JetStream leader
+        // refuses streams for a moment: try again until the start's wait
+        // is nearly over, then say why.
+        let (log, names, nodes) = loop {
+            let opened = async {
+                let log = js
+                    .get_or_create_stream(stream_cfg.clone())
+                    .await
+                    .map_err(|e| format!("cannot open the cluster's log {}: {e}", cfg.stream()))?;
+                let names = bucket(&js, &cfg, "names").await?;
+                let nodes = bucket(&js, &cfg, "nodes").await?;
+                Ok::<_, String>((log, names, nodes))
+            };
+            // A leaderless JetStream does not answer at all: ask again soon.
+            let opened = tokio::time::timeout(SETUP_ATTEMPT, opened)
+                .await
+                .unwrap_or_else(|_| Err("JetStream did not answer".into()));
+            match opened {
+                Ok(opened) => break opened,
+                Err(why) if tokio::time::Instant::now() >= give_up => return Err(why),
+                Err(why) => {
+                    debug!("cluster: {why}; trying again");
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        };
         let created = log.cached_info().created.unix_timestamp_nanos() as StreamId;
-        let names = bucket(&js, &cfg, "names").await?;
-        let nodes = bucket(&js, &cfg, "nodes").await?;
         info!(
             "cluster: node {home} joined {} (log {}, {} entries)",
             cfg.urls.join(","),
@@ -192,6 +218,7 @@ impl Bridge {
     async fn serve(mut self, mut inbox: Receiver<BusRequest>) {
         let mut feeds = JoinSet::new();
         feeds.spawn(follow(
+            self.client.clone(),
             self.js.clone(),
             self.cfg.stream(),
             self.out.clone(),
@@ -450,54 +477,72 @@ impl Publish {
 }
 
 /// Feeds the loop every entry of the log, in order, from the first,
-/// noting the nodes it declares gone.
-async fn follow(js: Context, stream: String, out: Out, gone: Gone) {
-    let messages = async {
-        let log = js.get_stream(&stream).await?;
-        let consumer = log
-            .create_consumer(pull::OrderedConfig {
-                deliver_policy: DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await?;
-        Ok::<_, async_nats::Error>(consumer.messages().await?)
-    };
-    let mut messages = match messages.await {
-        Ok(messages) => messages,
-        Err(e) => {
-            error!("cluster: cannot follow the log {stream}: {e}; this node applies nothing more");
-            return;
-        }
-    };
-    while let Some(message) = messages.next().await {
-        let message = match message {
-            Ok(message) => message,
+/// noting the nodes it declares gone. An ordered push consumer is made
+/// again from the next sequence whenever it stops: the library does so
+/// when the connection comes back, and this loop when the consumer's
+/// heartbeats stop (its NATS server was lost while ours lives on). No
+/// entry is skipped or fed twice.
+async fn follow(client: Client, js: Context, stream: String, out: Out, gone: Gone) {
+    let mut next: u64 = 1;
+    loop {
+        let messages = async {
+            let log = js.get_stream(&stream).await?;
+            let consumer = log
+                .create_consumer(push::OrderedConfig {
+                    deliver_subject: client.new_inbox(),
+                    deliver_policy: DeliverPolicy::ByStartSequence {
+                        start_sequence: next,
+                    },
+                    ..Default::default()
+                })
+                .await?;
+            Ok::<_, async_nats::Error>(consumer.messages().await?)
+        };
+        let mut messages = match messages.await {
+            Ok(messages) => messages,
             Err(e) => {
-                warn!("cluster: reading the log: {e}");
+                warn!("cluster: cannot follow the log {stream} from {next}: {e}; trying again");
+                tokio::time::sleep(RETRY).await;
                 continue;
             }
         };
-        let Ok(info) = message.info() else {
-            continue;
-        };
-        let seq = info.stream_sequence;
-        let origin = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(NATS_MESSAGE_ID))
-            .and_then(|id| {
-                let (home, stamp) = id.as_str().rsplit_once('.')?;
-                Some((Box::from(home), stamp.parse().ok()?))
+        while let Some(message) = messages.next().await {
+            let message = match message {
+                Ok(message) => message,
+                Err(e) if e.kind() == push::OrderedErrorKind::MissingHeartbeat => {
+                    warn!("cluster: the log went quiet ({e}); following it again from {next}");
+                    break;
+                }
+                Err(e) => {
+                    warn!("cluster: reading the log: {e}");
+                    continue;
+                }
+            };
+            let Ok(info) = message.info() else {
+                continue;
+            };
+            let seq = info.stream_sequence;
+            if seq < next {
+                continue;
+            }
+            next = seq + 1;
+            let origin = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(NATS_MESSAGE_ID))
+                .and_then(|id| {
+                    let (home, stamp) = id.as_str().rsplit_once('.')?;
+                    Some((Box::from(home), stamp.parse().ok()?))
+                });
+            let payload = message.message.payload.clone();
+            gone.note(&payload);
+            out.send(FromBus::Logged {
+                seq,
+                origin,
+                payload,
             });
-        let payload = message.message.payload.clone();
-        gone.note(&payload);
-        out.send(FromBus::Logged {
-            seq,
-            origin,
-            payload,
-        });
+        }
     }
-    error!("cluster: the log {stream} ended; this node applies nothing more");
 }
 
 /// Publishes this node's heartbeat a few times per timeout.

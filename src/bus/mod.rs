@@ -131,6 +131,7 @@ impl Bus {
             waker,
             answer,
             ready,
+            wait,
         };
         let thread = std::thread::Builder::new()
             .name("bridge".into())

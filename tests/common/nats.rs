@@ -3,6 +3,7 @@
 //! The binary is `$NATS_SERVER`, or `nats-server` on `PATH`; it must be
 //! 2.10 or later (`.ci/run` installs one).
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -54,7 +55,8 @@ impl Nats {
     }
 
     /// Three servers routed into one NATS cluster, for streams with three
-    /// replicas.
+    /// replicas; returns once each says JetStream is healthy (a leader is
+    /// elected).
     pub fn start_cluster() -> Vec<Nats> {
         let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let urls: Vec<String> = routes
@@ -67,6 +69,8 @@ impl Nats {
             .enumerate()
             .map(|(i, route)| {
                 let args = vec![
+                    "-m".into(),
+                    free_port().to_string(),
                     "--server_name".into(),
                     format!("s{i}"),
                     "--cluster_name".into(),
@@ -79,7 +83,33 @@ impl Nats {
                 Nats::spawn(free_port(), args)
             })
             .collect();
+        for server in &servers {
+            let healthy = wait_until(WAIT * 3, || server.healthy());
+            assert!(healthy.is_some(), "the NATS cluster did not become healthy");
+        }
         servers
+    }
+
+    /// True when the server's monitoring port says it is healthy,
+    /// JetStream included (`GET /healthz`).
+    fn healthy(&self) -> bool {
+        let Some(port) = self
+            .args
+            .iter()
+            .position(|a| a == "-m")
+            .map(|i| &self.args[i + 1])
+        else {
+            return true;
+        };
+        let Ok(mut s) = TcpStream::connect(format!("127.0.0.1:{port}")) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let request = format!("GET /healthz HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+        let mut answer = String::new();
+        s.write_all(request.as_bytes()).is_ok()
+            && s.read_to_string(&mut answer).is_ok()
+            && answer.split(' ').nth(1) == Some("200")
     }
 
     fn spawn(port: u16, args: Vec<String>) -> Nats {
