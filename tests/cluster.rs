@@ -430,3 +430,60 @@ fn losing_one_server_of_a_three_server_nats_cluster_loses_nothing_acknowledged()
         );
     }
 }
+
+#[test]
+fn resume_on_one_node_takes_over_a_session_held_or_ended_on_another() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let (a, b) = (node(&url, "a", None), node(&url, "b", None));
+    let mut watcher = a.login("watcher");
+    watcher.send("JOIN #r");
+    watcher.wait_for("JOINED #r 1");
+    let mut ghost = b.login("amy");
+    ghost.send("JOIN #r");
+    ghost.wait_for("JOINED #r 2");
+    ghost.send("TOKEN");
+    let token = ghost
+        .wait_line(|l| l.starts_with("TOKEN "))
+        .replace("TOKEN ", "");
+    watcher.wait_for("INFO #r amy joined");
+    // A ghost still connected to b: taken over from a, in silence.
+    let mut back = a.connect();
+    back.send(&format!("RESUME amy {token}"));
+    back.expect("OK");
+    back.expect("JOINED #r 2");
+    ghost.wait_for("BYE replaced");
+    watcher.send("SAY #r still here?");
+    back.wait_line(|l| l.ends_with(" watcher still here?"));
+    let next = watcher.line();
+    assert!(
+        next.starts_with("SENT #r "),
+        "nobody is told of the takeover: {next}"
+    );
+    back.send("DM watcher yes");
+    watcher.expect("DM amy yes");
+    // A session that ended on a (the connection dropped): resumed on b.
+    back.send("TOKEN");
+    let token = back
+        .wait_line(|l| l.starts_with("TOKEN "))
+        .replace("TOKEN ", "");
+    drop(back);
+    watcher.wait_for("INFO #r amy left");
+    watcher.wait_for("INFO amy disconnected");
+    let mut again = b.connect();
+    again.send(&format!("RESUME amy {token}"));
+    again.expect("OK");
+    again.wait_for("JOINED #r 2");
+    watcher.wait_for("INFO amy joined");
+    watcher.wait_for("INFO #r amy joined");
+    // A wrong token is refused, wherever asked.
+    let mut thief = a.connect();
+    thief.send(&format!("RESUME amy {}", "0".repeat(32)));
+    thief.expect("ERR bad-token");
+    thief.send("RESUME nobody 00000000000000000000000000000000");
+    thief.expect("ERR bad-token");
+    watcher.send("WHO #r");
+    watcher.expect("USER amy");
+    watcher.expect("USER watcher");
+    watcher.expect("END WHO #r");
+}

@@ -28,7 +28,7 @@ use tokio::sync::mpsc::Receiver;
 use tokio::task::JoinSet;
 
 use super::{ClusterConfig, FromBus, StreamId};
-use crate::chat::cluster::{BusRequest, Claim};
+use crate::chat::cluster::{BusRequest, Claim, Taken};
 use crate::chat::event::Event;
 
 /// How long the bridge, told to stop, lets its last tasks (a burial, a
@@ -113,6 +113,8 @@ struct Bridge {
     /// Node incarnations the log has declared gone: their claims are void
     /// even before their burier drops them.
     gone: Gone,
+    /// Other nodes' requests for sessions, awaiting the loop's answers.
+    takes: Takes,
     tasks: JoinSet<()>,
 }
 
@@ -208,6 +210,7 @@ impl Bridge {
             out,
             revisions: Arc::default(),
             gone: Gone::default(),
+            takes: Takes::default(),
             tasks: JoinSet::new(),
         };
         Ok((bridge, created))
@@ -234,6 +237,7 @@ impl Bridge {
             self.cfg.clone(),
             self.home.clone(),
             self.out.clone(),
+            self.takes.clone(),
         ));
         while let Some(request) = inbox.recv().await {
             self.handle(request).await;
@@ -326,6 +330,76 @@ impl Bridge {
                     by: self.home.clone(),
                 };
                 self.tasks.spawn(async move { bury.bury(&home).await });
+            }
+            BusRequest::Take {
+                ticket,
+                name,
+                token,
+                at,
+            } => {
+                let subject = format!(
+                    "{}.take.{}",
+                    self.cfg.prefix,
+                    at.as_deref().unwrap_or("any")
+                );
+                // A node asked by name always answers; when nobody is named,
+                // only the holder does, so silence soon means nobody.
+                let wait = match at {
+                    Some(_) => self.cfg.timeout,
+                    None => self.cfg.timeout.min(Duration::from_secs(1)),
+                };
+                let payload = format!("{name} {token} {}", self.home);
+                let (client, out, names, revisions, home) = (
+                    self.client.clone(),
+                    self.out.clone(),
+                    self.names.clone(),
+                    self.revisions.clone(),
+                    self.home.clone(),
+                );
+                self.tasks.spawn(async move {
+                    let answer =
+                        tokio::time::timeout(wait, client.request(subject, payload.into())).await;
+                    let mut taken = match answer {
+                        Ok(Ok(reply)) => Taken::decode(&reply.payload),
+                        _ => Taken::No,
+                    };
+                    if taken == Taken::Ghost {
+                        // The name's claim moves here with its user.
+                        let key = name_key(&name);
+                        match names
+                            .put(&key, Bytes::copy_from_slice(home.as_bytes()))
+                            .await
+                        {
+                            Ok(revision) => {
+                                lock(&revisions).insert(name.clone(), revision);
+                            }
+                            Err(e) => {
+                                warn!("cluster: cannot move the claim on {name} here: {e}");
+                                taken = Taken::No;
+                            }
+                        }
+                    }
+                    out.send(FromBus::Took { ticket, taken });
+                });
+            }
+            BusRequest::Answer {
+                request,
+                name,
+                taken,
+            } => {
+                let Some((reply, asked_by_name)) = lock(&self.takes.pending).remove(&request)
+                else {
+                    return;
+                };
+                if taken == Taken::Ghost {
+                    // The asker holds the name's claim now.
+                    lock(&self.revisions).remove(&*name);
+                }
+                if taken != Taken::No || asked_by_name {
+                    if let Err(e) = self.client.publish(reply, taken.encode().into()).await {
+                        debug!("cluster: an answer to a resume was lost: {e}");
+                    }
+                }
             }
         }
         // Reap what finished, so the set holds only what runs.
@@ -561,11 +635,14 @@ async fn beat(client: Client, cfg: ClusterConfig, home: Box<str>) {
 }
 
 /// Hands the loop every node's heartbeats and this node's direct messages.
-async fn listen(client: Client, cfg: ClusterConfig, home: Box<str>, out: Out) {
-    let beats = client.subscribe(format!("{}.beat", cfg.prefix)).await;
-    let dms = client.subscribe(format!("{}.dm.{home}", cfg.prefix)).await;
-    let (Ok(beats), Ok(dms)) = (beats, dms) else {
-        error!("cluster: cannot subscribe to heartbeats and direct messages");
+async fn listen(client: Client, cfg: ClusterConfig, home: Box<str>, out: Out, takes: Takes) {
+    let prefix = &cfg.prefix;
+    let beats = client.subscribe(format!("{prefix}.beat")).await;
+    let dms = client.subscribe(format!("{prefix}.dm.{home}")).await;
+    let mine = client.subscribe(format!("{prefix}.take.{home}")).await;
+    let any = client.subscribe(format!("{prefix}.take.any")).await;
+    let (Ok(beats), Ok(dms), Ok(mine), Ok(any)) = (beats, dms, mine, any) else {
+        error!("cluster: cannot subscribe to heartbeats, direct messages and resumes");
         return;
     };
     let beats = beats.map(|m| match std::str::from_utf8(&m.payload) {
@@ -573,11 +650,48 @@ async fn listen(client: Client, cfg: ClusterConfig, home: Box<str>, out: Out) {
         Err(_) => None,
     });
     let dms = dms.map(|m| Some(FromBus::Dm { payload: m.payload }));
-    let mut both = futures_util::stream::select(beats, dms);
-    while let Some(message) = both.next().await {
+    let mine = mine.map(|m| takes.asked(m, true));
+    let any = any.map(|m| takes.asked(m, false));
+    let takes = futures_util::stream::select(mine, any);
+    let mut all = futures_util::stream::select(futures_util::stream::select(beats, dms), takes);
+    while let Some(message) = all.next().await {
         if let Some(message) = message {
             out.send(message);
         }
+    }
+}
+
+/// Most requests for sessions waiting for the loop's answer; past it a
+/// request goes unanswered (its asker times out).
+const MAX_TAKES: usize = 4096;
+
+/// Other nodes' requests for sessions: where each answer goes, and
+/// whether the request named this node (which then answers even "no").
+#[derive(Clone, Default)]
+struct Takes {
+    pending: Arc<Mutex<HashMap<u64, (async_nats::Subject, bool)>>>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Takes {
+    /// Reads a request `<name> <token> <asker>` for the loop.
+    fn asked(&self, m: async_nats::Message, by_name: bool) -> Option<FromBus> {
+        let reply = m.reply?;
+        let text = std::str::from_utf8(&m.payload).ok()?;
+        let mut words = text.split(' ');
+        let (name, token, asker) = (words.next()?, words.next()?, words.next()?);
+        let mut pending = lock(&self.pending);
+        if pending.len() >= MAX_TAKES {
+            return None;
+        }
+        let request = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        pending.insert(request, (reply, by_name));
+        Some(FromBus::Take {
+            request,
+            name: name.into(),
+            token: token.into(),
+            asker: asker.into(),
+        })
     }
 }
 

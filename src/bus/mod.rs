@@ -19,7 +19,7 @@ use bytes::Bytes;
 use log::error;
 use mio::Waker;
 
-use crate::chat::cluster::{BusRequest, Claim};
+use crate::chat::cluster::{BusRequest, Claim, Taken};
 use crate::chat::event::valid_home;
 pub use watch::NodeWatch;
 
@@ -97,6 +97,16 @@ pub enum FromBus {
     Beat { home: Box<str> },
     /// The connection to NATS went down or came back.
     Link { up: bool },
+    /// Another node (`asker`) asks, under `request`, for the session of
+    /// `name` for a `RESUME` with `token`.
+    Take {
+        request: u64,
+        name: Box<str>,
+        token: Box<str>,
+        asker: Box<str>,
+    },
+    /// The answer to this node's take `ticket`.
+    Took { ticket: u64, taken: Taken },
 }
 
 /// The log's identity: when its stream was created (Unix nanoseconds). A

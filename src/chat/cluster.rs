@@ -16,12 +16,13 @@
 
 use std::collections::HashMap;
 
+use super::event::valid_home;
 use super::event::Event;
 use super::history::{Message, Request};
-use super::resume::Ended;
+use super::resume::{Ended, Token};
 use super::{Chat, ConnId, Outbox, Reply, Step};
 use crate::protocol::reply::MessageId;
-use crate::protocol::text::valid_name;
+use crate::protocol::text::{valid_name, valid_room};
 use crate::protocol::ProtocolError;
 
 /// An effect of the chat, carried out by the shell after the call.
@@ -56,6 +57,72 @@ pub enum BusRequest {
     /// no other node has already, say in the log that it is gone and drop
     /// its claims.
     Bury { home: Box<str> },
+    /// Ask the node incarnation `at` (or, with `None`, whichever node
+    /// holds it) to hand over the session of `name` for a `RESUME` with
+    /// `token`, answered under `ticket`. A session handed over moves its
+    /// name's claim to this node.
+    Take {
+        ticket: u64,
+        name: Box<str>,
+        token: Box<str>,
+        at: Option<Box<str>>,
+    },
+    /// This node's answer to take request `request` for `name`.
+    Answer {
+        request: u64,
+        name: Box<str>,
+        taken: Taken,
+    },
+}
+
+/// What a node answers when asked to hand a session over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// Its connection was still here (a ghost): closed with `BYE
+    /// replaced`; the user moves to the asker through the log.
+    Ghost,
+    /// It had ended here; these were its rooms.
+    Ended(Vec<Box<str>>),
+    /// Not here, or the token is wrong.
+    No,
+}
+
+impl Taken {
+    /// The answer as it travels between nodes.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Taken::Ghost => b"ghost".to_vec(),
+            Taken::No => b"no".to_vec(),
+            Taken::Ended(rooms) => {
+                let mut out = b"ended".to_vec();
+                for room in rooms {
+                    out.push(b' ');
+                    out.extend_from_slice(room.as_bytes());
+                }
+                out
+            }
+        }
+    }
+
+    /// Reads an answer; anything malformed is `No`.
+    pub fn decode(bytes: &[u8]) -> Taken {
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return Taken::No;
+        };
+        let mut words = text.split(' ');
+        match words.next() {
+            Some("ghost") => Taken::Ghost,
+            Some("ended") => {
+                let rooms: Vec<Box<str>> = words.map(Box::from).collect();
+                if rooms.iter().all(|r| valid_room(r)) {
+                    Taken::Ended(rooms)
+                } else {
+                    Taken::No
+                }
+            }
+            _ => Taken::No,
+        }
+    }
 }
 
 /// The registry's answer to a name claim.
@@ -102,6 +169,11 @@ pub struct Cluster {
     own: HashMap<u64, Own>,
     next_ticket: u64,
     claims: HashMap<u64, Login>,
+    /// `RESUME`s asking another node for a session, by ticket.
+    takes: HashMap<u64, Login>,
+    /// Sessions handed over by another node, awaiting their move through
+    /// the log, by lower-cased name.
+    moving: HashMap<Box<str>, Login>,
     requests: Vec<BusRequest>,
     /// Room messages up to this id are in the store already: a restarted
     /// node replays them from the log without storing them twice.
@@ -118,6 +190,8 @@ impl Cluster {
             own: HashMap::new(),
             next_ticket: 1,
             claims: HashMap::new(),
+            takes: HashMap::new(),
+            moving: HashMap::new(),
             requests: Vec::new(),
             stored_through,
         }
@@ -165,13 +239,16 @@ impl Cluster {
 
     /// Marks the logins of `conn` in progress as abandoned: it is gone.
     fn abandon(&mut self, conn: ConnId) {
+        let own = self.own.values_mut().filter_map(|o| match o {
+            Own::Login(login) => Some(login),
+            _ => None,
+        });
         let logins = self
             .claims
             .values_mut()
-            .chain(self.own.values_mut().filter_map(|o| match o {
-                Own::Login(login) => Some(login),
-                _ => None,
-            }));
+            .chain(self.takes.values_mut())
+            .chain(self.moving.values_mut())
+            .chain(own);
         for login in logins.filter(|l| l.conn == conn) {
             login.abandoned = true;
         }
@@ -231,6 +308,158 @@ impl Chat {
                 resumed,
                 abandoned: false,
             });
+        }
+    }
+
+    /// True when `name` is this node's own user, departing through the
+    /// log (known by name until the log has its departure).
+    pub(super) fn departing_here(&self, name: &str) -> bool {
+        let here = self.cluster.as_ref().map(Cluster::home);
+        here.is_some() && self.users.home_of(name) == here
+    }
+
+    /// In a cluster, asks the other nodes to hand over the session of
+    /// `name` for `conn`'s `RESUME` with `token`: the node it lives on,
+    /// if it is known, else whichever holds it. False on a single node.
+    pub(super) fn take_elsewhere(&mut self, conn: ConnId, name: &str, token: Token) -> bool {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return false;
+        };
+        let ticket = cluster.next_ticket;
+        cluster.next_ticket += 1;
+        let at = self.users.home_of(name).map(Box::from);
+        cluster.requests.push(BusRequest::Take {
+            ticket,
+            name: name.into(),
+            token: token.to_hex().into(),
+            at,
+        });
+        let now = self.journal.now();
+        let login = Login {
+            conn,
+            name: name.into(),
+            resumed: Some(Ended::handed_over(name, token, Vec::new(), now)),
+            abandoned: false,
+        };
+        cluster.takes.insert(ticket, login);
+        true
+    }
+
+    /// Another node asks, under `request`, for the session of `name` for a
+    /// `RESUME` with `token` on the node incarnation `asker`. A ghost here
+    /// moves to the asker (returned, to be closed with `BYE replaced`); an
+    /// ended session is handed over and forgotten here.
+    pub fn on_take(
+        &mut self,
+        request: u64,
+        name: &str,
+        token: &str,
+        asker: &str,
+    ) -> Option<ConnId> {
+        self.cluster.as_ref()?;
+        let now = self.journal.now();
+        let token = Token::parse(token).filter(|_| valid_home(asker));
+        let mut ghost = None;
+        let taken = match (token, self.users.find(name)) {
+            (Some(token), Some(id)) if self.users.token(id).is_some_and(|t| t.matches(&token)) => {
+                let spelled = self.users.detach(id, asker)?;
+                self.rooms.detach(id, &spelled);
+                let moved = Event::Moved {
+                    name: &spelled,
+                    home: asker,
+                };
+                self.cluster.as_mut()?.publish(&moved, Own::Quiet, None);
+                ghost = Some(id);
+                Taken::Ghost
+            }
+            (Some(token), None) => match self.ended.take(name, &token, now) {
+                Some(ended) => Taken::Ended(ended.rooms),
+                None => Taken::No,
+            },
+            _ => Taken::No,
+        };
+        let cluster = self.cluster.as_mut()?;
+        cluster.requests.push(BusRequest::Answer {
+            request,
+            name: name.into(),
+            taken,
+        });
+        ghost
+    }
+
+    /// Carries out another node's answer to take `ticket`. Returns the
+    /// connection whose wait is over.
+    pub fn on_took(
+        &mut self,
+        ticket: u64,
+        taken: Taken,
+        out: &mut impl Outbox,
+    ) -> Option<(ConnId, Step)> {
+        let cluster = self.cluster.as_mut()?;
+        let mut login = cluster.takes.remove(&ticket)?;
+        match taken {
+            // Its move comes through the log.
+            Taken::Ghost => {
+                cluster
+                    .moving
+                    .insert(login.name.to_ascii_lowercase().into(), login);
+                None
+            }
+            Taken::Ended(rooms) if !login.abandoned => {
+                if let Some(ended) = login.resumed.as_mut() {
+                    ended.rooms = rooms;
+                }
+                cluster.claim(login);
+                None
+            }
+            Taken::No if !login.abandoned => {
+                self.reply(login.conn, Reply::Err(ProtocolError::BadToken), out);
+                Some((login.conn, Step::Continue))
+            }
+            Taken::Ended(_) | Taken::No => None,
+        }
+    }
+
+    /// A session handed over by another node moved here through the log:
+    /// the connection that asked for it takes it over, in silence. If it
+    /// left meanwhile, the user departs.
+    fn moved_here(
+        &mut self,
+        name: &str,
+        event: Event<'_>,
+        out: &mut impl Outbox,
+    ) -> Option<(ConnId, Step)> {
+        let cluster = self.cluster.as_mut()?;
+        let key = name.to_ascii_lowercase();
+        // The move may come through the log before the answer that
+        // announced it: then the take is still waiting.
+        let login = cluster.moving.remove(&*key).or_else(|| {
+            let ticket = cluster
+                .takes
+                .iter()
+                .find(|(_, l)| l.name.eq_ignore_ascii_case(name))
+                .map(|(&t, _)| t)?;
+            cluster.takes.remove(&ticket)
+        });
+        self.apply(event, out);
+        match login {
+            Some(login) if !login.abandoned && self.users.attach(login.conn, name) => {
+                let conn = login.conn;
+                self.rooms.attach(name, conn);
+                if let Some(ended) = login.resumed {
+                    self.users.set_token(conn, ended.token);
+                }
+                self.resumed(conn, out);
+                Some((conn, Step::LoggedIn))
+            }
+            login => {
+                let cluster = self.cluster.as_mut()?;
+                let release = Some(Box::from(name));
+                cluster.publish(&Event::Departed { name }, Own::Quiet, release);
+                let login = login.filter(|l| !l.abandoned)?;
+                self.reply(login.conn, Reply::Err(ProtocolError::BadToken), out);
+                Some((login.conn, Step::Continue))
+            }
         }
     }
 
@@ -384,6 +613,9 @@ impl Chat {
         };
         let mine = origin.is_some_and(|(home, _)| home == &*cluster.home);
         match (event, own) {
+            (Event::Moved { name, home }, _) if home == &*cluster.home => {
+                self.moved_here(name, event, out)
+            }
             (Event::Arrived { .. }, Some(Own::Login(login))) if !login.abandoned => {
                 self.logged_in(login, event, out)
             }

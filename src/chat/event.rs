@@ -55,6 +55,9 @@ pub enum Event<'a> {
     /// The node incarnation `home` is gone (stopped, or silent past the
     /// cluster's timeout): every user living on it departs.
     Gone { home: &'a str },
+    /// `name` resumed its session on the node incarnation `home`, taking
+    /// it over from the node it lived on; nobody is told.
+    Moved { name: &'a str, home: &'a str },
 }
 
 impl<'a> Event<'a> {
@@ -69,6 +72,7 @@ impl<'a> Event<'a> {
             Event::Entered { room, name } => [b"E", room.as_bytes(), name.as_bytes(), b""],
             Event::Left { room, name } => [b"L", room.as_bytes(), name.as_bytes(), b""],
             Event::Gone { home } => [b"G", home.as_bytes(), b"", b""],
+            Event::Moved { name, home } => [b"V", name.as_bytes(), home.as_bytes(), b""],
             Event::Said {
                 room,
                 ms,
@@ -106,12 +110,14 @@ impl<'a> Event<'a> {
         let text = |s: &'a str| (!s.is_empty() && !has_forbidden(s)).then_some(s);
         let pair = |s: &'a str| s.split_once(' ');
         let event = match kind {
-            "A" => {
+            "A" | "V" => {
                 let (n, home) = pair(rest)?;
                 valid_home(home).then_some(())?;
-                Event::Arrived {
-                    name: name(n)?,
-                    home,
+                let name = name(n)?;
+                if kind == "A" {
+                    Event::Arrived { name, home }
+                } else {
+                    Event::Moved { name, home }
                 }
             }
             "D" => Event::Departed { name: name(rest)? },
@@ -186,6 +192,7 @@ impl Chat {
                     self.departed(&name, out);
                 }
             }
+            Event::Moved { name, home } => self.users.rehome(name, home),
             Event::Said {
                 room,
                 id,
@@ -216,6 +223,8 @@ impl Chat {
         if local.is_none() && !self.users.insert_remote(name, home) {
             return;
         }
+        // The name is someone's now: an ended session under it is over.
+        self.ended.forget(name);
         if self.limits.announces(self.users.len()) {
             self.scratch.clear();
             Reply::Joined(name).write_to(&mut self.scratch);

@@ -691,23 +691,20 @@ impl Chat {
             }
             self.users.rebind(ghost, id);
             self.rooms.rebind(ghost, id);
-            self.reply(id, Reply::Ok, out);
-            let mut lines = Vec::new();
-            for room in self.rooms.names_of(id) {
-                let r = self.rooms.find(room).unwrap_or_default();
-                let members = self.rooms.count(r);
-                Reply::JoinedRoom { room, members }.write_to(&mut lines);
-            }
-            out.send(id, &lines);
+            self.resumed(id, out);
             return Ok(Step::Replaced(ghost));
         }
-        let ended = self
-            .ended
-            .take(name, &token, self.journal.now())
-            .ok_or(ProtocolError::BadToken)?;
+        let Some(ended) = self.ended.take(name, &token, self.journal.now()) else {
+            // In a cluster, another node may hold the session.
+            if self.take_elsewhere(id, name, token) {
+                return Ok(Step::Wait);
+            }
+            return Err(ProtocolError::BadToken);
+        };
         // The name is free here (a login under it would have ended the
-        // session); in a cluster the registry must say so too.
-        if self.users.is_taken(&ended.name) {
+        // session), but for this node's own departure of it on its way
+        // through the log, which the claim follows.
+        if self.users.is_taken(&ended.name) && !self.departing_here(&ended.name) {
             return Err(ProtocolError::BadToken);
         }
         if self.cluster.is_some() {
@@ -735,6 +732,18 @@ impl Chat {
             self.enter(id, r, out);
         }
         Ok(Step::LoggedIn)
+    }
+
+    /// `id` took a session over: `OK`, then `JOINED` for each of its rooms.
+    fn resumed(&mut self, id: ConnId, out: &mut impl Outbox) {
+        self.reply(id, Reply::Ok, out);
+        let mut lines = Vec::new();
+        for room in self.rooms.names_of(id) {
+            let r = self.rooms.find(room).unwrap_or_default();
+            let members = self.rooms.count(r);
+            Reply::JoinedRoom { room, members }.write_to(&mut lines);
+        }
+        out.send(id, &lines);
     }
 
     fn list_rooms(&mut self, id: ConnId, out: &mut impl Outbox) -> Result<Step, ProtocolError> {

@@ -104,6 +104,18 @@ pub struct Ended {
     until: Instant,
 }
 
+impl Ended {
+    /// A session another node handed over, to be resumed here at once.
+    pub fn handed_over(name: &str, token: Token, rooms: Vec<Box<str>>, now: Instant) -> Ended {
+        Ended {
+            name: name.into(),
+            token,
+            rooms,
+            until: now,
+        }
+    }
+}
+
 /// Sessions that ended within the resume window, by name.
 #[derive(Debug)]
 pub struct EndedSessions {

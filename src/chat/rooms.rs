@@ -228,6 +228,16 @@ impl Rooms {
         }
     }
 
+    /// Moves every seat of `name`, a user known by name only, to `id`,
+    /// which is in no room: a session taken over from another node.
+    pub fn attach(&mut self, name: &str, id: ConnId) {
+        while let Some(room) = self.any_of_remote(name) {
+            self.join(id, room);
+            let closed = self.part_remote(name, room);
+            debug_assert!(closed.is_none(), "an attached member emptied a room");
+        }
+    }
+
     /// The rooms `id` is in, by spelling, sorted by lower-cased name.
     pub fn names_of(&self, id: ConnId) -> Vec<&str> {
         let mut names: Vec<&str> = self
@@ -383,5 +393,9 @@ mod tests {
         assert_eq!((rooms.count(a), rooms.count(b)), (1, 2));
         assert!(rooms.is_remote_member("amy", a) && rooms.is_remote_member("AMY", b));
         assert_eq!((rooms.count_of(1), rooms.members(b)), (0, &[2][..]));
+        rooms.attach("Amy", 7);
+        rooms.check_invariants();
+        assert_eq!(rooms.names_of(7), ["#a", "#b"]);
+        assert!(!rooms.is_remote_member("amy", b));
     }
 }

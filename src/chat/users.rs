@@ -61,15 +61,37 @@ impl Users {
         if self.is_taken(name) {
             return false;
         }
-        let home = match self.homes.iter().position(|h| **h == *home) {
+        let home = self.home_index(home);
+        self.remote.insert(NameKey::new(name), home);
+        true
+    }
+
+    fn home_index(&mut self, home: &str) -> u32 {
+        match self.homes.iter().position(|h| **h == *home) {
             Some(i) => i as u32,
             None => {
                 self.homes.push(home.into());
                 (self.homes.len() - 1) as u32
             }
+        }
+    }
+
+    /// `name`, logged in on another node, lives on `home` from now on.
+    pub fn rehome(&mut self, name: &str, home: &str) {
+        let index = self.home_index(home);
+        if let Some(h) = self.remote.get_mut(Folded::new(name)) {
+            *h = index;
+        }
+    }
+
+    /// Makes `name`, known by name only, the user of `id` (which is not
+    /// logged in): a session taken over from another node. False if no
+    /// remote user has that name.
+    pub fn attach(&mut self, id: ConnId, name: &str) -> bool {
+        let Some(name) = self.remove_remote(name) else {
+            return false;
         };
-        self.remote.insert(NameKey::new(name), home);
-        true
+        self.insert(id, &name)
     }
 
     /// Unregisters `name`, logged in on another node; returns its spelling.
@@ -300,6 +322,11 @@ mod tests {
         assert!(users.insert(0, "dee"), "the connection id is free");
         assert_eq!(users.living_on("n2-1"), [Box::from("bo")]);
         assert!(users.living_on("n9-9").is_empty());
+        users.check_invariants();
+        users.rehome("bo", "n3-1");
+        assert_eq!(users.living_on("n3-1").len(), 2);
+        assert!(users.attach(5, "BO") && !users.attach(6, "zz"));
+        assert_eq!((users.find("bo"), users.name(5)), (Some(5), Some("bo")));
         users.check_invariants();
     }
 }

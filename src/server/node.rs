@@ -223,6 +223,20 @@ impl Server {
                 node.watch.heard(&home, now);
                 None
             }
+            FromBus::Take {
+                request,
+                name,
+                token,
+                asker,
+            } => {
+                let ghost = self.chat.on_take(request, &name, &token, &asker);
+                if let Some(ghost) = ghost {
+                    info!("conn {ghost} {name} resumed on node {asker}");
+                    self.depart(ghost, Departure::Replaced, now);
+                }
+                None
+            }
+            FromBus::Took { ticket, taken } => self.chat.on_took(ticket, taken, &mut self.conns),
             FromBus::Link { up: true } => {
                 info!("cluster: connected to NATS");
                 None

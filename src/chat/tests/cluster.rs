@@ -391,3 +391,77 @@ fn a_restarted_node_replays_the_log_without_storing_twice() {
         .collect();
     assert_eq!(ids, [4], "3 was stored before the restart");
 }
+
+#[test]
+fn a_session_moves_between_nodes_through_take_and_the_log() {
+    use crate::chat::cluster::Taken;
+    // This node holds amy's ghost; another node asks for it.
+    let mut node = Node::new(0);
+    node.login(0, "amy");
+    node.line(0, "TOKEN");
+    let token = node.out.take(0).trim().replace("TOKEN ", "");
+    assert_eq!(node.chat.on_take(7, "amy", &"0".repeat(32), "n2-bb"), None);
+    assert_eq!(node.chat.on_take(8, "amy", &token, "n2-bb"), Some(0));
+    node.collect();
+    let answers: Vec<&BusRequest> = node
+        .bus
+        .iter()
+        .filter(|r| matches!(r, BusRequest::Answer { .. }))
+        .collect();
+    assert!(
+        matches!(
+            answers[..],
+            [
+                BusRequest::Answer {
+                    request: 7,
+                    taken: Taken::No,
+                    ..
+                },
+                BusRequest::Answer {
+                    request: 8,
+                    taken: Taken::Ghost,
+                    ..
+                },
+            ]
+        ),
+        "{answers:?}"
+    );
+    assert_eq!(node.chat.name(0), None, "the ghost is let go");
+    node.publish_all();
+    node.line(1, "LOGIN watcher");
+    node.claims(Claim::Won);
+    node.publish_all();
+    node.line(1, "WHO");
+    assert_eq!(
+        node.out.take(1),
+        "OK\nUSER amy\nUSER watcher\n",
+        "amy lives elsewhere now"
+    );
+    // And back: this node asks for bob, who lives on n2-bb.
+    node.remote(Event::Arrived {
+        name: "bob",
+        home: "n2-bb",
+    });
+    node.remote(Event::Entered {
+        room: "#q",
+        name: "bob",
+    });
+    assert_eq!(node.line(2, &format!("RESUME bob {token}")), Step::Wait);
+    let Some(BusRequest::Take { ticket, at, .. }) = node.bus.pop() else {
+        panic!("a take: {:?}", node.bus)
+    };
+    assert_eq!(at.as_deref(), Some("n2-bb"), "asked where bob lives");
+    // The move may come through the log before the answer.
+    node.remote(Event::Moved {
+        name: "bob",
+        home: HOME,
+    });
+    assert_eq!(node.out.take(2), "OK\nJOINED #q 1\n");
+    assert_eq!(node.chat.on_took(ticket, Taken::Ghost, &mut node.out), None);
+    assert_eq!(node.chat.name(2), Some("bob"));
+    assert_eq!(
+        Taken::decode(&Taken::Ended(vec!["#a".into()]).encode()),
+        Taken::Ended(vec!["#a".into()])
+    );
+    assert_eq!(Taken::decode(b"ended #a b"), Taken::No, "a room without #");
+}
