@@ -487,3 +487,98 @@ fn resume_on_one_node_takes_over_a_session_held_or_ended_on_another() {
     watcher.expect("USER watcher");
     watcher.expect("END WHO #r");
 }
+
+#[test]
+fn without_nats_commands_get_errors_then_users_are_cut_off_and_the_node_comes_back() {
+    let mut nats = Nats::start();
+    let url = nats.url();
+    let a = node(&url, "a", None);
+    let mut amy = a.login("amy");
+    amy.send("JOIN #r");
+    amy.wait_for("JOINED #r 1");
+    amy.send("TOKEN");
+    let token = amy
+        .wait_line(|l| l.starts_with("TOKEN "))
+        .replace("TOKEN ", "");
+    nats.kill();
+    amy.send("SAY #r into the void");
+    amy.expect("ERR storage-unavailable");
+    let mut late = a.connect();
+    late.send("LOGIN bob");
+    late.expect("ERR cluster-unavailable");
+    // Past the timeout the node closes its users, so their clients can
+    // go to a node that still has the cluster.
+    amy.expect("BYE cut-off");
+    nats.restart();
+    let mut back = None;
+    let came_back = common::wait_until(WAIT * 2, || {
+        let mut c = a.connect();
+        c.send(&format!("RESUME amy {token}"));
+        let ok = c.line() == "OK";
+        back = Some(c);
+        ok
+    });
+    assert!(
+        came_back.is_some(),
+        "the node did not come back; log:\n{}",
+        a.log()
+    );
+    let mut back = back.unwrap();
+    back.wait_for("JOINED #r 1");
+    back.send("SAY #r back");
+    back.wait_line(|l| l.starts_with("SENT #r "));
+}
+
+#[test]
+fn a_node_declared_dead_while_cut_off_comes_back_as_a_new_incarnation() {
+    let mut servers = Nats::start_cluster();
+    let start = |name: &str, url: &str| {
+        Server::start(&[
+            "--cluster",
+            url,
+            "--node",
+            name,
+            "--cluster-replicas",
+            "3",
+            "--cluster-timeout",
+            "2",
+        ])
+    };
+    // a reaches NATS through s0 only; b through the other two.
+    let a = start("a", &servers[0].url());
+    let b = start("b", &format!("{},{}", servers[1].url(), servers[2].url()));
+    let mut amy = a.login("amy");
+    let mut bo = b.login("bo");
+    amy.wait_for("INFO bo joined");
+    servers[0].kill();
+    amy.expect("BYE cut-off");
+    bo.wait_for("INFO amy disconnected");
+    servers[0].restart();
+    // a comes back: a login there is seen on b, and a name it held is free.
+    let (mut cy, mut last) = (None, String::new());
+    let back = common::wait_until(WAIT * 3, || {
+        let mut c = a.connect();
+        c.send("LOGIN cy");
+        last = c.line();
+        cy = Some(c);
+        last == "OK"
+    });
+    assert!(
+        back.is_some(),
+        "a did not come back ({last}); log:\n{}",
+        a.log()
+    );
+    let seen = bo.wait_line(|l| l == "INFO cy joined" || l.starts_with("BYE"));
+    assert_eq!(
+        seen,
+        "INFO cy joined",
+        "b log:\n{}\na log:\n{}",
+        b.log(),
+        a.log()
+    );
+    b.login("amy");
+    // Killed now, the new incarnation is buried like any other.
+    kill(a);
+    bo.wait_for("INFO cy disconnected");
+    b.login("cy");
+}

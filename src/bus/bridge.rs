@@ -8,7 +8,7 @@
 //! Every NATS call is bounded by the cluster timeout, so a stalled server
 //! turns into an error for the command that asked, never a stalled loop.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::mpsc::{Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,6 +50,8 @@ pub struct Setup {
     pub ready: Sender<Result<StreamId, String>>,
     /// How long connecting may take, all told.
     pub wait: Duration,
+    /// The first entry of the log to feed the loop.
+    pub from: u64,
 }
 
 /// The way back to the loop: a bounded channel and the shared waker.
@@ -107,12 +109,13 @@ struct Bridge {
     names: kv::Store,
     nodes: kv::Store,
     out: Out,
+    /// The first entry of the log to follow.
+    from: u64,
+    /// Told when the connection comes back: the log is followed anew.
+    reconnected: Arc<tokio::sync::Notify>,
     /// The registry revision of each name this node holds, so a release
     /// deletes only its own claim.
     revisions: Arc<Mutex<HashMap<Box<str>, u64>>>,
-    /// Node incarnations the log has declared gone: their claims are void
-    /// even before their burier drops them.
-    gone: Gone,
     /// Other nodes' requests for sessions, awaiting the loop's answers.
     takes: Takes,
     tasks: JoinSet<()>,
@@ -128,10 +131,12 @@ impl Bridge {
             waker,
             answer,
             wait,
+            from,
             ..
         } = setup;
         let give_up = tokio::time::Instant::now() + wait.saturating_sub(RETRY);
         let out = Out { answer, waker };
+        let reconnected = Arc::new(tokio::sync::Notify::new());
         let addrs = cfg
             .urls
             .iter()
@@ -140,15 +145,23 @@ impl Bridge {
                     .map_err(|e| format!("bad NATS URL {u}: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let link = out.clone();
+        let (link, back) = (out.clone(), reconnected.clone());
         let client = ConnectOptions::new()
             .name(format!("selectchat {home}"))
             .connection_timeout(cfg.timeout)
+            // Back within a second of NATS: the library's default backs off
+            // to several seconds, longer than a cluster timeout.
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis((attempts as u64 * 100).min(1000))
+            })
             .event_callback(move |event| {
-                let link = link.clone();
+                let (link, back) = (link.clone(), back.clone());
                 async move {
                     match event {
-                        async_nats::Event::Connected => link.send(FromBus::Link { up: true }),
+                        async_nats::Event::Connected => {
+                            back.notify_one();
+                            link.send(FromBus::Link { up: true });
+                        }
                         async_nats::Event::Disconnected => link.send(FromBus::Link { up: false }),
                         other => debug!("cluster: {other}"),
                     }
@@ -208,8 +221,9 @@ impl Bridge {
             names,
             nodes,
             out,
+            from,
+            reconnected,
             revisions: Arc::default(),
-            gone: Gone::default(),
             takes: Takes::default(),
             tasks: JoinSet::new(),
         };
@@ -221,11 +235,9 @@ impl Bridge {
     async fn serve(mut self, mut inbox: Receiver<BusRequest>) {
         let mut feeds = JoinSet::new();
         feeds.spawn(follow(
-            self.client.clone(),
-            self.js.clone(),
-            self.cfg.stream(),
-            self.out.clone(),
-            self.gone.clone(),
+            (self.client.clone(), self.js.clone()),
+            (self.cfg.stream(), self.from),
+            (self.out.clone(), self.reconnected.clone()),
         ));
         feeds.spawn(beat(
             self.client.clone(),
@@ -250,6 +262,37 @@ impl Bridge {
     }
 
     async fn handle(&mut self, request: BusRequest) {
+        // Without NATS a command gets its error now, not after a timeout;
+        // a departure or a burial waits for NATS to come back.
+        if self.client.connection_state() != async_nats::connection::State::Connected {
+            let refused = match &request {
+                BusRequest::Publish {
+                    stamp,
+                    release: None,
+                    ..
+                } => Some(FromBus::Unpublished { stamp: *stamp }),
+                BusRequest::Claim { ticket, name } => Some(FromBus::Claimed {
+                    ticket: *ticket,
+                    name: name.clone(),
+                    claim: Claim::Unavailable,
+                }),
+                BusRequest::Take { ticket, .. } => Some(FromBus::Took {
+                    ticket: *ticket,
+                    taken: Taken::Unavailable,
+                }),
+                // A burial decided without NATS may be stale by the time
+                // NATS is back; the loop asks again if the node stays silent.
+                BusRequest::Bury { home } => {
+                    debug!("cluster: not burying {home} without NATS");
+                    return;
+                }
+                _ => None,
+            };
+            if let Some(refused) = refused {
+                self.out.send(refused);
+                return;
+            }
+        }
         match request {
             BusRequest::Publish {
                 stamp,
@@ -288,15 +331,15 @@ impl Bridge {
                 });
             }
             BusRequest::Claim { ticket, name } => {
-                let (out, names, revisions, home, gone) = (
+                let (out, names, revisions, home, nodes) = (
                     self.out.clone(),
                     self.names.clone(),
                     self.revisions.clone(),
                     self.home.clone(),
-                    self.gone.clone(),
+                    self.nodes.clone(),
                 );
                 self.tasks.spawn(async move {
-                    let claim = match claim(&names, &name, &home, &gone).await {
+                    let claim = match claim((&names, &nodes), &name, &home).await {
                         Ok(revision) => {
                             lock(&revisions).insert(name.clone(), revision);
                             Claim::Won
@@ -438,31 +481,15 @@ fn name_key(name: &str) -> String {
     name.to_ascii_lowercase()
 }
 
-/// The node incarnations the log has declared gone, as the bridge read
-/// them from the log.
-#[derive(Clone, Default)]
-struct Gone(Arc<Mutex<HashSet<Box<str>>>>);
-
-impl Gone {
-    /// Notes an entry of the log, if it declares a node gone.
-    fn note(&self, payload: &[u8]) {
-        if let Some(home) = payload.strip_prefix(b"G ") {
-            if let Ok(home) = std::str::from_utf8(home) {
-                lock(&self.0).insert(home.into());
-            }
-        }
-    }
-
-    fn holds(&self, home: &[u8]) -> bool {
-        std::str::from_utf8(home).is_ok_and(|h| lock(&self.0).contains(h))
-    }
-}
-
 /// Claims `name` for `home`: its revision, or why not. A create that
 /// fails because a delete landed in between is tried again, not taken
-/// for a name in use; the claim of a node the log declared gone is void
-/// (its users departed) and is dropped here if its burier has not yet.
-async fn claim(names: &kv::Store, name: &str, home: &str, gone: &Gone) -> Result<u64, Claim> {
+/// for a name in use; the claim of a node buried (its users departed) is
+/// void, and dropped here if its burier has not yet.
+async fn claim(
+    (names, nodes): (&kv::Store, &kv::Store),
+    name: &str,
+    home: &str,
+) -> Result<u64, Claim> {
     let key = name_key(name);
     for _ in 0..3 {
         match names
@@ -472,14 +499,13 @@ async fn claim(names: &kv::Store, name: &str, home: &str, gone: &Gone) -> Result
             Ok(revision) => return Ok(revision),
             Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
                 match names.entry(key.clone()).await {
-                    Ok(Some(entry))
-                        if entry.operation == Operation::Put && gone.holds(&entry.value) =>
-                    {
+                    Ok(Some(entry)) if entry.operation == Operation::Put => {
+                        let holder = String::from_utf8_lossy(&entry.value);
+                        if !matches!(nodes.get(format!("gone.{holder}")).await, Ok(Some(_))) {
+                            return Err(Claim::Taken);
+                        }
                         let stale = Some(entry.revision);
                         let _ = names.delete_expect_revision(&key, stale).await;
-                    }
-                    Ok(Some(entry)) if entry.operation == Operation::Put => {
-                        return Err(Claim::Taken)
                     }
                     Ok(_) => continue,
                     Err(e) => {
@@ -550,14 +576,16 @@ impl Publish {
     }
 }
 
-/// Feeds the loop every entry of the log, in order, from the first,
-/// noting the nodes it declares gone. An ordered push consumer is made
-/// again from the next sequence whenever it stops: the library does so
-/// when the connection comes back, and this loop when the consumer's
-/// heartbeats stop (its NATS server was lost while ours lives on). No
-/// entry is skipped or fed twice.
-async fn follow(client: Client, js: Context, stream: String, out: Out, gone: Gone) {
-    let mut next: u64 = 1;
+/// Feeds the loop every entry of the log, in order, from `from`. The ordered push consumer is made again
+/// from the next sequence whenever it may have stopped: when the
+/// connection comes back, and when its heartbeats stop (its NATS server
+/// was lost while ours lives on). No entry is skipped or fed twice.
+async fn follow(
+    (client, js): (Client, Context),
+    (stream, from): (String, u64),
+    (out, reconnected): (Out, Arc<tokio::sync::Notify>),
+) {
+    let mut next = from.max(1);
     loop {
         let messages = async {
             let log = js.get_stream(&stream).await?;
@@ -580,7 +608,17 @@ async fn follow(client: Client, js: Context, stream: String, out: Out, gone: Gon
                 continue;
             }
         };
-        while let Some(message) = messages.next().await {
+        loop {
+            let message = tokio::select! {
+                message = messages.next() => message,
+                () = reconnected.notified() => {
+                    debug!("cluster: connected again; following the log again from {next}");
+                    break;
+                }
+            };
+            let Some(message) = message else {
+                break;
+            };
             let message = match message {
                 Ok(message) => message,
                 Err(e) if e.kind() == push::OrderedErrorKind::MissingHeartbeat => {
@@ -609,7 +647,6 @@ async fn follow(client: Client, js: Context, stream: String, out: Out, gone: Gon
                     Some((Box::from(home), stamp.parse().ok()?))
                 });
             let payload = message.message.payload.clone();
-            gone.note(&payload);
             out.send(FromBus::Logged {
                 seq,
                 origin,

@@ -124,11 +124,13 @@ pub struct Bus {
 impl Bus {
     /// Connects to the cluster as the incarnation `home`, making the log
     /// and the registry if they are missing, and starts the bridge thread,
-    /// which wakes the loop through `waker`. Returns once connected, with
-    /// the log's identity; fails if NATS cannot be reached within `wait`.
+    /// which feeds the loop the log from entry `from` on and wakes it
+    /// through `waker`. Returns once connected, with the log's identity;
+    /// fails if NATS cannot be reached within `wait`.
     pub fn start(
         cfg: &ClusterConfig,
         home: &str,
+        from: u64,
         waker: Arc<Waker>,
         wait: Duration,
     ) -> std::io::Result<(Bus, StreamId)> {
@@ -142,6 +144,7 @@ impl Bus {
             answer,
             ready,
             wait,
+            from,
         };
         let thread = std::thread::Builder::new()
             .name("bridge".into())
@@ -183,6 +186,13 @@ impl Bus {
     /// What the bridge has reported since the last call.
     pub fn answers(&self) -> TryIter<'_, FromBus> {
         self.answers.try_iter()
+    }
+
+    /// Lets the bridge finish what it was given on its own, without
+    /// waiting for it: a node that takes a new incarnation starts another.
+    pub fn retire(mut self) {
+        self.requests = None;
+        self.thread = None;
     }
 
     /// Lets the bridge finish what it was given (within its own time

@@ -85,6 +85,9 @@ pub enum Taken {
     Ended(Vec<Box<str>>),
     /// Not here, or the token is wrong.
     No,
+    /// Nobody could be asked: NATS is out of reach (never sent between
+    /// nodes).
+    Unavailable,
 }
 
 impl Taken {
@@ -92,7 +95,7 @@ impl Taken {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Taken::Ghost => b"ghost".to_vec(),
-            Taken::No => b"no".to_vec(),
+            Taken::No | Taken::Unavailable => b"no".to_vec(),
             Taken::Ended(rooms) => {
                 let mut out = b"ended".to_vec();
                 for room in rooms {
@@ -277,6 +280,23 @@ impl Chat {
         self.cluster = Some(Cluster::new(home, stored_through));
     }
 
+    /// Makes this node the new incarnation `home`: the cluster declared
+    /// the old one dead (its users were closed, its claims dropped), and a
+    /// node that goes on serving must not be mistaken for it.
+    pub fn rehome(&mut self, home: &str) {
+        if let Some(cluster) = self.cluster.as_mut() {
+            let stored_through = cluster.stored_through;
+            let requests = std::mem::take(&mut cluster.requests);
+            *cluster = Cluster::new(home, stored_through);
+            cluster.requests = requests;
+        }
+    }
+
+    /// The last entry of the log applied here.
+    pub fn last_applied(&self) -> MessageId {
+        self.journal.last_id()
+    }
+
     /// This node incarnation's name, in a cluster.
     pub fn home(&self) -> Option<&str> {
         self.cluster.as_ref().map(Cluster::home)
@@ -412,11 +432,15 @@ impl Chat {
                 cluster.claim(login);
                 None
             }
-            Taken::No if !login.abandoned => {
-                self.reply(login.conn, Reply::Err(ProtocolError::BadToken), out);
+            Taken::No | Taken::Unavailable if !login.abandoned => {
+                let error = match taken {
+                    Taken::Unavailable => ProtocolError::ClusterUnavailable,
+                    _ => ProtocolError::BadToken,
+                };
+                self.reply(login.conn, Reply::Err(error), out);
                 Some((login.conn, Step::Continue))
             }
-            Taken::Ended(_) | Taken::No => None,
+            Taken::Ended(_) | Taken::No | Taken::Unavailable => None,
         }
     }
 

@@ -188,9 +188,13 @@ impl Chat {
                 self.left(r, name, out);
             }
             Event::Gone { home } => {
-                for name in self.users.living_on(home) {
+                for name in self.users.bury(home) {
                     self.departed(&name, out);
                 }
+            }
+            // A move to a node already gone is a departure.
+            Event::Moved { name, home } if self.users.is_buried(home) => {
+                self.departed(name, out);
             }
             Event::Moved { name, home } => self.users.rehome(name, home),
             Event::Said {

@@ -7,7 +7,7 @@
 //! in, and the roster holds each logged-in connection exactly once, at the
 //! position its member records; no name is both local and remote.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::name::{Folded, NameKey};
 use super::resume::Token;
@@ -35,6 +35,10 @@ pub struct Users {
     remote: HashMap<NameKey, u32>,
     /// The homes (node incarnations) remote users live on, each once.
     homes: Vec<Box<str>>,
+    /// Homes the cluster declared gone: one entry per dead incarnation,
+    /// so an event of theirs the log holds after their burial (sent just
+    /// before) brings nobody back.
+    buried: HashSet<Box<str>>,
     logins: u64,
 }
 
@@ -58,7 +62,7 @@ impl Users {
     /// Registers `name`, logged in on the node incarnation `home`; false
     /// if it is taken.
     pub fn insert_remote(&mut self, name: &str, home: &str) -> bool {
-        if self.is_taken(name) {
+        if self.is_taken(name) || self.buried.contains(home) {
             return false;
         }
         let home = self.home_index(home);
@@ -110,6 +114,18 @@ impl Users {
     pub fn home_of(&self, name: &str) -> Option<&str> {
         let &home = self.remote.get(Folded::new(name))?;
         Some(&self.homes[home as usize])
+    }
+
+    /// `home` is gone: nobody lives there again. Returns its users, by
+    /// spelling, to depart.
+    pub fn bury(&mut self, home: &str) -> Vec<Box<str>> {
+        self.buried.insert(home.into());
+        self.living_on(home)
+    }
+
+    /// True when `home` was declared gone.
+    pub fn is_buried(&self, home: &str) -> bool {
+        self.buried.contains(home)
     }
 
     /// The remote users living on `home`, by spelling.

@@ -24,6 +24,8 @@ const CONNECT_WAIT: Duration = Duration::from_secs(10);
 /// This node in its cluster.
 pub(super) struct Node {
     pub(super) bus: Bus,
+    cfg: ClusterConfig,
+    waker: Arc<mio::Waker>,
     watch: NodeWatch,
     home: Box<str>,
     /// Between checks of the other nodes' liveness.
@@ -46,12 +48,14 @@ impl Node {
         waker: Arc<mio::Waker>,
     ) -> io::Result<Node> {
         let home = format!("{}-{}", cfg.node, incarnation());
-        let (bus, stream) = Bus::start(cfg, &home, waker, CONNECT_WAIT)?;
+        let (bus, stream) = Bus::start(cfg, &home, 1, waker.clone(), CONNECT_WAIT)?;
         bind(db, db_path, stream)?;
         let now = Instant::now();
         let check_every = (cfg.timeout / 4).max(Duration::from_millis(100));
         Ok(Node {
             bus,
+            cfg: cfg.clone(),
+            waker,
             watch: NodeWatch::new(&home, cfg.timeout, now),
             home: home.into(),
             check_every,
@@ -63,6 +67,20 @@ impl Node {
     /// This node incarnation's name.
     pub(super) fn home(&self) -> &str {
         &self.home
+    }
+
+    /// Starts a new incarnation of this node following the log from entry
+    /// `from`; the old bridge finishes what it was given on its own.
+    fn rehome(&mut self, from: u64, now: Instant) -> io::Result<()> {
+        let home = format!("{}-{}", self.cfg.node, incarnation());
+        let (bus, _) = Bus::start(&self.cfg, &home, from, self.waker.clone(), CONNECT_WAIT)?;
+        std::mem::replace(&mut self.bus, bus).retire();
+        let mut watch = NodeWatch::new(&home, self.cfg.timeout, now);
+        watch.buried(&self.home);
+        self.watch = watch;
+        self.home = home.into();
+        self.cut_off = false;
+        Ok(())
     }
 }
 
@@ -199,15 +217,19 @@ impl Server {
                 if let Some((home, _)) = &origin {
                     node.watch.heard(home, now);
                 }
-                if let Event::Gone { home } = event {
-                    node.watch.buried(home);
-                    if home == node.home() {
-                        warn!("cluster: this node was declared dead; its users are closed");
-                        self.cut_off(now);
+                let declared_dead = match event {
+                    Event::Gone { home } => {
+                        node.watch.buried(home);
+                        home == node.home()
                     }
-                }
+                    _ => false,
+                };
                 let origin = origin.as_ref().map(|(home, stamp)| (&**home, *stamp));
-                self.chat.on_logged(seq, origin, event, &mut self.conns)
+                let released = self.chat.on_logged(seq, origin, event, &mut self.conns);
+                if declared_dead {
+                    self.reincarnate(now);
+                }
+                released
             }
             FromBus::Unpublished { stamp } => self.chat.on_unpublished(stamp, &mut self.conns),
             FromBus::Claimed {
@@ -271,6 +293,27 @@ impl Server {
         } else if !cut_off && node.cut_off {
             info!("cluster: back in the cluster");
             node.cut_off = false;
+        }
+    }
+
+    /// The cluster declared this node dead (it was cut off for too long):
+    /// its users are closed if they were not already, and it goes on as a
+    /// new incarnation, following the log from where it was.
+    fn reincarnate(&mut self, now: Instant) {
+        warn!("cluster: this node was declared dead; closing its users and starting afresh");
+        self.cut_off(now);
+        // The departures go out through the old bridge.
+        self.carry_out(now);
+        let from = self.chat.last_applied() + 1;
+        let Some(node) = self.node.as_mut() else {
+            return;
+        };
+        match node.rehome(from, now) {
+            Ok(()) => {
+                info!("cluster: this node is now {}", node.home());
+                self.chat.rehome(node.home());
+            }
+            Err(e) => error!("cluster: cannot start afresh: {e}; this node stays cut off"),
         }
     }
 

@@ -68,7 +68,10 @@ impl Nats {
             .iter()
             .enumerate()
             .map(|(i, route)| {
+                // Clients reach only the servers they are given (no
+                // gossiped URLs), so a test can cut a node off.
                 let args = vec![
+                    "--no_advertise".into(),
                     "-m".into(),
                     free_port().to_string(),
                     "--server_name".into(),

@@ -327,6 +327,13 @@ fn a_gone_node_takes_its_users_and_seats_with_it() {
     assert_eq!(node.out.take(0).matches("disconnected").count(), 2);
     node.line(0, "WHO");
     assert_eq!(node.out.take(0), "USER amy\nUSER w\n");
+    // What the gone node sent just before its burial brings nobody back.
+    node.remote(Event::Arrived {
+        name: "late",
+        home: "n2-bb",
+    });
+    node.line(0, "WHO");
+    assert_eq!(node.out.take(0), "USER amy\nUSER w\n");
 }
 
 #[test]
