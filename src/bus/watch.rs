@@ -115,7 +115,7 @@ mod tests {
         let t0 = Instant::now();
         let mut live = NodeWatch::new("me-1", 3 * S, t0);
         // This node hears its own beats every second throughout.
-        let mut at = |live: &mut NodeWatch, secs: u32| {
+        let at = |live: &mut NodeWatch, secs: u32| {
             live.heard("me-1", t0 + secs * S);
             live.dead(t0 + secs * S)
         };
