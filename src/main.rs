@@ -42,7 +42,7 @@ struct Cli {
 enum Sub {
     /// Chat from this terminal (or a script): `selectchat connect --name alice`.
     Connect {
-        /// Server address: host:port, host, [v6]:port; the port defaults to 7007.
+        /// Server address: host:port, host, [v6]:port; the port defaults to 7007. Several, comma-separated (a cluster's nodes): each reconnect tries the next.
         #[arg(default_value = "127.0.0.1:7007")]
         addr: String,
         /// Log in under this name (asked for when stdin is a terminal).
@@ -85,6 +85,9 @@ struct BenchArgs {
     /// Server address (host:port).
     #[arg(default_value = "127.0.0.1:7007")]
     addr: String,
+    /// The nodes of a cluster (host:port, comma-separated): connections are spread over them in turn, the fanout's sender on the first. Replaces ADDR.
+    #[arg(long, value_name = "ADDRS", value_delimiter = ',')]
+    nodes: Vec<String>,
     /// fanout: one sender, N receivers; mesh: everyone sends and receives; idle: hold N logins; storm: N log in at once; rooms: fanout through rooms.
     #[arg(long, value_enum, default_value = "fanout")]
     scenario: ScenarioArg,
@@ -118,9 +121,9 @@ struct BenchArgs {
     /// Bytes of text per message.
     #[arg(long, default_value_t = 64)]
     size: usize,
-    /// The server's pid, to report its memory per connection and its CPU (Linux /proc).
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// The server's pid, to report its memory per connection and its CPU (Linux /proc); with --nodes, every node's pid, comma-separated (summed).
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// Give up after this long.
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
     timeout: Duration,
@@ -159,10 +162,21 @@ enum ScenarioArg {
 
 impl BenchArgs {
     fn options(&self) -> Result<bench::Options, String> {
-        let addr = client::resolve(&self.addr)
-            .ok()
-            .and_then(|a| a.into_iter().next())
-            .ok_or_else(|| format!("cannot resolve {}", self.addr))?;
+        let resolve = |addr: &str| {
+            client::resolve(addr)
+                .ok()
+                .and_then(|a| a.into_iter().next())
+                .ok_or_else(|| format!("cannot resolve {addr}"))
+        };
+        let mut nodes = self
+            .nodes
+            .iter()
+            .map(|n| resolve(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let addr = match nodes.is_empty() {
+            true => resolve(&self.addr)?,
+            false => nodes.remove(0),
+        };
         let scenario = match self.scenario {
             ScenarioArg::Fanout => bench::Scenario::Fanout {
                 receivers: self.clients.max(1),
@@ -208,7 +222,8 @@ impl BenchArgs {
             addr,
             scenario,
             size: self.size,
-            server_pid: self.server_pid,
+            server_pids: self.server_pid.clone(),
+            nodes,
             timeout: self.timeout,
             progress: true,
             name_prefix: self.name_prefix.clone(),

@@ -503,6 +503,8 @@ fn without_nats_commands_get_errors_then_users_are_cut_off_and_the_node_comes_ba
     nats.kill();
     amy.send("SAY #r into the void");
     amy.expect("ERR storage-unavailable");
+    amy.send("MSG anyone?");
+    amy.expect("ERR cluster-unavailable");
     let mut late = a.connect();
     late.send("LOGIN bob");
     late.expect("ERR cluster-unavailable");

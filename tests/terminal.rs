@@ -496,3 +496,22 @@ fn thirty_seconds_in_a_tunnel() {
         t.exits_cleanly();
     }
 }
+
+#[test]
+fn given_several_addresses_it_reconnects_to_the_next_one() {
+    let mut first = Server::start(&[]);
+    let second = Server::start(&[]);
+    let mut watcher = second.login("watcher");
+    let both = format!("{},{}", first.addr, second.addr);
+    let mut term = Terminal::spawn(24, 80, &[&both, "--name", "alice", "--heartbeat", "0.5"]);
+    term.wait_shows("logged in as alice");
+    first.signal(libc::SIGKILL);
+    first.wait_exit();
+    // The second server never knew alice's session: a fresh login there.
+    watcher.wait_for("INFO alice joined");
+    term.wait_shows("logged in again as alice");
+    term.type_line("made it");
+    watcher.wait_for("MSG alice made it");
+    term.keys(CTRL_C);
+    term.exits_cleanly();
+}

@@ -118,11 +118,16 @@ impl Scenario {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub addr: SocketAddr,
+    /// Further nodes of a cluster: connection `i` goes to the `i`th of
+    /// `addr` and these, in turn (the fanout's sender, and each room's, to
+    /// `addr`).
+    pub nodes: Vec<SocketAddr>,
     pub scenario: Scenario,
     /// Bytes of text per message (at least what the sequence and time need).
     pub size: usize,
-    /// The server's pid, to read its memory and CPU from /proc.
-    pub server_pid: Option<u32>,
+    /// The server's pids (one per node), to read their memory and CPU
+    /// from /proc, summed.
+    pub server_pids: Vec<u32>,
     /// Give up after this long in total.
     pub timeout: Duration,
     /// Show a live progress line on stderr (only when it is a terminal).
@@ -205,8 +210,8 @@ pub fn run(opts: Options) -> io::Result<Report> {
     if let Some(why) = opts.target.refuses(opts.scenario.name()) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
     }
-    let rss_before = opts.server_pid.and_then(server_rss);
-    let cpu_before = opts.server_pid.and_then(server_cpu);
+    let rss_before = opts.servers_rss();
+    let cpu_before = opts.servers_cpu();
     let mut load = Load::new(opts)?;
     let deadline = load.origin + load.opts.timeout;
     load.connect_all(deadline)?;
@@ -336,7 +341,7 @@ impl Load {
         while self.logged_in < total && self.failure.is_none() {
             while self.peers.len() < total && self.peers.len() - self.logged_in < batch {
                 let i = self.peers.len();
-                let mut sock = TcpStream::connect(self.opts.addr)?;
+                let mut sock = TcpStream::connect(self.opts.node_for(i))?;
                 sock.set_nodelay(true)?;
                 self.poll.registry().register(
                     &mut sock,
@@ -660,7 +665,7 @@ impl Load {
         let start = Instant::now();
         self.latencies.reserve(expected.min(50_000_000) as usize);
         let mut all_sent_at = None;
-        let cpu_before = self.opts.server_pid.and_then(server_cpu);
+        let cpu_before = self.opts.servers_cpu();
         self.reading = true;
         self.ask_history();
         let origin_us = self.origin.elapsed().as_micros() as u64;
@@ -711,7 +716,7 @@ impl Load {
         let start = Instant::now();
         let mut next_sender = 0;
         let mut total_sent: u64 = 0;
-        let cpu_before = self.opts.server_pid.and_then(server_cpu);
+        let cpu_before = self.opts.servers_cpu();
         while start.elapsed() < duration && self.failure.is_none() {
             let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
             while total_sent < due {
@@ -733,7 +738,7 @@ impl Load {
 
     /// The server's CPU since `before`, over the deliveries so far.
     fn cpu_per_delivery(&self, before: Option<Duration>, report: &mut Report) {
-        let after = self.opts.server_pid.and_then(server_cpu);
+        let after = self.opts.servers_cpu();
         if let (Some(before), Some(after)) = (before, after) {
             if self.deliveries > 0 {
                 let ns = (after - before).as_nanos() as f64 / self.deliveries as f64;
@@ -750,8 +755,7 @@ impl Load {
         while Instant::now() < settle && self.failure.is_none() {
             self.turn(&mut events, Some(Duration::from_millis(100)), far);
         }
-        let pid = self.opts.server_pid;
-        let cpu_before = pid.and_then(server_cpu);
+        let cpu_before = self.opts.servers_cpu();
         let start = Instant::now();
         while start.elapsed() < duration && self.failure.is_none() {
             self.turn(&mut events, Some(Duration::from_millis(200)), far);
@@ -765,11 +769,11 @@ impl Load {
         }
         report.elapsed = start.elapsed();
         let clients = self.peers.len() as f64;
-        if let (Some(before), Some(after)) = (cpu_before, pid.and_then(server_cpu)) {
+        if let (Some(before), Some(after)) = (cpu_before, self.opts.servers_cpu()) {
             report.cpu_percent =
                 Some(100.0 * (after - before).as_secs_f64() / report.elapsed.as_secs_f64());
         }
-        if let (Some(before), Some(after)) = (rss_before, pid.and_then(server_rss)) {
+        if let (Some(before), Some(after)) = (rss_before, self.opts.servers_rss()) {
             report.rss_per_conn = Some(after.saturating_sub(before) as f64 / clients);
         }
     }
@@ -787,8 +791,7 @@ impl Load {
         }
         let quiet_since = self.last_read.duration_since(self.origin);
         report.quiet_after = Some(quiet_since);
-        if let (Some(before), Some(after)) = (cpu_before, self.opts.server_pid.and_then(server_cpu))
-        {
+        if let (Some(before), Some(after)) = (cpu_before, self.opts.servers_cpu()) {
             report.cpu_seconds = Some((after - before).as_secs_f64());
         }
     }
@@ -809,6 +812,29 @@ impl Load {
         if self.opts.progress && stderr.is_terminal() {
             let _ = write!(stderr.lock(), "\r\x1b[2K");
         }
+    }
+}
+
+impl Options {
+    /// Where connection `i` goes.
+    fn node_for(&self, i: usize) -> SocketAddr {
+        match i % (1 + self.nodes.len()) {
+            0 => self.addr,
+            n => self.nodes[n - 1],
+        }
+    }
+
+    /// CPU time the servers have used, summed; `None` without pids.
+    fn servers_cpu(&self) -> Option<Duration> {
+        let times: Option<Vec<Duration>> =
+            self.server_pids.iter().map(|&p| server_cpu(p)).collect();
+        times.filter(|t| !t.is_empty()).map(|t| t.into_iter().sum())
+    }
+
+    /// Resident memory of the servers, summed; `None` without pids.
+    fn servers_rss(&self) -> Option<u64> {
+        let sizes: Option<Vec<u64>> = self.server_pids.iter().map(|&p| server_rss(p)).collect();
+        sizes.filter(|s| !s.is_empty()).map(|s| s.into_iter().sum())
     }
 }
 

@@ -148,7 +148,9 @@ enum Own {
     Seat { conn: ConnId, serial: u64 },
     /// A `SAY` whose sender hears `SENT` after the commit.
     Say { conn: ConnId, serial: u64 },
-    /// A `MSG` or a departure: nobody waits for it.
+    /// A lobby `MSG`: its sender hears only of a failure.
+    Msg { conn: ConnId, serial: u64 },
+    /// A departure, or a rejoin after a resume: nobody waits for it.
     Quiet,
 }
 
@@ -312,6 +314,7 @@ impl Chat {
         let own = match own {
             OwnKind::Seat(conn, serial) => Own::Seat { conn, serial },
             OwnKind::Say(conn, serial) => Own::Say { conn, serial },
+            OwnKind::Msg(conn, serial) => Own::Msg { conn, serial },
             OwnKind::Quiet => Own::Quiet,
         };
         cluster.publish(event, own, None);
@@ -608,7 +611,9 @@ impl Chat {
                 );
                 return Some((login.conn, Step::Continue));
             }
-            Own::Seat { conn, serial } => (conn, serial, ProtocolError::ClusterUnavailable),
+            Own::Seat { conn, serial } | Own::Msg { conn, serial } => {
+                (conn, serial, ProtocolError::ClusterUnavailable)
+            }
             Own::Say { conn, serial } => (conn, serial, ProtocolError::StorageUnavailable),
             Own::Quiet => return None,
         };
@@ -738,6 +743,8 @@ pub(super) enum OwnKind {
     Seat(ConnId, u64),
     /// `conn` (login `serial`) hears `SENT` once it is committed.
     Say(ConnId, u64),
+    /// `conn` (login `serial`) hears only of a failure.
+    Msg(ConnId, u64),
     /// Nobody.
     Quiet,
 }

@@ -359,7 +359,8 @@ impl Chat {
         }
         let from = self.speaker(id).unwrap_or_default();
         let msg = Event::Msg { from: &from, text };
-        if !self.publish(&msg, OwnKind::Quiet) {
+        let serial = self.users.serial(id).unwrap_or_default();
+        if !self.publish(&msg, OwnKind::Msg(id, serial)) {
             self.apply(msg, out);
         }
         self.speaker = from;

@@ -132,12 +132,23 @@ fn jitter_seed() -> u64 {
     u64::from_le_bytes(bytes)
 }
 
+/// Resolves `list`: addresses as [`resolve`] takes them, separated by
+/// commas (the nodes of a cluster), in order.
+pub fn resolve_all(list: &str) -> io::Result<Vec<SocketAddr>> {
+    let mut all = Vec::new();
+    for addr in list.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        all.extend(resolve(addr)?);
+    }
+    Ok(all)
+}
+
 /// The first connection: blocking, so a wrong address is reported at once.
-fn connect(addrs: &[SocketAddr]) -> io::Result<std::net::TcpStream> {
+/// Returns the stream and the index of the address it reached.
+fn connect(addrs: &[SocketAddr]) -> io::Result<(std::net::TcpStream, usize)> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address found");
-    for &candidate in addrs {
+    for (i, &candidate) in addrs.iter().enumerate() {
         match std::net::TcpStream::connect_timeout(&candidate, session::CONNECT_TIMEOUT) {
-            Ok(stream) => return Ok(stream),
+            Ok(stream) => return Ok((stream, i)),
             Err(e) => {
                 last = io::Error::new(e.kind(), format!("cannot connect to {candidate}: {e}"))
             }
@@ -247,8 +258,8 @@ struct Client {
 
 impl Client {
     fn start(opts: Options, tty: bool) -> io::Result<Client> {
-        let addrs = resolve(&opts.addr)?;
-        let std_sock = connect(&addrs)?;
+        let addrs = resolve_all(&opts.addr)?;
+        let (std_sock, reached) = connect(&addrs)?;
         std_sock.set_nonblocking(true)?;
         std_sock.set_nodelay(true)?;
         let mut sock = TcpStream::from_std(std_sock);
@@ -287,7 +298,9 @@ impl Client {
         let mut client = Client {
             poll,
             addrs,
-            attempt: 0,
+            // A reconnect tries the next address first: with several
+            // nodes, the one just lost may be the one cut off.
+            attempt: reached + 1,
             conn: Some(Conn {
                 sock,
                 connecting: false,

@@ -403,9 +403,14 @@ pub struct ChatClient {
 impl ChatClient {
     /// Starts `selectchat connect ADDR ARGS` with piped stdin and stdout.
     pub fn start(addr: SocketAddr, args: &[&str]) -> ChatClient {
+        ChatClient::start_at(&addr.to_string(), args)
+    }
+
+    /// Starts `selectchat connect ADDRS ARGS`, ADDRS as typed.
+    pub fn start_at(addrs: &str, args: &[&str]) -> ChatClient {
         let mut child = Command::new(BIN)
             .arg("connect")
-            .arg(addr.to_string())
+            .arg(addrs)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
