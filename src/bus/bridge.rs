@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::consumer::{push, DeliverPolicy};
 use async_nats::jetstream::context::{Context, ContextBuilder};
-use async_nats::jetstream::kv::{self, CreateErrorKind, Operation};
+use async_nats::jetstream::kv;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream;
 use async_nats::{Client, ConnectOptions, ServerAddr};
@@ -27,9 +27,9 @@ use mio::Waker;
 use tokio::sync::mpsc::Receiver;
 use tokio::task::JoinSet;
 
+use super::registry::{claim, name_key, release_name, Burial};
 use super::{ClusterConfig, FromBus, StreamId};
 use crate::chat::cluster::{BusRequest, Claim, Taken};
-use crate::chat::event::Event;
 
 /// How long the bridge, told to stop, lets its last tasks (a burial, a
 /// departure) finish.
@@ -472,77 +472,16 @@ async fn bucket(js: &Context, cfg: &ClusterConfig, what: &str) -> Result<kv::Sto
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The registry key of a name: names are one in any case.
-fn name_key(name: &str) -> String {
-    name.to_ascii_lowercase()
-}
-
-/// Claims `name` for `home`: its revision, or why not. A create that
-/// fails because a delete landed in between is tried again, not taken
-/// for a name in use; the claim of a node buried (its users departed) is
-/// void, and dropped here if its burier has not yet.
-async fn claim(
-    (names, nodes): (&kv::Store, &kv::Store),
-    name: &str,
-    home: &str,
-) -> Result<u64, Claim> {
-    let key = name_key(name);
-    for _ in 0..3 {
-        match names
-            .create(&key, Bytes::copy_from_slice(home.as_bytes()))
-            .await
-        {
-            Ok(revision) => return Ok(revision),
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
-                match names.entry(key.clone()).await {
-                    Ok(Some(entry)) if entry.operation == Operation::Put => {
-                        let holder = String::from_utf8_lossy(&entry.value);
-                        if !matches!(nodes.get(format!("gone.{holder}")).await, Ok(Some(_))) {
-                            return Err(Claim::Taken);
-                        }
-                        let stale = Some(entry.revision);
-                        let _ = names.delete_expect_revision(&key, stale).await;
-                    }
-                    Ok(_) => continue,
-                    Err(e) => {
-                        warn!("cluster: cannot read the claim on {name}: {e}");
-                        return Err(Claim::Unavailable);
-                    }
-                }
-            }
-            Err(e) => {
-                warn!("cluster: cannot claim {name}: {e}");
-                return Err(Claim::Unavailable);
-            }
-        }
-    }
-    Err(Claim::Taken)
-}
-
-/// Drops this node's claim on `name`, if it holds one.
-async fn release_name(names: &kv::Store, revisions: &Mutex<HashMap<Box<str>, u64>>, name: &str) {
-    let Some(revision) = lock(revisions).remove(name) else {
-        return;
-    };
-    if let Err(e) = names
-        .delete_expect_revision(name_key(name), Some(revision))
-        .await
-    {
-        // Taken over meanwhile (a burial after a cut-off): not ours to drop.
-        debug!("cluster: the claim on {name} was not released: {e}");
-    }
-}
-
 /// One event on its way to the log.
-struct Publish {
-    js: Context,
-    subject: String,
-    id: String,
-    payload: Bytes,
+pub(super) struct Publish {
+    pub(super) js: Context,
+    pub(super) subject: String,
+    pub(super) id: String,
+    pub(super) payload: Bytes,
 }
 
 impl Publish {
@@ -557,7 +496,7 @@ impl Publish {
     }
 
     /// Sends it and waits for the log's acknowledgement.
-    async fn taken(&self) -> bool {
+    pub(super) async fn taken(&self) -> bool {
         match self.send().await {
             Ok(ack) => ack.await.is_ok(),
             Err(()) => false,
@@ -566,7 +505,7 @@ impl Publish {
 
     /// Sends it again until the log takes it; its message id keeps the
     /// log from holding it twice.
-    async fn until_taken(&self) {
+    pub(super) async fn until_taken(&self) {
         loop {
             tokio::time::sleep(RETRY).await;
             if self.taken().await {
@@ -576,10 +515,11 @@ impl Publish {
     }
 }
 
-/// Feeds the loop every entry of the log, in order, from `from`. The ordered push consumer is made again
-/// from the next sequence whenever it may have stopped: when the
-/// connection comes back, and when its heartbeats stop (its NATS server
-/// was lost while ours lives on). No entry is skipped or fed twice.
+/// Feeds the loop every entry of the log, in order, from `from`. The
+/// ordered push consumer is made again from the next sequence whenever it
+/// may have stopped: when the connection comes back, and when its
+/// heartbeats stop (its NATS server was lost while ours lives on). No
+/// entry is skipped or fed twice.
 async fn follow(
     (client, js): (Client, Context),
     (stream, from): (String, u64),
@@ -729,66 +669,5 @@ impl Takes {
             token: token.into(),
             asker: asker.into(),
         })
-    }
-}
-
-/// The burial of a dead node incarnation.
-struct Burial {
-    js: Context,
-    names: kv::Store,
-    nodes: kv::Store,
-    /// The lobby's subject, where `Gone` goes.
-    subject: String,
-    /// This node incarnation, the would-be gravedigger.
-    by: Box<str>,
-}
-
-impl Burial {
-    /// If no other node has, says in the log that `home` is gone (its
-    /// users depart on every node) and drops its names' claims.
-    async fn bury(&self, home: &str) {
-        let key = format!("gone.{home}");
-        match self
-            .nodes
-            .create(&key, Bytes::copy_from_slice(self.by.as_bytes()))
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => return,
-            Err(e) => {
-                warn!("cluster: cannot bury {home}: {e}");
-                return;
-            }
-        }
-        info!("cluster: node {home} is gone; its users depart");
-        let mut payload = Vec::new();
-        Event::Gone { home }.encode(&mut payload);
-        let gone = Publish {
-            js: self.js.clone(),
-            subject: self.subject.clone(),
-            id: format!("bury.{home}"),
-            payload: payload.into(),
-        };
-        if !gone.taken().await {
-            gone.until_taken().await;
-        }
-        let Ok(mut keys) = self.names.keys().await else {
-            warn!("cluster: cannot list the names {home} held");
-            return;
-        };
-        let mut held = Vec::new();
-        while let Some(Ok(key)) = keys.next().await {
-            held.push(key);
-        }
-        for key in held {
-            if let Ok(Some(entry)) = self.names.entry(key.clone()).await {
-                if entry.operation == Operation::Put && entry.value.as_ref() == home.as_bytes() {
-                    let _ = self
-                        .names
-                        .delete_expect_revision(&key, Some(entry.revision))
-                        .await;
-                }
-            }
-        }
     }
 }

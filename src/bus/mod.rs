@@ -8,6 +8,7 @@
 //! pure and driven by the instants the loop hands in.
 
 pub mod bridge;
+mod registry;
 mod watch;
 
 use std::sync::mpsc::{self, Receiver, TryIter};

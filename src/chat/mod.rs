@@ -490,16 +490,21 @@ impl Chat {
     /// single node; in a cluster it comes into memory with the join.
     fn enter_named(&mut self, id: ConnId, room: &str, out: &mut impl Outbox) -> Step {
         let name = self.speaker(id).unwrap_or_default();
-        let entered = Event::Entered { room, name: &name };
-        let serial = self.users.serial(id).unwrap_or_default();
-        let step = if self.publish(&entered, OwnKind::Seat(id, serial)) {
-            Step::Wait
-        } else {
-            self.apply(entered, out);
-            Step::Continue
-        };
+        let step = self.change_seat(id, Event::Entered { room, name: &name }, out);
         self.speaker = name;
         step
+    }
+
+    /// A join or part of `id`'s: applied at once on a single node; in a
+    /// cluster published, and `id` waits for it to come back through the
+    /// log.
+    fn change_seat(&mut self, id: ConnId, event: Event<'_>, out: &mut impl Outbox) -> Step {
+        let serial = self.users.serial(id).unwrap_or_default();
+        if self.publish(&event, OwnKind::Seat(id, serial)) {
+            return Step::Wait;
+        }
+        self.apply(event, out);
+        Step::Continue
     }
 
     fn part(
@@ -515,13 +520,7 @@ impl Chat {
             room: &room,
             name: &name,
         };
-        let serial = self.users.serial(id).unwrap_or_default();
-        let step = if self.publish(&left, OwnKind::Seat(id, serial)) {
-            Step::Wait
-        } else {
-            self.apply(left, out);
-            Step::Continue
-        };
+        let step = self.change_seat(id, left, out);
         self.speaker = name;
         Ok(step)
     }

@@ -293,7 +293,7 @@ fn a_departure_goes_through_the_log_and_the_user_is_known_until_then() {
     assert_eq!(
         release.as_deref(),
         Some("amy"),
-        "its name is released after"
+        "its name is released with it"
     );
     node.line(1, "WHO");
     assert_eq!(node.out.take(1), "USER amy\nUSER bob\n", "not yet departed");
