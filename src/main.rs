@@ -280,97 +280,123 @@ struct ServeArgs {
     #[arg(env = "CHAT_PORT", default_value_t = defaults::PORT)]
     port: u16,
     /// Address to listen on; IPv6 addresses such as `::` work.
-    #[arg(long, default_value = "0.0.0.0")]
+    #[arg(env = "SELECTCHAT_HOST", long, default_value = "0.0.0.0")]
     host: IpAddr,
     /// Seconds without a line before the server sends PING.
-    #[arg(long, value_name = "SECS", default_value_t = defaults::PING_INTERVAL)]
+    #[arg(env = "SELECTCHAT_PING_INTERVAL", long, value_name = "SECS", default_value_t = defaults::PING_INTERVAL)]
     ping_interval: Secs,
     /// Seconds without a line before the connection is closed (`BYE idle-timeout`).
-    #[arg(long, value_name = "SECS", default_value_t = defaults::IDLE_TIMEOUT)]
+    #[arg(env = "SELECTCHAT_IDLE_TIMEOUT", long, value_name = "SECS", default_value_t = defaults::IDLE_TIMEOUT)]
     idle_timeout: Secs,
     /// Seconds a connection may take to log in (`BYE login-timeout`).
-    #[arg(long, value_name = "SECS", default_value_t = defaults::LOGIN_TIMEOUT)]
+    #[arg(env = "SELECTCHAT_LOGIN_TIMEOUT", long, value_name = "SECS", default_value_t = defaults::LOGIN_TIMEOUT)]
     login_timeout: Secs,
     /// Longest line in bytes (64 to 1 MiB), line end not counted; longer ones get `ERR line-too-long`.
-    #[arg(long, value_name = "BYTES", default_value_t = defaults::MAX_LINE)]
+    #[arg(env = "SELECTCHAT_MAX_LINE", long, value_name = "BYTES", default_value_t = defaults::MAX_LINE)]
     max_line: usize,
     /// Most connections at once (capped by the open-file limit); more get `BYE server-full`.
-    #[arg(long, value_name = "N", default_value_t = defaults::MAX_CLIENTS)]
+    #[arg(env = "SELECTCHAT_MAX_CLIENTS", long, value_name = "N", default_value_t = defaults::MAX_CLIENTS)]
     max_clients: usize,
     /// Most connections from one address (an IPv6 /64) at once, over all transports; more get `BYE server-full`. 0 turns the limit off.
-    #[arg(long, value_name = "N", default_value_t = defaults::MAX_PER_IP)]
+    #[arg(env = "SELECTCHAT_MAX_PER_IP", long, value_name = "N", default_value_t = defaults::MAX_PER_IP)]
     max_per_ip: usize,
     /// Most unsent bytes (at least 1024) queued for one client before it is dropped as a slow consumer.
-    #[arg(long, value_name = "BYTES", default_value_t = defaults::SENDQ)]
+    #[arg(env = "SELECTCHAT_SENDQ", long, value_name = "BYTES", default_value_t = defaults::SENDQ)]
     sendq: usize,
     /// Lines per second a client may send, sustained; 0 turns flood control off.
-    #[arg(long, value_name = "LINES", default_value_t = defaults::RATE)]
+    #[arg(env = "SELECTCHAT_RATE", long, value_name = "LINES", default_value_t = defaults::RATE)]
     rate: f64,
     /// Lines a client may send at once after a quiet spell.
-    #[arg(long, value_name = "LINES", default_value_t = defaults::BURST)]
+    #[arg(env = "SELECTCHAT_BURST", long, value_name = "LINES", default_value_t = defaults::BURST)]
     burst: u32,
     /// Seconds a client may stay over the rate before `BYE flooding`.
-    #[arg(long, value_name = "SECS", default_value_t = defaults::FLOOD_TIMEOUT)]
+    #[arg(env = "SELECTCHAT_FLOOD_TIMEOUT", long, value_name = "SECS", default_value_t = defaults::FLOOD_TIMEOUT)]
     flood_timeout: Secs,
     /// Seconds between stats lines (connections, users, timers, buffered bytes), logged at debug level.
-    #[arg(long, value_name = "SECS", default_value_t = defaults::STATS_INTERVAL)]
+    #[arg(env = "SELECTCHAT_STATS_INTERVAL", long, value_name = "SECS", default_value_t = defaults::STATS_INTERVAL)]
     stats_interval: Secs,
     /// Rooms one user may be in at once (`ERR too-many-rooms` past it).
-    #[arg(long, value_name = "N", default_value_t = defaults::MAX_ROOMS)]
+    #[arg(env = "SELECTCHAT_MAX_ROOMS", long, value_name = "N", default_value_t = defaults::MAX_ROOMS)]
     max_rooms: usize,
     /// Announce joins and departures only while the lobby or room holds at most N users; 0 always announces.
-    #[arg(long, value_name = "N", default_value_t = defaults::PRESENCE_LIMIT)]
+    #[arg(env = "SELECTCHAT_PRESENCE_LIMIT", long, value_name = "N", default_value_t = defaults::PRESENCE_LIMIT)]
     presence_limit: usize,
     /// The SQLite database that keeps room history (created if missing); `:memory:` keeps it only while the server runs.
-    #[arg(long, value_name = "PATH", default_value = defaults::DB)]
+    #[arg(env = "SELECTCHAT_DB", long, value_name = "PATH", default_value = defaults::DB)]
     db: String,
     /// Messages kept per room in the database, at least; older ones are pruned in the background.
-    #[arg(long, value_name = "N", default_value_t = defaults::HISTORY)]
+    #[arg(env = "SELECTCHAT_HISTORY", long, value_name = "N", default_value_t = defaults::HISTORY)]
     history: u64,
     /// Days a stored message is kept; 0 keeps it as long as its room keeps it.
-    #[arg(long, value_name = "DAYS", default_value_t = defaults::HISTORY_DAYS)]
+    #[arg(env = "SELECTCHAT_HISTORY_DAYS", long, value_name = "DAYS", default_value_t = defaults::HISTORY_DAYS)]
     history_days: u32,
     /// Most rooms whose history is stored; past it the least recently active room is deleted with its history.
-    #[arg(long, value_name = "N", default_value_t = defaults::MAX_STORED_ROOMS)]
+    #[arg(env = "SELECTCHAT_MAX_STORED_ROOMS", long, value_name = "N", default_value_t = defaults::MAX_STORED_ROOMS)]
     max_stored_rooms: u64,
     /// Seconds after a session ends during which `RESUME` with its token takes it back; 0 turns that off.
-    #[arg(long, value_name = "SECS", default_value_t = Secs(defaults::RESUME_WINDOW))]
+    #[arg(env = "SELECTCHAT_RESUME_WINDOW", long, value_name = "SECS", default_value_t = Secs(defaults::RESUME_WINDOW))]
     resume_window: Secs,
     /// Also serve protocol lines over TLS on this port (needs a certificate: --tls-cert and --tls-key, or --tls-self-signed).
-    #[arg(long, value_name = "PORT")]
+    #[arg(env = "SELECTCHAT_TLS_PORT", long, value_name = "PORT")]
     tls_port: Option<u16>,
     /// The TLS certificate chain, PEM, leaf first.
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[arg(
+        env = "SELECTCHAT_TLS_CERT",
+        long,
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
     tls_cert: Option<PathBuf>,
     /// The TLS certificate's private key, PEM (PKCS#8, RSA or EC).
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        env = "SELECTCHAT_TLS_KEY",
+        long,
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
     tls_key: Option<PathBuf>,
     /// Make a throwaway certificate for localhost at start-up (development only: clients will not trust it).
-    #[arg(long, conflicts_with = "tls_cert")]
+    #[arg(env = "SELECTCHAT_TLS_SELF_SIGNED", long, conflicts_with = "tls_cert")]
     tls_self_signed: bool,
     /// Serve the web page (`/`) and WebSocket chat (`/chat`) on this port; HTTPS/WSS when a TLS certificate is given.
-    #[arg(long, value_name = "PORT")]
+    #[arg(env = "SELECTCHAT_WEB_PORT", long, value_name = "PORT")]
     web_port: Option<u16>,
     /// Accept WebSocket upgrades only from this Origin (e.g. https://chat.example.org).
-    #[arg(long, value_name = "ORIGIN")]
+    #[arg(env = "SELECTCHAT_WEB_ORIGIN", long, value_name = "ORIGIN")]
     web_origin: Option<String>,
     /// Join a cluster over NATS JetStream (nats-server 2.10 or later, with -js): comma-separated URLs such as nats://127.0.0.1:4222. Without it the server is one self-contained process.
-    #[arg(long, value_name = "URLS", value_delimiter = ',')]
+    #[arg(
+        env = "SELECTCHAT_CLUSTER",
+        long,
+        value_name = "URLS",
+        value_delimiter = ','
+    )]
     cluster: Vec<String>,
     /// This node's name in the cluster, unique among its nodes (default: the host name and port).
-    #[arg(long, value_name = "NAME", requires = "cluster")]
+    #[arg(
+        env = "SELECTCHAT_NODE",
+        long,
+        value_name = "NAME",
+        requires = "cluster"
+    )]
     node: Option<String>,
     /// Names the cluster's stream, buckets and subjects, so two clusters can share one NATS.
-    #[arg(long, value_name = "P", default_value = defaults::CLUSTER_PREFIX, requires = "cluster")]
+    #[arg(env = "SELECTCHAT_CLUSTER_PREFIX", long, value_name = "P", default_value = defaults::CLUSTER_PREFIX, requires = "cluster")]
     cluster_prefix: String,
     /// Seconds a node may be silent before the others declare it dead (its users depart); a node cut off this long closes its users with `BYE cut-off`.
-    #[arg(long, value_name = "SECS", default_value_t = defaults::CLUSTER_TIMEOUT, requires = "cluster")]
+    #[arg(env = "SELECTCHAT_CLUSTER_TIMEOUT", long, value_name = "SECS", default_value_t = defaults::CLUSTER_TIMEOUT, requires = "cluster")]
     cluster_timeout: Secs,
     /// Copies NATS keeps of the cluster's log and names: 1, or up to 5 on a NATS cluster of that many servers.
-    #[arg(long, value_name = "N", default_value_t = 1, requires = "cluster")]
+    #[arg(
+        env = "SELECTCHAT_CLUSTER_REPLICAS",
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        requires = "cluster"
+    )]
     cluster_replicas: usize,
     /// Once listening, write one `TRANSPORT ADDRESS` line per listener to this file (for scripts and tests; with port 0 it says which port was picked).
-    #[arg(long, value_name = "PATH")]
+    #[arg(env = "SELECTCHAT_PORT_FILE", long, value_name = "PATH")]
     port_file: Option<PathBuf>,
 }
 
@@ -384,7 +410,7 @@ struct LogArgs {
     #[arg(short, long, action = clap::ArgAction::Count)]
     quiet: u8,
     /// Log level (off, error, warn, info, debug, trace); overrides -v and -q.
-    #[arg(long, value_name = "LEVEL")]
+    #[arg(long, value_name = "LEVEL", env = "SELECTCHAT_LOG_LEVEL")]
     log_level: Option<LevelFilter>,
 }
 

@@ -115,3 +115,54 @@ fn chat_port_environment_variable_sets_the_port() {
     }
     panic!("no free port held long enough in five tries");
 }
+
+#[test]
+fn every_server_flag_can_come_from_the_environment() {
+    let out = run(&["--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for env in [
+        "SELECTCHAT_HOST",
+        "SELECTCHAT_DB",
+        "SELECTCHAT_MAX_LINE",
+        "SELECTCHAT_TLS_CERT",
+        "SELECTCHAT_CLUSTER",
+        "SELECTCHAT_LOG_LEVEL",
+    ] {
+        assert!(help.contains(env), "--help lacks {env}");
+    }
+    // A value from the environment is used as the flag would be.
+    let port_file = common::PortFile::new();
+    let mut child = Command::new(BIN)
+        .args(["--host", "127.0.0.1", "--db", ":memory:", "--port-file"])
+        .arg(&port_file.0)
+        .arg("0")
+        .env_remove("CHAT_PORT")
+        .env("SELECTCHAT_MAX_LINE", "64")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = port_file.wait("plain", String::new);
+    let mut c = Client::connect(addr);
+    c.send(&format!("PING {}", "x".repeat(100)));
+    let answer = c.line();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(answer, "ERR line-too-long");
+}
+
+#[test]
+fn a_busy_port_stops_the_start_before_the_database_is_touched() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let dir = std::env::temp_dir().join(format!("selectchat-busy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("never.db");
+    let out = run(&["--host", "127.0.0.1", "--db", db.to_str().unwrap(), &port]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let exists = db.exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot listen"), "{err}");
+    assert!(!exists, "the database was created: {err}");
+}

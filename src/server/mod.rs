@@ -128,6 +128,17 @@ impl Server {
     /// SIGINT/SIGTERM handlers, joins the cluster if there is one and
     /// starts the store's writer thread.
     pub fn bind(cfg: Config) -> io::Result<Server> {
+        // The listeners first: a start that cannot have its port (a server
+        // already runs there) stops before it touches the database.
+        let setup = Setup {
+            tls: cfg.tls.as_ref().map(tls_config).transpose()?,
+            web: Arc::new(WebPolicy::new(cfg.web_origin.clone(), cfg.max_line)),
+        };
+        let poll = Poll::new()?;
+        let refusal = Reply::Bye(ByeReason::ServerFull).to_bytes();
+        let listeners = Listeners::bind(&poll, &cfg.listeners(), refusal)?;
+        let signals = signals(&poll)?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKE)?);
         let (db, stored) = Db::open(&cfg.db, cfg.retention)
             .map_err(|e| io::Error::other(format!("cannot open database {}: {e}", cfg.db)))?;
         if cfg.cluster.is_none() {
@@ -139,15 +150,6 @@ impl Server {
             db.rooms(),
             stored.next_id
         );
-        let setup = Setup {
-            tls: cfg.tls.as_ref().map(tls_config).transpose()?,
-            web: Arc::new(WebPolicy::new(cfg.web_origin.clone(), cfg.max_line)),
-        };
-        let poll = Poll::new()?;
-        let refusal = Reply::Bye(ByeReason::ServerFull).to_bytes();
-        let listeners = Listeners::bind(&poll, &cfg.listeners(), refusal)?;
-        let signals = signals(&poll)?;
-        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKE)?);
         let mut chat = Chat::start(cfg.chat, stored, WallClock::system(), Box::new(OsTokens));
         let node = match &cfg.cluster {
             Some(cluster) => {

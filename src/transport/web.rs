@@ -186,12 +186,15 @@ impl Web {
                     match answer(&head, &policy) {
                         Answer::Incomplete => self.state = State::Request(head),
                         Answer::Respond(response) => {
+                            access_log(&head, &response);
                             out.queue(&response);
                             self.state = State::Done;
                             return Ok(Received::Closed);
                         }
                         Answer::Upgrade { key, used } => {
-                            out.queue(&upgrade_response(&key));
+                            let response = upgrade_response(&key);
+                            access_log(&head, &response);
+                            out.queue(&response);
                             let rest = head[used..].to_vec();
                             let config = Some(socket_config(policy.pre_login_message));
                             let ctx =
@@ -439,11 +442,25 @@ fn answer(head: &[u8], policy: &WebPolicy) -> Answer {
     if header("content-length").is_some() || header("transfer-encoding").is_some() {
         return Answer::Respond(status(400));
     }
-    if req.method != Some("GET") {
+    let head_only = req.method == Some("HEAD");
+    if req.method != Some("GET") && !head_only {
         return Answer::Respond(status(405));
     }
     let path = req.path.unwrap_or("");
     let path = path.split_once('?').map_or(path, |(p, _)| p);
+    if head_only {
+        // What GET would answer, without the body; nothing upgrades.
+        let response = match path {
+            "/" => page(),
+            CHAT_PATH => status(426),
+            _ => status(404),
+        };
+        let end = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(response.len(), |i| i + 4);
+        return Answer::Respond(response[..end].to_vec());
+    }
     if path == "/" {
         return Answer::Respond(page());
     }
@@ -470,6 +487,21 @@ fn answer(head: &[u8], policy: &WebPolicy) -> Answer {
     }
 }
 
+/// One line per request at debug: its request line (quoted, cut short:
+/// it is the peer's bytes) and the status answered.
+fn access_log(head: &[u8], response: &[u8]) {
+    if !log::log_enabled!(log::Level::Debug) {
+        return;
+    }
+    let line = head
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let line = String::from_utf8_lossy(&line[..line.len().min(120)]);
+    let code = String::from_utf8_lossy(response.get(9..12).unwrap_or_default());
+    log::debug!("web: {line:?} answered {code}");
+}
+
 fn reason(code: u16) -> &'static str {
     match code {
         400 => "Bad Request",
@@ -487,7 +519,7 @@ fn reason(code: u16) -> &'static str {
 pub(super) fn status(code: u16) -> Vec<u8> {
     let body = format!("{code} {}\n", reason(code));
     let extra = match code {
-        405 => "Allow: GET\r\n",
+        405 => "Allow: GET, HEAD\r\n",
         426 => "Sec-WebSocket-Version: 13\r\n",
         _ => "",
     };
@@ -572,6 +604,15 @@ mod tests {
     fn bad_requests_are_refused() {
         assert_eq!(code(answer(b"GARBAGE\0\r\n\r\n", &policy())), 400);
         assert_eq!(code(answer(b"POST / HTTP/1.1\r\n\r\n", &policy())), 405);
+        // HEAD answers what GET would, without the body.
+        let Answer::Respond(head) = answer(b"HEAD / HTTP/1.1\r\n\r\n", &policy()) else {
+            panic!("no answer to HEAD")
+        };
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"));
+        assert!(head.contains(&format!("Content-Length: {}\r\n", PAGE.len())));
+        assert_eq!(code(answer(b"HEAD /chat HTTP/1.1\r\n\r\n", &policy())), 426);
+        assert_eq!(code(answer(b"HEAD /x HTTP/1.1\r\n\r\n", &policy())), 404);
         let smuggled = b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\nGET /";
         assert_eq!(code(answer(smuggled, &policy())), 400);
         let chunked = b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
