@@ -192,12 +192,18 @@ impl Server {
         let Some(node) = &self.node else {
             return;
         };
+        let home: Box<str> = node.home().into();
         let answers: Vec<FromBus> = node.bus.answers().collect();
         for answer in answers {
             let released = self.answer(answer, now);
             self.settle(None, now);
             if let Some((id, step)) = released {
                 self.release(id, step, now);
+            }
+            // Declared dead and started afresh: the rest came from the old
+            // bridge, and the new one follows the log from where this stopped.
+            if self.node.as_ref().is_some_and(|node| *node.home() != *home) {
+                return;
             }
         }
     }

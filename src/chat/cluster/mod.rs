@@ -238,8 +238,12 @@ impl Chat {
         if let Some(cluster) = self.cluster.as_mut() {
             let stored_through = cluster.stored_through;
             let requests = std::mem::take(&mut cluster.requests);
+            // Answers to the old incarnation's claims may still come: its
+            // tickets must not be mistaken for new ones.
+            let next_ticket = cluster.next_ticket;
             *cluster = Cluster::new(home, stored_through);
             cluster.requests = requests;
+            cluster.next_ticket = next_ticket;
         }
     }
 
