@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -85,6 +86,10 @@ pub mod defaults {
     pub const CLUSTER_PREFIX: &str = "selectchat";
     /// How long a node may be silent before its peers declare it dead.
     pub const CLUSTER_TIMEOUT: Secs = Secs::whole(3);
+    /// Seconds a drain spreads its closes over.
+    pub const DRAIN: Secs = Secs::whole(5);
+    /// Address the metrics port binds when `--metrics-host` is not given.
+    pub const METRICS_HOST: &str = "127.0.0.1";
 }
 
 /// The bounds `validate` enforces.
@@ -130,6 +135,12 @@ pub struct Config {
     pub web_origin: Option<String>,
     /// The cluster this node joins; `None` runs one self-contained server.
     pub cluster: Option<ClusterConfig>,
+    /// Where `/metrics` and `/healthz` are served, if anywhere.
+    pub metrics: Option<SocketAddr>,
+    /// The control socket's path, if there is one.
+    pub control: Option<PathBuf>,
+    /// How long a drain spreads its `BYE restarting`s over.
+    pub drain: Duration,
 }
 
 /// A setting outside what the server accepts, named by its flag.
@@ -205,6 +216,9 @@ impl Config {
             web_port: None,
             web_origin: None,
             cluster: None,
+            metrics: None,
+            control: None,
+            drain: defaults::DRAIN.0,
         }
     }
 

@@ -1,4 +1,4 @@
-//! The `selectchat` command line: serve (the default), `connect` or `echo`.
+//! The `selectchat` command line: serve (the default), `connect`, `ctl`, `bench` or `echo`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -12,6 +12,7 @@ use selectchat::bench::target::Target;
 use selectchat::bus::ClusterConfig;
 use selectchat::chat::Limits;
 use selectchat::config::{defaults, open_file_limit, parse_secs, Config, ConfigError, Secs};
+use selectchat::control::{self, ControlCommand};
 use selectchat::echo::EchoServer;
 use selectchat::flood::FloodPolicy;
 use selectchat::liveness::Timeouts;
@@ -20,6 +21,9 @@ use selectchat::store::db::Retention;
 use selectchat::transport::tls::TlsSource;
 use selectchat::transport::TransportKind;
 use selectchat::{bench, client};
+
+/// How long `selectchat ctl` waits for the server's answer.
+const CTL_WAIT: Duration = Duration::from_secs(10);
 
 /// A single-threaded chat server: `selectchat 7007`, then `nc localhost 7007`.
 #[derive(Debug, Parser)]
@@ -40,6 +44,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Sub {
+    /// Ask a running server over its control socket: stats, who, kick NAME [reason], notice TEXT, drain.
+    Ctl {
+        /// The server's --control socket.
+        #[arg(long, env = "SELECTCHAT_CONTROL", value_name = "PATH")]
+        control: PathBuf,
+        /// The command and its arguments, e.g. `kick bob spamming`.
+        #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     /// Chat from this terminal (or a script): `selectchat connect --name alice`.
     Connect {
         /// Server address: host:port, host, [v6]:port; the port defaults to 7007. Several, comma-separated (a cluster's nodes): each reconnect tries the next.
@@ -395,6 +408,18 @@ struct ServeArgs {
         requires = "cluster"
     )]
     cluster_replicas: usize,
+    /// Serve Prometheus metrics (`/metrics`) and a health check (`/healthz`) over HTTP on this port.
+    #[arg(env = "SELECTCHAT_METRICS_PORT", long, value_name = "PORT")]
+    metrics_port: Option<u16>,
+    /// Address the metrics port binds (keep it private: the metrics are not secret, but not public either).
+    #[arg(env = "SELECTCHAT_METRICS_HOST", long, value_name = "IP", default_value = defaults::METRICS_HOST, requires = "metrics_port")]
+    metrics_host: IpAddr,
+    /// Serve operator commands on this Unix socket (mode 0600): `selectchat ctl --control PATH stats|who|kick|notice|drain`.
+    #[arg(env = "SELECTCHAT_CONTROL", long, value_name = "PATH")]
+    control: Option<PathBuf>,
+    /// Seconds a drain (SIGUSR2, or `ctl drain`) spreads its `BYE restarting` closes over; 0 closes everyone at once.
+    #[arg(env = "SELECTCHAT_DRAIN", long, value_name = "SECS", default_value_t = defaults::DRAIN)]
+    drain: Secs,
     /// Once listening, write one `TRANSPORT ADDRESS` line per listener to this file (for scripts and tests; with port 0 it says which port was picked).
     #[arg(env = "SELECTCHAT_PORT_FILE", long, value_name = "PATH")]
     port_file: Option<PathBuf>,
@@ -492,6 +517,11 @@ impl ServeArgs {
                 timeout: self.cluster_timeout.0,
                 replicas: self.cluster_replicas,
             }),
+            metrics: self
+                .metrics_port
+                .map(|port| SocketAddr::new(self.metrics_host, port)),
+            control: self.control.clone(),
+            drain: self.drain.0,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -550,6 +580,7 @@ fn main() -> ExitCode {
             })
         }
         Some(Sub::Bench(args)) => bench_command(&args),
+        Some(Sub::Ctl { control, command }) => ctl_command(&control, &command.join(" ")),
         Some(Sub::Connect {
             addr,
             name,
@@ -577,15 +608,53 @@ fn main() -> ExitCode {
     }
 }
 
+/// `selectchat ctl`: one request to a server's control socket, its answer
+/// on stdout. Exits 2 for a request that is not a command, 1 when the
+/// server cannot be reached or refuses.
+fn ctl_command(control: &Path, line: &str) -> ExitCode {
+    let command = match ControlCommand::parse(line) {
+        Ok(command) => command,
+        Err(e) => {
+            eprintln!("selectchat ctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match control::request(control, &command, CTL_WAIT) {
+        Ok(answer) if answer.starts_with("error:") => {
+            eprint!("{answer}");
+            ExitCode::FAILURE
+        }
+        Ok(answer) => {
+            print!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("selectchat ctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// A bound server that can say where it listens and then run to the end.
 trait Service: Sized {
-    fn local_addrs(&self) -> std::io::Result<Vec<(TransportKind, SocketAddr)>>;
+    /// Each listener's name (a transport, or `metrics`) and address.
+    fn local_addrs(&self) -> std::io::Result<Vec<(&'static str, SocketAddr)>>;
     fn run(self) -> std::io::Result<()>;
 }
 
+/// Names each listener by its transport.
+fn named(addrs: Vec<(TransportKind, SocketAddr)>) -> Vec<(&'static str, SocketAddr)> {
+    addrs
+        .into_iter()
+        .map(|(kind, addr)| (kind.as_str(), addr))
+        .collect()
+}
+
 impl Service for Server {
-    fn local_addrs(&self) -> std::io::Result<Vec<(TransportKind, SocketAddr)>> {
-        Server::local_addrs(self)
+    fn local_addrs(&self) -> std::io::Result<Vec<(&'static str, SocketAddr)>> {
+        let mut addrs = named(Server::local_addrs(self)?);
+        addrs.extend(self.metrics_addr().map(|addr| ("metrics", addr)));
+        Ok(addrs)
     }
     fn run(self) -> std::io::Result<()> {
         Server::run(self)
@@ -593,8 +662,8 @@ impl Service for Server {
 }
 
 impl Service for EchoServer {
-    fn local_addrs(&self) -> std::io::Result<Vec<(TransportKind, SocketAddr)>> {
-        EchoServer::local_addrs(self)
+    fn local_addrs(&self) -> std::io::Result<Vec<(&'static str, SocketAddr)>> {
+        Ok(named(EchoServer::local_addrs(self)?))
     }
     fn run(self) -> std::io::Result<()> {
         EchoServer::run(self)
@@ -603,10 +672,10 @@ impl Service for EchoServer {
 
 /// Writes one `TRANSPORT ADDRESS` line per listener to `path`, whole or not
 /// at all (a reader polling for the file never sees half of it).
-fn write_port_file(path: &Path, addrs: &[(TransportKind, SocketAddr)]) -> std::io::Result<()> {
+fn write_port_file(path: &Path, addrs: &[(&str, SocketAddr)]) -> std::io::Result<()> {
     let text: String = addrs
         .iter()
-        .map(|(kind, addr)| format!("{} {addr}\n", kind.as_str()))
+        .map(|(name, addr)| format!("{name} {addr}\n"))
         .collect();
     let mut partial = path.as_os_str().to_owned();
     partial.push(".partial");
@@ -638,8 +707,8 @@ fn run_service<S: Service>(
             return ExitCode::FAILURE;
         }
     };
-    for (kind, addr) in &addrs {
-        info!("listening on {addr} ({})", kind.as_str());
+    for (name, addr) in &addrs {
+        info!("listening on {addr} ({name})");
     }
     if let Some(path) = port_file {
         if let Err(e) = write_port_file(path, &addrs) {

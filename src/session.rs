@@ -55,10 +55,30 @@ pub enum Departure {
     Replaced,
     /// Clusters: this node lost the cluster for too long.
     CutOff,
+    /// An operator ended the connection.
+    Kicked,
+    /// The server is draining for a restart.
+    Restarting,
 }
 
 impl Departure {
-    /// Name used in logs.
+    /// Every departure, in declaration order (`why as usize` indexes it).
+    pub const ALL: [Departure; 12] = [
+        Departure::Quit,
+        Departure::Eof,
+        Departure::Reset,
+        Departure::IdleTimeout,
+        Departure::LoginTimeout,
+        Departure::Sendq,
+        Departure::Shutdown,
+        Departure::Flooding,
+        Departure::Replaced,
+        Departure::CutOff,
+        Departure::Kicked,
+        Departure::Restarting,
+    ];
+
+    /// Name used in logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             Departure::Quit => "quit",
@@ -71,6 +91,8 @@ impl Departure {
             Departure::Flooding => "flooding",
             Departure::Replaced => "replaced",
             Departure::CutOff => "cut-off",
+            Departure::Kicked => "kicked",
+            Departure::Restarting => "restarting",
         }
     }
 
@@ -84,6 +106,8 @@ impl Departure {
             Departure::Flooding => Some(ByeReason::Flooding),
             Departure::Replaced => Some(ByeReason::Replaced),
             Departure::CutOff => Some(ByeReason::CutOff),
+            Departure::Kicked => Some(ByeReason::Kicked),
+            Departure::Restarting => Some(ByeReason::Restarting),
             Departure::Eof | Departure::Reset | Departure::Sendq => None,
         }
     }
@@ -94,10 +118,14 @@ impl Departure {
         !matches!(self, Departure::Reset | Departure::Sendq)
     }
 
-    /// Whether the others are told: not at shutdown, when nobody stays to
-    /// hear it, nor when the session lives on in another connection.
+    /// Whether the others are told: not at shutdown or in a drain, when
+    /// everyone is leaving too, nor when the session lives on in another
+    /// connection.
     pub fn announced(self) -> bool {
-        !matches!(self, Departure::Shutdown | Departure::Replaced)
+        !matches!(
+            self,
+            Departure::Shutdown | Departure::Restarting | Departure::Replaced
+        )
     }
 }
 
@@ -195,6 +223,16 @@ impl Session {
     /// True once the connection can be removed.
     pub fn is_closed(&self) -> bool {
         self.phase == Phase::Closed
+    }
+
+    /// True once the connection logged in (or resumed).
+    pub fn is_logged_in(&self) -> bool {
+        self.logged_in
+    }
+
+    /// True while flood control holds the connection's input back.
+    pub fn is_paused(&self) -> bool {
+        self.paused_until.is_some()
     }
 
     /// True when the loop should read from the connection now.
@@ -457,6 +495,13 @@ mod tests {
             flood: FloodPolicy::new(10.0, 20, 10 * S),
             max_line: 16,
             linger: 2 * S,
+        }
+    }
+
+    #[test]
+    fn every_departure_is_listed_where_its_discriminant_points() {
+        for (i, why) in Departure::ALL.into_iter().enumerate() {
+            assert_eq!(why as usize, i, "{}", why.as_str());
         }
     }
 

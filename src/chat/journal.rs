@@ -28,6 +28,8 @@ pub struct InFlight {
     /// The room's spelling: it may have left memory by the time of the commit.
     pub room: Box<str>,
     pub message: Message,
+    /// When it was handed to the store.
+    pub accepted: Instant,
 }
 
 /// A connection waiting for the store to answer it about a room; its
@@ -166,7 +168,13 @@ impl Journal {
             sender,
             room: room.into(),
             message,
+            accepted: self.now,
         });
+    }
+
+    /// When the oldest message still waiting for the store was handed to it.
+    pub fn oldest_in_flight(&self) -> Option<Instant> {
+        self.in_flight.front().map(|m| m.accepted)
     }
 
     /// True while a message of `room` waits for the store: the room's

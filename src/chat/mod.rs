@@ -24,6 +24,7 @@ pub mod journal;
 pub mod name;
 pub mod resume;
 pub mod rooms;
+pub mod tally;
 pub mod users;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,6 +40,7 @@ use journal::{Awaited, Journal};
 use name::Folded;
 use resume::{CountingTokens, EndedSessions, Token, TokenSource};
 use rooms::{RoomId, Rooms};
+use tally::{Attempt, ChatTally};
 use users::Users;
 
 /// Identifies a connection; the server uses its slab key.
@@ -162,6 +164,7 @@ pub struct Chat {
     speaker: String,
     /// This node's part in a cluster, if it is in one.
     cluster: Option<Cluster>,
+    tally: ChatTally,
 }
 
 impl Default for Chat {
@@ -198,6 +201,7 @@ impl Chat {
             scratch: Vec::new(),
             speaker: String::new(),
             cluster: None,
+            tally: ChatTally::default(),
         }
     }
 
@@ -243,6 +247,35 @@ impl Chat {
         self.rooms.len()
     }
 
+    /// Bytes of recent room history held in memory.
+    pub fn history_bytes(&self) -> usize {
+        self.history.bytes()
+    }
+
+    /// What the chat has counted since it started.
+    pub fn tally(&self) -> &ChatTally {
+        &self.tally
+    }
+
+    /// Why the store is not healthy at `now`, if it is not: its last
+    /// commit failed, or a message has waited for one longer than `patience`.
+    pub fn store_trouble(&self, now: Instant, patience: Duration) -> Option<&'static str> {
+        if self.tally.store_failing {
+            return Some("storage is failing");
+        }
+        self.journal
+            .oldest_in_flight()
+            .filter(|&since| now.saturating_duration_since(since) > patience)
+            .map(|_| "storage is stalled")
+    }
+
+    /// `id`'s wait for the cluster (or the store) is over: a login or
+    /// resume it waited for is counted as it turned out.
+    pub fn concluded(&mut self, id: ConnId) {
+        let ok = self.users.name(id).is_some();
+        self.tally.concluded(id, ok);
+    }
+
     /// The name `id` logged in with, if it has.
     pub fn name(&self, id: ConnId) -> Option<&str> {
         self.users.name(id)
@@ -261,6 +294,7 @@ impl Chat {
             Ok(None) => Step::Continue,
             Ok(Some(command)) => self.on_command(id, command, now, out),
             Err(e) => {
+                self.tally.not_a_command();
                 self.reply(id, Reply::Err(e), out);
                 Step::Continue
             }
@@ -270,6 +304,7 @@ impl Chat {
     /// Tells `id` its input could not be read as a line: longer than the
     /// limit, or not text at all (a WebSocket binary message).
     pub fn on_rejected(&mut self, id: ConnId, error: ProtocolError, out: &mut impl Outbox) {
+        self.tally.not_a_command();
         self.reply(id, Reply::Err(error), out);
     }
 
@@ -283,6 +318,12 @@ impl Chat {
         out: &mut impl Outbox,
     ) -> Step {
         self.journal.advance(now);
+        self.tally.line(&command);
+        let attempt = match command {
+            Command::Login(_) => Some(Attempt::Login),
+            Command::Resume { .. } => Some(Attempt::Resume),
+            _ => None,
+        };
         let result = match command {
             Command::Ping(token) => {
                 self.reply(id, Reply::Pong(token), out);
@@ -303,6 +344,12 @@ impl Chat {
             Command::Token => self.token(id, out),
             Command::Resume { name, token } => self.resume(id, name, token, out),
         };
+        if let Some(attempt) = attempt {
+            match result {
+                Ok(Step::Wait) => self.tally.wait(id, attempt),
+                _ => self.tally.attempted(attempt, self.users.name(id).is_some()),
+            }
+        }
         result.unwrap_or_else(|e| {
             self.reply(id, Reply::Err(e), out);
             Step::Continue
@@ -598,7 +645,13 @@ impl Chat {
     pub fn on_store(&mut self, outcome: Outcome, out: &mut impl Outbox) -> Option<ConnId> {
         match outcome {
             Outcome::Committed { through, reserved } => {
+                self.tally.store_failing = false;
+                let now = self.journal.now();
                 for m in self.journal.committed(through, reserved) {
+                    if m.sender.is_some() {
+                        self.tally
+                            .committed(now.saturating_duration_since(m.accepted));
+                    }
                     if let Some(conn) = self.users.still(m.sender) {
                         self.scratch.clear();
                         let (room, id) = (&*m.room, m.message.id);
@@ -613,6 +666,7 @@ impl Chat {
                 None
             }
             Outcome::Failed { through } => {
+                self.tally.store_failing = true;
                 for m in self.journal.failed(through) {
                     if let Some(conn) = self.users.still(m.sender) {
                         self.scratch.clear();
@@ -784,6 +838,7 @@ impl Chat {
     /// allows. Safe to call for any id, any number of times: only the first
     /// call for a logged-in connection announces.
     pub fn leave(&mut self, id: ConnId, out: &mut impl Outbox) {
+        self.tally.forget(id);
         self.end_session(id);
         if self.depart_through_log(id) {
             return;
@@ -803,9 +858,43 @@ impl Chat {
         self.ended.record(name, token, rooms, self.journal.now());
     }
 
+    /// Removes `id` without telling anyone, keeping its session for
+    /// `RESUME` if it has a token: everyone is leaving (a drain), and in a
+    /// cluster the session can be taken over from another node meanwhile.
+    pub fn hold(&mut self, id: ConnId) {
+        self.end_session(id);
+        self.remove(id);
+    }
+
+    /// Removes `id` as [`Chat::leave`] does, but its session cannot be
+    /// resumed: an operator ended it.
+    pub fn kick(&mut self, id: ConnId, out: &mut impl Outbox) {
+        let name = self.users.name(id).map(Box::<str>::from);
+        self.leave(id, out);
+        if let Some(name) = name {
+            self.ended.forget(&name);
+        }
+    }
+
+    /// The connection of the user called `name` on this node, if there is one.
+    pub fn find(&self, name: &str) -> Option<ConnId> {
+        self.users.find(name)
+    }
+
+    /// Sends `NOTICE <text>` to every user logged in on this node; returns
+    /// how many.
+    pub fn notice(&mut self, text: &str, out: &mut impl Outbox) -> usize {
+        self.scratch.clear();
+        Reply::Notice(text).write_to(&mut self.scratch);
+        let roster = self.users.roster();
+        out.send_to_all(roster, None, &self.scratch);
+        roster.len()
+    }
+
     /// Removes `id` without telling anyone (a shutdown leaves nobody to tell).
     /// Returns the freed name.
     pub fn remove(&mut self, id: ConnId) -> Option<Box<str>> {
+        self.tally.forget(id);
         while let Some(r) = self.rooms.any_of(id) {
             self.vacate(id, r);
         }

@@ -897,6 +897,9 @@ impl Session {
             Reply::Err(e) => self.on_err(e, now),
             Reply::Bye(reason) => self.bye = Some(reason),
             Reply::Token(token) => self.token = Some(token.to_string()),
+            Reply::Notice(text) => {
+                self.show(Target::Lobby, Kind::Notice, &format!("notice: {text}"))
+            }
             Reply::User(name) => match self.whos.front_mut() {
                 Some(who) => who.names.push(sanitize(name).into_owned()),
                 None => self.show(Target::Lobby, Kind::Notice, &format!("online: {name}")),
@@ -1366,7 +1369,7 @@ impl Session {
             room.joined = false;
         }
         let stop = !self.cfg.resilient
-            || self.bye == Some(ByeReason::Replaced)
+            || matches!(self.bye, Some(ByeReason::Replaced | ByeReason::Kicked))
             || self.phase == Phase::Quitting;
         if stop {
             self.link = Link::Down(None);

@@ -142,6 +142,8 @@ pub fn describe_bye(reason: Option<ByeReason>) -> &'static str {
         Some(ByeReason::Flooding) => "sending too fast",
         Some(ByeReason::Replaced) => "the session was resumed elsewhere",
         Some(ByeReason::CutOff) => "the server lost its cluster",
+        Some(ByeReason::Kicked) => "an operator ended the connection",
+        Some(ByeReason::Restarting) => "the server is restarting",
     }
 }
 

@@ -45,25 +45,48 @@ pub enum Command<'a> {
 }
 
 impl Command<'_> {
+    /// The command words, numbered as [`Command::word`] numbers them (the
+    /// metrics count lines by word).
+    pub const WORDS: [&'static str; 14] = [
+        "LOGIN", "MSG", "DM", "WHO", "JOIN", "PART", "SAY", "ROOMS", "HISTORY", "TOKEN", "RESUME",
+        "PING", "PONG", "QUIT",
+    ];
+
+    /// The index of this command's word in [`Command::WORDS`].
+    pub fn word(&self) -> usize {
+        match self {
+            Command::Login(_) => 0,
+            Command::Msg(_) => 1,
+            Command::Dm { .. } => 2,
+            Command::Who | Command::WhoIn(_) => 3,
+            Command::Join(_) => 4,
+            Command::Part(_) => 5,
+            Command::Say { .. } => 6,
+            Command::Rooms => 7,
+            Command::History { .. } => 8,
+            Command::Token => 9,
+            Command::Resume { .. } => 10,
+            Command::Ping(_) => 11,
+            Command::Pong => 12,
+            Command::Quit(_) => 13,
+        }
+    }
+
     /// Appends the line a client sends for this command, `\n` included.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        let (word, args): (&str, [&str; 2]) = match *self {
-            Command::Login(name) => ("LOGIN", [name, ""]),
-            Command::Msg(text) => ("MSG", [text, ""]),
-            Command::Dm { to, text } => ("DM", [to, text]),
-            Command::Who => ("WHO", ["", ""]),
-            Command::Join(room) => ("JOIN", [room, ""]),
-            Command::Part(room) => ("PART", [room, ""]),
-            Command::Say { room, text } => ("SAY", [room, text]),
-            Command::Rooms => ("ROOMS", ["", ""]),
-            Command::WhoIn(room) => ("WHO", [room, ""]),
-            Command::History { room, args } => ("HISTORY", [room, args]),
-            Command::Token => ("TOKEN", ["", ""]),
-            Command::Resume { name, token } => ("RESUME", [name, token]),
-            Command::Ping(token) => ("PING", [token.unwrap_or(""), ""]),
-            Command::Pong => ("PONG", ["", ""]),
-            Command::Quit(reason) => ("QUIT", [reason.unwrap_or(""), ""]),
+        let args: [&str; 2] = match *self {
+            Command::Login(name) => [name, ""],
+            Command::Msg(text) => [text, ""],
+            Command::Dm { to, text } => [to, text],
+            Command::Who | Command::Rooms | Command::Token | Command::Pong => ["", ""],
+            Command::Join(room) | Command::Part(room) | Command::WhoIn(room) => [room, ""],
+            Command::Say { room, text } => [room, text],
+            Command::History { room, args } => [room, args],
+            Command::Resume { name, token } => [name, token],
+            Command::Ping(token) => [token.unwrap_or(""), ""],
+            Command::Quit(reason) => [reason.unwrap_or(""), ""],
         };
+        let word = Command::WORDS[self.word()];
         out.extend_from_slice(word.as_bytes());
         for arg in args.iter().filter(|a| !a.is_empty()) {
             out.push(b' ');

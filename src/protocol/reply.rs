@@ -119,11 +119,16 @@ pub enum ByeReason {
     /// Clusters: this node lost the cluster for too long; reconnect (to
     /// another node) and `RESUME`.
     CutOff,
+    /// An operator ended the connection (`selectchat ctl kick`).
+    Kicked,
+    /// The server is draining for a restart: reconnect (with a little
+    /// jitter) and `RESUME`.
+    Restarting,
 }
 
 impl ByeReason {
     /// Every reason, for lookups by wire word.
-    pub const ALL: [ByeReason; 8] = [
+    pub const ALL: [ByeReason; 10] = [
         ByeReason::Quit,
         ByeReason::IdleTimeout,
         ByeReason::LoginTimeout,
@@ -132,6 +137,8 @@ impl ByeReason {
         ByeReason::Flooding,
         ByeReason::Replaced,
         ByeReason::CutOff,
+        ByeReason::Kicked,
+        ByeReason::Restarting,
     ];
 
     /// The reason whose wire word is `word` (`None` for a bare `BYE`).
@@ -150,6 +157,8 @@ impl ByeReason {
             ByeReason::Flooding => Some("flooding"),
             ByeReason::Replaced => Some("replaced"),
             ByeReason::CutOff => Some("cut-off"),
+            ByeReason::Kicked => Some("kicked"),
+            ByeReason::Restarting => Some("restarting"),
         }
     }
 }
@@ -229,6 +238,8 @@ pub enum Reply<'a> {
     EndHistory(&'a str),
     /// v2 `TOKEN <token>`: the name's resume token.
     Token(&'a str),
+    /// `NOTICE <text>`: a word from the server's operator.
+    Notice(&'a str),
 }
 
 impl Reply<'_> {
@@ -309,6 +320,7 @@ impl Reply<'_> {
             }
             Reply::EndHistory(room) => ["END HISTORY ", room, ""],
             Reply::Token(token) => ["TOKEN ", token, ""],
+            Reply::Notice(text) => ["NOTICE ", text, ""],
         };
         join(out, &parts)
     }
@@ -397,6 +409,7 @@ pub fn parse_reply(line: &str) -> Option<Reply<'_>> {
             }
         }
         ("TOKEN", Some(token)) => Reply::Token(token),
+        ("NOTICE", Some(text)) => Reply::Notice(text),
         ("MSG", rest) => two(rest).map(|(from, text)| Reply::Msg { from, text })?,
         ("DM", rest) => two(rest).map(|(from, text)| Reply::Dm { from, text })?,
         ("USER", Some(name)) => Reply::User(name),

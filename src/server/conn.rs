@@ -8,7 +8,7 @@ use std::time::Instant;
 use mio::net::TcpStream;
 
 use crate::session::Session;
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportKind};
 use crate::wheel::TimerId;
 
 /// A connection's socket, transport, session and list memberships.
@@ -16,6 +16,9 @@ use crate::wheel::TimerId;
 pub struct Conn {
     pub sock: TcpStream,
     pub peer: SocketAddr,
+    pub kind: TransportKind,
+    /// When it was accepted.
+    pub since: Instant,
     pub transport: Transport,
     pub session: Session,
     /// Most bytes queued for it before it is dropped: the pre-login
@@ -40,17 +43,21 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// A freshly accepted connection, allowed `sendq` bytes of output.
+    /// A connection accepted at `now`, allowed `sendq` bytes of output.
     pub fn new(
         sock: TcpStream,
         peer: SocketAddr,
+        kind: TransportKind,
         transport: Transport,
         session: Session,
         sendq: usize,
+        now: Instant,
     ) -> Self {
         Conn {
             sock,
             peer,
+            kind,
+            since: now,
             transport,
             session,
             sendq,

@@ -67,6 +67,10 @@ pub struct Conns {
     /// Lines queued to recipients in this phase of the turn: the measure of
     /// work the loop's per-turn bound counts.
     pub appended: usize,
+    /// Lines queued to recipients since the start.
+    pub delivered: u64,
+    /// Bytes written to sockets since the start.
+    pub written: u64,
 }
 
 impl Conns {
@@ -82,6 +86,8 @@ impl Conns {
             sharing: Vec::new(),
             trimmer: Trimmer::new(),
             appended: 0,
+            delivered: 0,
+            written: 0,
         }
     }
 
@@ -121,7 +127,9 @@ impl Conns {
             if conn.want_writable && buffered <= conn.sendq {
                 continue;
             }
-            let failure = match conn.transport.write_shared(&mut conn.sock, &self.broadcast) {
+            let wrote = conn.transport.write_shared(&mut conn.sock, &self.broadcast);
+            self.written += conn.transport.take_wire_written() as u64;
+            let failure = match wrote {
                 Err(e) => {
                     log::debug!("conn {id} write error: {e}");
                     Some(Departure::Reset)
@@ -153,7 +161,9 @@ impl Conns {
         let Some(conn) = self.slab.get_mut(id) else {
             return Flushed::Empty;
         };
-        match conn.transport.write_shared(&mut conn.sock, &self.broadcast) {
+        let wrote = conn.transport.write_shared(&mut conn.sock, &self.broadcast);
+        self.written += conn.transport.take_wire_written() as u64;
+        match wrote {
             Ok(freed) => self.trimmer.freed(freed),
             Err(e) => {
                 log::debug!("conn {id} write error: {e}");
@@ -226,6 +236,7 @@ impl Conns {
     /// then the marks.
     fn queued_for(&mut self, to: ConnId) {
         self.appended += 1;
+        self.delivered += 1;
         self.mark(to);
     }
 

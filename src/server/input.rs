@@ -81,6 +81,10 @@ impl Server {
                 break;
             }
         }
+        // Reading began unpaused: a pause now is a new one.
+        if session.is_paused() {
+            self.tally.flood_pauses += 1;
+        }
         let conn = &mut self.conns.slab[id];
         conn.session = session;
         // Bytes the transport made itself: a handshake, a response, a pong.

@@ -87,10 +87,14 @@ impl Server {
             Some(name) => info!("conn {id} {peer} {name} left: {}", why.as_str()),
             None => info!("conn {id} {peer} closed: {}", why.as_str()),
         }
-        if why.announced() {
-            self.chat.leave(id, &mut self.conns);
-        } else {
-            self.chat.remove(id);
+        self.tally.departed(why);
+        match why {
+            Departure::Kicked => self.chat.kick(id, &mut self.conns),
+            Departure::Restarting => self.chat.hold(id),
+            why if why.announced() => self.chat.leave(id, &mut self.conns),
+            _ => {
+                self.chat.remove(id);
+            }
         }
     }
 

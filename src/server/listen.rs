@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use log::warn;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR2};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::transport::TransportKind;
@@ -32,15 +32,23 @@ const MAX_LISTENERS: usize = 16;
 /// writer, and a cluster bridge) shares it, and the loop drains each of
 /// their channels when it fires.
 pub const WAKE: Token = Token(SIGNALS.0 - MAX_LISTENERS - 1);
+/// The metrics port's listener, below the waker.
+pub const METRICS: Token = Token(WAKE.0 - 1);
+/// The control socket's listener.
+pub const CONTROL: Token = Token(WAKE.0 - 2);
+/// The first token of the operator's exchanges (see `admin`), each its
+/// key above it, below the control socket's.
+pub const ADMIN_BASE: usize = CONTROL.0 - super::admin::MAX_EXCHANGES;
 /// Pending connections the kernel may queue before we accept them (capped by
 /// net.core.somaxconn).
 const LISTEN_BACKLOG: i32 = 1024;
 /// Pause before accepting again when descriptors ran out and no spare was left.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Registers the shutdown signals with `poll`.
+/// Registers the shutdown signals (SIGINT, SIGTERM) and the drain signal
+/// (SIGUSR2) with `poll`.
 pub fn signals(poll: &Poll) -> io::Result<Signals> {
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR2])?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
     Ok(signals)

@@ -19,13 +19,17 @@
 //! chat call [`Server::settle`] writes out what passed the write-through
 //! mark and departs what failed, so no caller can forget to.
 
+mod admin;
 mod conn;
 mod conns;
+mod drain;
 mod input;
 mod lifecycle;
 mod listen;
 mod memory;
+mod metrics;
 mod node;
+mod operator;
 mod per_ip;
 
 use std::io;
@@ -48,9 +52,12 @@ use crate::transport::tls::{self, TlsSource};
 use crate::transport::{Setup, Transport, TransportKind, WebPolicy};
 use crate::wheel::Wheel;
 
+use admin::Admin;
 use conn::Conn;
 use conns::{Conns, Flushed};
+use drain::Drain;
 pub(crate) use listen::{is_listener, signals, Accepted, Listeners, SIGNALS, WAKE};
+use metrics::LoopTally;
 use node::Node;
 use per_ip::PerIp;
 
@@ -121,6 +128,13 @@ pub struct Server {
     handshakes: usize,
     shutdown_deadline: Option<Instant>,
     next_stats: Option<Instant>,
+    /// The metrics port and the control socket.
+    admin: Admin,
+    /// What the loop counts for the metrics.
+    tally: LoopTally,
+    /// A drain under way, with the users not yet told (told from the end).
+    drain: Option<(Drain, Vec<ConnId>)>,
+    started: Instant,
 }
 
 impl Server {
@@ -138,6 +152,7 @@ impl Server {
         let refusal = Reply::Bye(ByeReason::ServerFull).to_bytes();
         let listeners = Listeners::bind(&poll, &cfg.listeners(), refusal)?;
         let signals = signals(&poll)?;
+        let admin = Admin::bind(&poll, cfg.metrics, cfg.control.as_deref())?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKE)?);
         let (db, stored) = Db::open(&cfg.db, cfg.retention)
             .map_err(|e| io::Error::other(format!("cannot open database {}: {e}", cfg.db)))?;
@@ -187,12 +202,21 @@ impl Server {
             handshakes: 0,
             shutdown_deadline: None,
             next_stats: None,
+            admin,
+            tally: LoopTally::default(),
+            drain: None,
+            started: Instant::now(),
         })
     }
 
     /// Each listener's transport and bound address (useful with port 0).
     pub fn local_addrs(&self) -> io::Result<Vec<(TransportKind, SocketAddr)>> {
         self.listeners.local_addrs()
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.admin.metrics_addr()
     }
 
     /// Current counts of connections, users and timers.
@@ -250,6 +274,10 @@ impl Server {
                         self.on_bus(now);
                     }
                     token if is_listener(token) => self.accept_all(token, now),
+                    token if Admin::owns(token) => {
+                        let asks = self.admin.on_ready(token, self.poll.registry(), now);
+                        self.answer_all(asks, now);
+                    }
                     Token(id) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             if !self.turn_full() {
@@ -272,6 +300,10 @@ impl Server {
                 }
             }
             self.expire_timers(now);
+            self.drain_step(now);
+            self.admin.expire(now, self.poll.registry());
+            let asks = self.admin.catch_up(self.poll.registry(), now);
+            self.answer_all(asks, now);
             self.check_nodes(now);
             self.carry_out(now);
             self.flush_pending(now);
@@ -281,12 +313,14 @@ impl Server {
             self.carry_out(now);
             self.conns.trimmer.maybe_trim(now);
             self.log_stats(now);
+            self.tally.turns.observe(now.elapsed());
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.slab.is_empty() || now >= deadline {
                     info!(
                         "shutdown complete; {} connections cut short",
                         self.conns.slab.len()
                     );
+                    self.admin.close_all(self.poll.registry());
                     return Ok(());
                 }
             }
@@ -311,6 +345,10 @@ impl Server {
             self.next_stats,
             self.chat.next_deadline(),
             self.node.as_ref().map(|node| node.next_check),
+            self.admin.next_deadline(),
+            self.drain
+                .as_ref()
+                .and_then(|(drain, _)| drain.next_deadline()),
         ]
         .into_iter()
         .flatten()
@@ -331,10 +369,13 @@ impl Server {
             kind,
         } = accepted;
         let refusal = if self.conns.slab.len() >= self.cfg.max_clients {
+            self.tally.refused_full += 1;
             Some("server full")
         } else if !self.per_ip.admit(peer.ip()) {
+            self.tally.refused_per_ip += 1;
             Some("too many connections from its address")
         } else {
+            self.tally.accepted += 1;
             None
         };
         if let Some(why) = refusal {
@@ -376,7 +417,7 @@ impl Server {
         let session = Session::new(now, &self.rules);
         // Anonymous connections get the pre-login allowance until they log in.
         let sendq = self.cfg.sendq.min(PRE_LOGIN_BYTES);
-        entry.insert(Conn::new(sock, peer, transport, session, sendq));
+        entry.insert(Conn::new(sock, peer, kind, transport, session, sendq, now));
         self.arm(id);
         info!("conn {id} {peer} connected ({})", kind.as_str());
     }
@@ -434,13 +475,39 @@ impl Server {
         }
     }
 
+    /// Answers the operator's requests that are whole.
+    fn answer_all(&mut self, asks: Vec<(usize, admin::Ask)>, now: Instant) {
+        for (key, ask) in asks {
+            let answer = self.answer_operator(ask, now);
+            self.admin.answer(key, answer, self.poll.registry());
+        }
+    }
+
+    /// SIGUSR2 drains; SIGINT and SIGTERM shut down, or finish a drain at once.
     fn on_signals(&mut self, now: Instant) {
-        let received: Vec<i32> = self.signals.pending().collect();
-        if received.is_empty() || self.shutdown_deadline.is_some() {
+        for signal in self.signals.pending().collect::<Vec<i32>>() {
+            if signal == signal_hook::consts::SIGUSR2 {
+                if !self.draining() {
+                    info!("signal {signal}: draining");
+                    self.start_drain(now);
+                }
+            } else if let Some((drain, _)) = self.drain.as_mut() {
+                info!("signal {signal}: finishing the drain at once");
+                drain.hurry();
+                self.drain_step(now);
+            } else {
+                self.shut_down(signal, now);
+            }
+        }
+    }
+
+    /// Says `BYE shutting-down` to everyone and exits once it is written.
+    fn shut_down(&mut self, signal: i32, now: Instant) {
+        if self.shutdown_deadline.is_some() {
             return;
         }
         info!(
-            "signal {received:?}: shutting down {} connections",
+            "signal {signal}: shutting down {} connections",
             self.conns.slab.len()
         );
         self.listeners.close(&self.poll);

@@ -37,6 +37,11 @@ pub(super) struct Node {
 }
 
 impl Node {
+    /// True while this node's own heartbeats do not come back.
+    pub(super) fn is_cut_off(&self) -> bool {
+        self.cut_off
+    }
+
     /// Joins the cluster `cfg` names as a fresh incarnation of this node,
     /// binding `db` to the cluster's log (or refusing a database that
     /// belongs to another log or to a single server). Returns the node and
@@ -177,6 +182,7 @@ impl Server {
             return;
         };
         conn.session.release(step, &self.rules);
+        self.chat.concluded(id);
         if step == Step::LoggedIn {
             self.conns.logged_in(id);
             let peer = self.conns.slab[id].peer;

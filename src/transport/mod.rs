@@ -122,6 +122,8 @@ pub struct Transport {
     out: OutBuf,
     /// Bytes read off the socket since the loop last took the count.
     wire_read: usize,
+    /// Bytes written to the socket since the loop last asked.
+    wire_written: usize,
 }
 
 impl Transport {
@@ -147,6 +149,7 @@ impl Transport {
             codec,
             out: OutBuf::default(),
             wire_read: 0,
+            wire_written: 0,
         })
     }
 
@@ -187,6 +190,7 @@ impl Transport {
             codec,
             out,
             wire_read: 0,
+            wire_written: 0,
         })
     }
 
@@ -197,6 +201,7 @@ impl Transport {
         let mut sock = Counted {
             inner: sock,
             read: &mut self.wire_read,
+            written: &mut self.wire_written,
         };
         match &mut self.codec {
             Codec::Lines => self.link.read(&mut sock, buf),
@@ -214,6 +219,12 @@ impl Transport {
     /// budget charges, whatever they decoded to.
     pub fn take_wire_read(&mut self) -> usize {
         std::mem::take(&mut self.wire_read)
+    }
+
+    /// Bytes written to the socket since the last call, whatever they
+    /// encoded (lines, frames, records, handshakes).
+    pub fn take_wire_written(&mut self) -> usize {
+        std::mem::take(&mut self.wire_written)
     }
 
     /// The peer logged in: the pre-login limits on what it may send at
@@ -251,7 +262,12 @@ impl Transport {
     /// [`write_to`](Self::write_to) for a queue that may hold ranges of
     /// `broadcast`; what stays queued afterwards no longer points into it.
     pub fn write_shared(&mut self, sock: &mut impl Write, broadcast: &[u8]) -> io::Result<usize> {
-        self.link.write_out(&mut self.out, sock, broadcast)
+        let mut sock = Counted {
+            inner: sock,
+            read: &mut self.wire_read,
+            written: &mut self.wire_written,
+        };
+        self.link.write_out(&mut self.out, &mut sock, broadcast)
     }
 
     /// The turn that wrote `broadcast` is over: a range of it still queued
@@ -315,10 +331,11 @@ impl Transport {
     }
 }
 
-/// A socket that counts the bytes read from it.
+/// A socket that counts the bytes read from it and written to it.
 struct Counted<'a, S> {
     inner: &'a mut S,
     read: &'a mut usize,
+    written: &'a mut usize,
 }
 
 impl<S: Read> Read for Counted<'_, S> {
@@ -331,7 +348,14 @@ impl<S: Read> Read for Counted<'_, S> {
 
 impl<S: Write> Write for Counted<'_, S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+        let n = self.inner.write(buf)?;
+        *self.written += n;
+        Ok(n)
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.inner.write_vectored(bufs)?;
+        *self.written += n;
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()

@@ -111,10 +111,13 @@ fn plain_writes_keep_what_the_kernel_did_not_take() {
     assert_eq!(sock.output, b"OK\nIN");
     assert_eq!(t.buffered(), 14);
     assert!(t.wants_write());
+    assert_eq!(t.take_wire_written(), 5, "what the kernel took is counted");
     sock.room = None;
     t.write_to(&mut sock).unwrap();
     assert_eq!(sock.output, b"OK\nINFO bob joined\n");
     assert!(!t.wants_write());
+    assert_eq!(t.take_wire_written(), 14);
+    assert_eq!(t.take_wire_written(), 0);
 }
 
 #[test]
