@@ -549,6 +549,26 @@ fn a_session_resumed_elsewhere_is_not_fought_over() {
 }
 
 #[test]
+fn a_kicked_session_stops_and_a_restarting_one_comes_back() {
+    let mut p = Pair::resilient("alice");
+    p.server("NOTICE spamming the lobby");
+    assert_eq!(p.shown(), ["* notice: spamming the lobby"]);
+    p.server("BYE kicked");
+    p.session.handle_closed(p.now);
+    assert_eq!(p.session.exit(), Some(EXIT_CLOSED));
+    assert_eq!(
+        p.session.farewell(),
+        Some("disconnected: an operator ended the connection")
+    );
+
+    let mut p = Pair::resilient("alice");
+    p.server("BYE restarting");
+    p.session.handle_closed(p.now);
+    assert_eq!(p.session.exit(), None, "it reconnects");
+    assert!(matches!(p.session.link(), Link::Down(Some(_))));
+}
+
+#[test]
 fn the_offline_queue_is_bounded() {
     let mut p = Pair::resilient("alice");
     p.session.handle_closed(p.now);
