@@ -139,6 +139,11 @@ impl Admin {
         Ok(admin)
     }
 
+    /// Exchanges open now (each holds a descriptor).
+    pub fn open(&self) -> usize {
+        self.exchanges.len()
+    }
+
     /// The metrics port's address, if it is served.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().and_then(|s| s.local_addr().ok())

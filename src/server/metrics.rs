@@ -88,7 +88,7 @@ pub(super) struct Scrape {
     history_bytes: u64,
     queued_bytes: u64,
     buffer_bytes: u64,
-    open_fds: Option<u64>,
+    open_fds: u64,
     max_fds: Option<u64>,
     deliveries: u64,
     written_bytes: u64,
@@ -129,7 +129,7 @@ impl Server {
             history_bytes: self.chat.history_bytes() as u64,
             queued_bytes,
             buffer_bytes,
-            open_fds: open_fds(),
+            open_fds: self.base_fds + (self.conns.slab.len() + self.admin.open()) as u64,
             max_fds: max_fds(),
             deliveries: self.conns.delivered,
             written_bytes: self.conns.written,
@@ -223,8 +223,8 @@ impl Scrape {
             "memory      {} bytes queued, {} in buffers, {} of history",
             self.queued_bytes, self.buffer_bytes, self.history_bytes
         );
-        if let (Some(open), Some(max)) = (self.open_fds, self.max_fds) {
-            let _ = writeln!(text, "descriptors {open} open of {max}");
+        if let Some(max) = self.max_fds {
+            let _ = writeln!(text, "descriptors {} open of {max}", self.open_fds);
         }
         text
     }
@@ -240,8 +240,10 @@ impl Scrape {
     }
 }
 
-/// Open descriptors, counted in /proc/self/fd; `None` where there is none.
-fn open_fds() -> Option<u64> {
+/// Open descriptors, listed in /proc/self/fd; `None` where there is none.
+/// Listing costs the loop about 0.4 µs a descriptor (7 ms at 19,900), so
+/// it is done once, at start, and a scrape adds what the loop opened since.
+pub(super) fn open_fds() -> Option<u64> {
     let dir = std::fs::read_dir("/proc/self/fd").ok()?;
     // The directory's own descriptor is in the listing.
     Some(dir.count().saturating_sub(1) as u64)
@@ -353,14 +355,12 @@ impl Collector for Scrape {
         for (name, help, n) in gauges {
             single(e, name, help, &ConstGauge::new(n as i64))?;
         }
-        if let Some(n) = self.open_fds {
-            single(
-                e,
-                "open_fds",
-                "Open file descriptors.",
-                &ConstGauge::new(n as i64),
-            )?;
-        }
+        single(
+            e,
+            "open_fds",
+            "Open file descriptors: those open at start, plus connections and operator exchanges.",
+            &ConstGauge::new(self.open_fds as i64),
+        )?;
         if let Some(n) = self.max_fds {
             single(
                 e,

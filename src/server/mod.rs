@@ -135,6 +135,8 @@ pub struct Server {
     /// A drain under way, with the users not yet told (told from the end).
     drain: Option<(Drain, Vec<ConnId>)>,
     started: Instant,
+    /// Descriptors open once bound: the metrics add connections to it.
+    base_fds: u64,
 }
 
 impl Server {
@@ -206,6 +208,7 @@ impl Server {
             tally: LoopTally::default(),
             drain: None,
             started: Instant::now(),
+            base_fds: metrics::open_fds().unwrap_or(0),
         })
     }
 
