@@ -5,30 +5,20 @@
 
 mod common;
 
-use common::{Client, Server, BIN};
-use std::path::PathBuf;
+use common::{Client, Server, TempDir, BIN};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// A database file in a fresh directory, removed when dropped.
-struct TempDb {
-    dir: PathBuf,
-}
-
-static DBS: AtomicU32 = AtomicU32::new(0);
+struct TempDb(TempDir);
 
 impl TempDb {
     fn new() -> TempDb {
-        let n = DBS.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("selectchat-test-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDb { dir }
+        TempDb(TempDir::new())
     }
 
     fn path(&self) -> String {
-        self.dir.join("chat.db").to_str().unwrap().to_string()
+        self.0.file("chat.db")
     }
 
     fn start(&self, extra: &[&str]) -> Server {
@@ -36,12 +26,6 @@ impl TempDb {
         let mut args = vec!["--db", &path];
         args.extend_from_slice(extra);
         Server::start(&args)
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -9,37 +9,11 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{wait_until, Client, Read1, Server, BIN, WAIT};
-
-/// A directory of its own for a test's database and control socket.
-struct TempDir(PathBuf);
-
-static DIRS: AtomicU32 = AtomicU32::new(0);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let n = DIRS.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("selectchat-ops-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn file(&self, name: &str) -> String {
-        self.0.join(name).to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::{wait_until, Client, Read1, Server, TempDir, BIN, WAIT};
 
 /// One HTTP/1.1 GET (or HEAD) on loopback: the status and the body.
 fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {

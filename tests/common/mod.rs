@@ -63,6 +63,38 @@ impl PortFile {
     }
 }
 
+/// A fresh directory for a test's files (a database, a socket), removed
+/// with everything in it when dropped.
+pub struct TempDir(pub PathBuf);
+
+static TEMP_DIRS: AtomicU64 = AtomicU64::new(0);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        let n = TEMP_DIRS.fetch_add(1, Ordering::Relaxed);
+        let name = format!("selectchat-test-{}-dir{n}", std::process::id());
+        let dir = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        TempDir(dir)
+    }
+
+    /// The path of `name` in the directory, as a string for a flag.
+    pub fn file(&self, name: &str) -> String {
+        self.0
+            .join(name)
+            .to_str()
+            .expect("a UTF-8 path")
+            .to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 impl Drop for PortFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
