@@ -47,6 +47,11 @@ impl Drop for Dir {
 /// Starts node `name` of the cluster at `urls`, keeping its database at
 /// `db` (in memory when `None`).
 fn node(urls: &str, name: &str, db: Option<&str>) -> Server {
+    node_with(urls, name, db, &[])
+}
+
+/// [`node`] with more flags.
+fn node_with(urls: &str, name: &str, db: Option<&str>, extra: &[&str]) -> Server {
     let timeout = TIMEOUT.to_string();
     let mut args = vec![
         "--cluster",
@@ -59,6 +64,7 @@ fn node(urls: &str, name: &str, db: Option<&str>) -> Server {
     if let Some(db) = db {
         args.extend(["--db", db]);
     }
+    args.extend_from_slice(extra);
     Server::start(&args)
 }
 
@@ -492,7 +498,12 @@ fn resume_on_one_node_takes_over_a_session_held_or_ended_on_another() {
 fn without_nats_commands_get_errors_then_users_are_cut_off_and_the_node_comes_back() {
     let mut nats = Nats::start();
     let url = nats.url();
-    let a = node(&url, "a", None);
+    let a = node_with(&url, "a", None, &["--metrics-port", "0"]);
+    let metrics = a.listener("metrics");
+    assert_eq!(
+        common::http(metrics, "GET", "/healthz"),
+        (200, "ok\n".into())
+    );
     let mut amy = a.login("amy");
     amy.send("JOIN #r");
     amy.wait_for("JOINED #r 1");
@@ -511,6 +522,10 @@ fn without_nats_commands_get_errors_then_users_are_cut_off_and_the_node_comes_ba
     // Past the timeout the node closes its users, so their clients can
     // go to a node that still has the cluster.
     amy.expect("BYE cut-off");
+    assert_eq!(
+        common::http(metrics, "GET", "/healthz"),
+        (503, "cut off from the cluster\n".into())
+    );
     nats.restart();
     let mut back = None;
     let came_back = common::wait_until(WAIT * 2, || {
@@ -529,6 +544,11 @@ fn without_nats_commands_get_errors_then_users_are_cut_off_and_the_node_comes_ba
     back.wait_for("JOINED #r 1");
     back.send("SAY #r back");
     back.wait_line(|l| l.starts_with("SENT #r "));
+    // Healthy again once the node hears its own heartbeat.
+    let healthy = common::wait_until(WAIT, || {
+        common::http(metrics, "GET", "/healthz") == (200, "ok\n".into())
+    });
+    assert!(healthy.is_some(), "/healthz stayed 503; log:\n{}", a.log());
 }
 
 #[test]

@@ -6,31 +6,14 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{wait_until, Client, Read1, Server, TempDir, BIN, WAIT};
-
-/// One HTTP/1.1 GET (or HEAD) on loopback: the status and the body.
-fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let mut sock = TcpStream::connect(addr).expect("connect to the metrics port");
-    sock.set_read_timeout(Some(WAIT)).unwrap();
-    write!(sock, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut response = String::new();
-    sock.read_to_string(&mut response)
-        .expect("a whole response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("a response head");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"));
-    (status, body.to_string())
-}
+use common::{http, wait_until, Client, Read1, Server, TempDir, BIN, WAIT};
 
 /// The samples of a Prometheus text exposition, by name and label set;
 /// panics on anything the text format does not allow.

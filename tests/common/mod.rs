@@ -63,6 +63,24 @@ impl PortFile {
     }
 }
 
+/// One HTTP/1.1 request (`GET`, `HEAD`, ...) on loopback: the status and
+/// the body.
+pub fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut sock = TcpStream::connect(addr).expect("connect to the HTTP port");
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    write!(sock, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    sock.read_to_string(&mut response)
+        .expect("a whole response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a response head");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, body.to_string())
+}
+
 /// A fresh directory for a test's files (a database, a socket), removed
 /// with everything in it when dropped.
 pub struct TempDir(pub PathBuf);
