@@ -319,7 +319,7 @@ impl Admin {
         self.exchanges.iter().map(|(_, x)| x.deadline).min()
     }
 
-    /// Stops serving the metrics port and the control socket (at exit).
+    /// Closes the exchanges still open (at exit; the listeners go with `Admin`).
     pub fn close_all(&mut self, registry: &Registry) {
         let keys: Vec<usize> = self.exchanges.iter().map(|(key, _)| key).collect();
         for key in keys {

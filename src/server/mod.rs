@@ -14,6 +14,9 @@
 //! polls, and its answers arrive as events on the loop's one waker
 //! (`WAKE`), which every other thread shares.
 //!
+//! The operator's ports (`/metrics`, `/healthz`, the control socket) are
+//! served by the same loop, between the chat's events ([`admin`]).
+//!
 //! The rules of a connection live in its session and the rules of the chat
 //! in the chat; this module only carries their effects out. After every
 //! chat call [`Server::settle`] writes out what passed the write-through
