@@ -15,7 +15,7 @@
 //! (`WAKE`), which every other thread shares.
 //!
 //! The operator's ports (`/metrics`, `/healthz`, the control socket) are
-//! served by the same loop, between the chat's events ([`admin`]).
+//! served by the same loop, between the chat's events (`admin.rs`).
 //!
 //! The rules of a connection live in its session and the rules of the chat
 //! in the chat; this module only carries their effects out. After every
