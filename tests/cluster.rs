@@ -68,6 +68,26 @@ fn node_with(urls: &str, name: &str, db: Option<&str>, extra: &[&str]) -> Server
     Server::start(&args)
 }
 
+/// How long the cluster may take to settle after one of NATS's servers
+/// is lost or comes back: JetStream elects new leaders and the restarted
+/// server catches its replicas up before a node connected to it sees the
+/// log again, which has taken more than `WAIT` on this machine's two
+/// shared cores.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// Reads `c` until `want` (or a line `until` accepts) comes, for at most
+/// `limit`; returns the line.
+fn line_within(c: &mut Client, limit: Duration, until: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        match c.read_within(deadline.saturating_duration_since(Instant::now())) {
+            Read1::Line(line) if until(&line) => return line,
+            Read1::Line(_) => {}
+            other => panic!("{other:?} before the line waited for"),
+        }
+    }
+}
+
 /// Kills a node at once (`kill -9`) and waits for it to be gone.
 fn kill(mut server: Server) {
     server.signal(libc::SIGKILL);
@@ -574,14 +594,19 @@ fn a_node_declared_dead_while_cut_off_comes_back_as_a_new_incarnation() {
     amy.wait_for("INFO bo joined");
     servers[0].kill();
     amy.expect("BYE cut-off");
-    bo.wait_for("INFO amy disconnected");
+    line_within(&mut bo, SETTLE, |l| l == "INFO amy disconnected");
     servers[0].restart();
     // a comes back: a login there is seen on b, and a name it held is free.
     let (mut cy, mut last) = (None, String::new());
-    let back = common::wait_until(WAIT * 3, || {
+    // Until a sees the log again, a LOGIN there waits for its arrival to
+    // come back through it, or is refused.
+    let back = common::wait_until(SETTLE, || {
         let mut c = a.connect();
         c.send("LOGIN cy");
-        last = c.line();
+        last = match c.read_within(SETTLE) {
+            Read1::Line(line) => line,
+            other => format!("{other:?}"),
+        };
         cy = Some(c);
         last == "OK"
     });
@@ -590,7 +615,9 @@ fn a_node_declared_dead_while_cut_off_comes_back_as_a_new_incarnation() {
         "a did not come back ({last}); log:\n{}",
         a.log()
     );
-    let seen = bo.wait_line(|l| l == "INFO cy joined" || l.starts_with("BYE"));
+    let seen = line_within(&mut bo, SETTLE, |l| {
+        l == "INFO cy joined" || l.starts_with("BYE")
+    });
     assert_eq!(
         seen,
         "INFO cy joined",
