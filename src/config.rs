@@ -210,6 +210,8 @@ impl Config {
                 per_room: defaults::HISTORY,
                 max_age: None,
                 max_rooms: defaults::MAX_STORED_ROOMS,
+                sessions: defaults::RESUME_WINDOW,
+                max_sessions: defaults::MAX_CLIENTS,
             },
             tls: None,
             tls_port: None,

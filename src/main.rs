@@ -496,6 +496,8 @@ impl ServeArgs {
                 max_age: (self.history_days > 0)
                     .then(|| Duration::from_secs(u64::from(self.history_days) * 86_400)),
                 max_rooms: self.max_stored_rooms,
+                sessions: self.resume_window.0,
+                max_sessions: self.max_clients,
             },
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsSource::Files {

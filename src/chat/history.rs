@@ -16,6 +16,7 @@ use std::ops::Range;
 
 use slab::Slab;
 
+use super::resume::TokenHash;
 use crate::protocol::reply::MessageId;
 use crate::protocol::{Anchor, HistoryQuery};
 
@@ -51,6 +52,30 @@ pub enum Request {
     /// Say how `room` was first spelled and its last stored id, answered
     /// under `ticket`: a room is looked up when it is created in memory.
     Lookup { ticket: u64, room: Box<str> },
+    /// Keep `name`'s session for `RESUME` across a restart: its token's
+    /// hash, its rooms (spellings, space-separated), and when it ended in
+    /// Unix milliseconds (`None` while it is live).
+    SaveSession {
+        name: Box<str>,
+        hash: TokenHash,
+        rooms: Box<str>,
+        ended_ms: Option<u64>,
+    },
+    /// `name`'s stored session, if any, is over.
+    ForgetSession { name: Box<str> },
+}
+
+/// A session the store kept, as a restart restores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedSession {
+    pub name: Box<str>,
+    pub hash: TokenHash,
+    /// Its rooms, each by the spelling it was stored under and the id of
+    /// its newest stored message.
+    pub rooms: Vec<(Box<str>, MessageId)>,
+    /// When it ended, in Unix milliseconds; `None` if it was live when the
+    /// server stopped.
+    pub ended_ms: Option<u64>,
 }
 
 /// What the store holds of one room.
@@ -94,6 +119,9 @@ pub struct Stored {
     pub next_id: MessageId,
     /// The highest id that may be handed out before the store confirms more.
     pub reserved: MessageId,
+    /// Sessions live when the server stopped or ended within the resume
+    /// window, to be held for `RESUME`.
+    pub sessions: Vec<SavedSession>,
 }
 
 impl Stored {
@@ -103,6 +131,7 @@ impl Stored {
         Stored {
             next_id: 1,
             reserved: MessageId::MAX,
+            sessions: Vec::new(),
         }
     }
 }

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use super::history::{Message, Request, Stored};
 use super::name::Folded;
+use super::resume::TokenHash;
 use super::{ConnId, WallClock};
 use crate::protocol::reply::MessageId;
 use crate::protocol::{HistoryQuery, ProtocolError};
@@ -177,6 +178,23 @@ impl Journal {
         self.in_flight.front().map(|m| m.accepted)
     }
 
+    /// Asks the store to keep `name`'s session (see [`Request::SaveSession`]).
+    pub fn save_session(&mut self, name: &str, hash: TokenHash, rooms: &[&str], ended: bool) {
+        let ended_ms = ended.then(|| self.stamp());
+        self.requests.push(Request::SaveSession {
+            name: name.into(),
+            hash,
+            rooms: rooms.join(" ").into(),
+            ended_ms,
+        });
+    }
+
+    /// Asks the store to drop `name`'s session.
+    pub fn forget_session(&mut self, name: &str) {
+        self.requests
+            .push(Request::ForgetSession { name: name.into() });
+    }
+
     /// True while a message of `room` waits for the store: the room's
     /// ring is not the whole truth until it is committed.
     pub fn sending_to(&self, room: &str) -> bool {
@@ -254,7 +272,11 @@ mod tests {
     use crate::protocol::Anchor;
 
     fn journal(next_id: MessageId, reserved: MessageId) -> Journal {
-        let stored = Stored { next_id, reserved };
+        let stored = Stored {
+            next_id,
+            reserved,
+            sessions: Vec::new(),
+        };
         Journal::new(stored, WallClock::new(Instant::now(), 1_000))
     }
 
@@ -308,7 +330,7 @@ mod tests {
             .map(|r| match r {
                 Request::Fetch { ticket, .. } => (ticket, Awaited::History),
                 Request::Lookup { ticket, .. } => (ticket, Awaited::Join),
-                Request::Append { .. } => panic!("nothing appended"),
+                other => panic!("only reads were asked: {other:?}"),
             })
             .collect();
         let (fetch, lookup) = (tickets[0], tickets[1]);

@@ -35,10 +35,11 @@ use crate::protocol::text::{valid_name, valid_room};
 use crate::protocol::{parse, Command, HistoryQuery, ProtocolError, Reply};
 use cluster::{Cluster, Effect, OwnKind};
 use event::Event;
+use history::SavedSession;
 use history::{Found, History, Message, Outcome, Stored};
 use journal::{Awaited, Journal};
 use name::Folded;
-use resume::{CountingTokens, EndedSessions, Token, TokenSource};
+use resume::{CountingTokens, EndedSessions, HeldSessions, Token, TokenSource};
 use rooms::{RoomId, Rooms};
 use tally::{Attempt, ChatTally};
 use users::Users;
@@ -162,10 +163,16 @@ pub struct Chat {
     /// The sender's name, copied here so an event can name it while the
     /// registry it came from changes.
     speaker: String,
+    /// Sessions a restart restored, held for `RESUME`.
+    held: HeldSessions,
     /// This node's part in a cluster, if it is in one.
     cluster: Option<Cluster>,
     tally: ChatTally,
 }
+
+/// The home of users held for `RESUME` after a restart: like users of
+/// another node, they are known by name only (no connection).
+const HELD: &str = "held";
 
 impl Default for Chat {
     fn default() -> Chat {
@@ -185,24 +192,60 @@ impl Chat {
     /// `clock` and resume tokens from `tokens`.
     pub fn start(
         limits: Limits,
-        stored: Stored,
+        mut stored: Stored,
         clock: WallClock,
         tokens: Box<dyn TokenSource>,
     ) -> Self {
         let history = History::new(limits.history_memory);
-        Chat {
+        let saved = std::mem::take(&mut stored.sessions);
+        let mut chat = Chat {
             users: Users::default(),
             rooms: Rooms::default(),
             limits,
             journal: Journal::new(stored, clock),
             history,
             ended: EndedSessions::new(limits.resume_window, limits.max_ended),
+            held: HeldSessions::default(),
             tokens,
             scratch: Vec::new(),
             speaker: String::new(),
             cluster: None,
             tally: ChatTally::default(),
+        };
+        chat.restore(saved);
+        chat
+    }
+
+    /// Holds the sessions the store kept, as ghosts whose connections are
+    /// gone: each name taken, each room seat kept, until `RESUME` takes
+    /// the session back or its resume window (counted from when it ended,
+    /// or from now for one that was live at the stop) passes.
+    fn restore(&mut self, saved: Vec<SavedSession>) {
+        let now = self.journal.now();
+        let now_ms = self.journal.stamp();
+        let window = self.limits.resume_window;
+        let mut held = Vec::new();
+        for session in saved {
+            let left = match session.ended_ms {
+                None => window,
+                Some(ms) => {
+                    let since = Duration::from_millis(now_ms.saturating_sub(ms));
+                    window.saturating_sub(since)
+                }
+            };
+            if left.is_zero() || !self.users.insert_remote(&session.name, HELD) {
+                continue;
+            }
+            for (spelling, last) in &session.rooms {
+                let r = match self.rooms.find(spelling) {
+                    Some(r) => r,
+                    None => self.open_room(spelling, *last),
+                };
+                self.rooms.join_remote(&session.name, r);
+            }
+            held.push((session.name, session.hash, now + left));
         }
+        self.held = HeldSessions::new(held);
     }
 
     /// What the chat asked of the store and the cluster since the last
@@ -220,21 +263,51 @@ impl Chat {
         self.journal.in_flight()
     }
 
-    /// Ended sessions that can still be resumed.
+    /// Ended (or, after a restart, held) sessions that can still be resumed.
     pub fn resumable(&self) -> usize {
-        self.ended.len()
+        self.ended.len() + self.held.len()
     }
 
-    /// Advances the chat's clock to `now` and lets ended sessions whose
-    /// resume window has passed go.
-    pub fn tick(&mut self, now: Instant) {
+    /// Advances the chat's clock to `now` and lets sessions whose resume
+    /// window has passed go: a held one departs as a user whose
+    /// connection dropped, with the ordinary lines.
+    pub fn tick(&mut self, now: Instant, out: &mut impl Outbox) {
         self.journal.advance(now);
         self.ended.expire(now);
+        for name in self.held.expire(now) {
+            self.apply(Event::Departed { name: &name }, out);
+            self.forget_session(&name);
+        }
     }
 
     /// When [`Chat::tick`] next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.ended.next_deadline()
+        [self.ended.next_deadline(), self.held.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Asks the store to drop what it keeps of `name`'s session (a single
+    /// server's; a cluster keeps none).
+    fn forget_session(&mut self, name: &str) {
+        if self.cluster.is_none() {
+            self.journal.forget_session(name);
+        }
+    }
+
+    /// Asks the store to keep `id`'s session as it is now (its token and
+    /// rooms), if it has a token: on a single server, sessions outlive
+    /// the process. `ended` marks it ended now.
+    fn save_session(&mut self, id: ConnId, ended: bool) {
+        if self.cluster.is_some() {
+            return;
+        }
+        let (Some(name), Some(token)) = (self.users.name(id), self.users.token(id)) else {
+            return;
+        };
+        let rooms = self.rooms.names_of(id);
+        self.journal.save_session(name, token.hash(), &rooms, ended);
     }
 
     /// Number of logged-in users.
@@ -377,8 +450,10 @@ impl Chat {
             return Ok(Step::Wait);
         }
         self.users.insert(id, name);
-        // The name is someone's now: an ended session under it is over.
+        // The name is someone's now: an ended session under it is over,
+        // and so is one the store may keep from before a restart.
         self.ended.forget(name);
+        self.forget_session(name);
         self.reply(id, Reply::Ok, out);
         self.apply(Event::Arrived { name, home: "" }, out);
         Ok(Step::LoggedIn)
@@ -551,6 +626,7 @@ impl Chat {
             return Step::Wait;
         }
         self.apply(event, out);
+        self.save_session(id, false);
         Step::Continue
     }
 
@@ -723,6 +799,7 @@ impl Chat {
             .next_token()
             .ok_or(ProtocolError::StorageUnavailable)?;
         self.users.set_token(id, token);
+        self.save_session(id, false);
         self.reply(id, Reply::Token(&token.to_hex()), out);
         Ok(Step::Continue)
     }
@@ -747,6 +824,18 @@ impl Chat {
             self.rooms.rebind(ghost, id);
             self.resumed(id, out);
             return Ok(Step::Replaced(ghost));
+        }
+        if self.held.take(name, &token, self.journal.now()) {
+            // Held since a restart: taken back in silence, as a ghost is.
+            let spelling = self.users.remote(name).map(Box::<str>::from);
+            if let Some(spelling) = spelling {
+                self.users.attach(id, &spelling);
+                self.rooms.attach(&spelling, id);
+                self.users.set_token(id, token);
+                self.resumed(id, out);
+                self.save_session(id, false);
+                return Ok(Step::LoggedIn);
+            }
         }
         let Some(ended) = self.ended.take(name, &token, self.journal.now()) else {
             // In a cluster, another node may hold the session.
@@ -785,6 +874,8 @@ impl Chat {
             };
             self.enter(id, r, out);
         }
+        // Live again: a restart holds it for a whole window.
+        self.save_session(id, false);
         Ok(Step::LoggedIn)
     }
 
@@ -856,6 +947,7 @@ impl Chat {
         };
         let rooms = self.rooms.names_of(id).into_iter().map(Box::from).collect();
         self.ended.record(name, token, rooms, self.journal.now());
+        self.save_session(id, true);
     }
 
     /// Removes `id` without telling anyone, keeping its session for
@@ -873,6 +965,7 @@ impl Chat {
         self.leave(id, out);
         if let Some(name) = name {
             self.ended.forget(&name);
+            self.forget_session(&name);
         }
     }
 

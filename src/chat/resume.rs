@@ -77,13 +77,40 @@ impl Token {
     /// Compares in time that does not depend on where the tokens differ,
     /// so a guesser learns nothing from how long a wrong one took.
     pub fn matches(&self, other: &Token) -> bool {
-        let diff = self
-            .0
-            .iter()
-            .zip(other.0.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        std::hint::black_box(diff) == 0
+        same(&self.0, &other.0)
     }
+
+    /// What the store keeps instead of the token: its SHA-256. A copy of
+    /// the database then gives nobody a session.
+    pub fn hash(&self) -> TokenHash {
+        let digest = ring::digest::digest(&ring::digest::SHA256, &self.0);
+        let mut hash = [0; 32];
+        hash.copy_from_slice(digest.as_ref());
+        TokenHash(hash)
+    }
+}
+
+/// A token's SHA-256: a stored session's proof.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl std::fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenHash(..)")
+    }
+}
+
+impl TokenHash {
+    /// True when `token` hashes to this, in time that does not depend on
+    /// where they differ.
+    pub fn proves(&self, token: &Token) -> bool {
+        same(&self.0, &token.hash().0)
+    }
+}
+
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0 && a.len() == b.len()
 }
 
 fn nibble(c: u8) -> Option<u8> {
@@ -178,8 +205,9 @@ impl EndedSessions {
     }
 
     /// Drops the session of `name`: the name was taken by a new login.
-    pub fn forget(&mut self, name: &str) {
-        self.by_name.remove(Folded::new(name));
+    /// Returns whether there was one.
+    pub fn forget(&mut self, name: &str) -> bool {
+        self.by_name.remove(Folded::new(name)).is_some()
     }
 
     /// Drops every session whose window has passed at `now`.
@@ -201,6 +229,75 @@ impl EndedSessions {
         if self.by_name.get(&name).is_some_and(|e| e.until == until) {
             self.by_name.remove(&name);
         }
+    }
+}
+
+/// Sessions a restart restored from the store: held by name (the name
+/// taken, the room seats kept) until `RESUME` takes them back or their
+/// resume window passes, as a ghost is until its connection is purged.
+#[derive(Debug, Default)]
+pub struct HeldSessions {
+    by_name: HashMap<NameKey, (TokenHash, Instant)>,
+    /// (expiry, name), soonest first.
+    order: VecDeque<(Instant, NameKey)>,
+}
+
+impl HeldSessions {
+    /// Holds each of `sessions` (name, proof, expiry).
+    pub fn new(mut sessions: Vec<(Box<str>, TokenHash, Instant)>) -> HeldSessions {
+        sessions.sort_by_key(|(_, _, until)| *until);
+        let mut held = HeldSessions::default();
+        for (name, hash, until) in sessions {
+            held.order.push_back((until, NameKey::new(&name)));
+            held.by_name.insert(NameKey::new(&name), (hash, until));
+        }
+        held
+    }
+
+    /// Sessions held.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// True when none is held.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// Lets go of `name`'s session if `token` proves it, and it has not
+    /// expired at `now`; true if so. A wrong token leaves it held.
+    pub fn take(&mut self, name: &str, token: &Token, now: Instant) -> bool {
+        let Some((hash, until)) = self.by_name.get(Folded::new(name)) else {
+            return false;
+        };
+        if now >= *until || !hash.proves(token) {
+            return false;
+        }
+        self.by_name.remove(Folded::new(name));
+        true
+    }
+
+    /// Lets go of every session whose window has passed at `now`; returns
+    /// their names, to depart.
+    pub fn expire(&mut self, now: Instant) -> Vec<Box<str>> {
+        let mut gone = Vec::new();
+        while self.order.front().is_some_and(|(until, _)| *until <= now) {
+            let Some((_, name)) = self.order.pop_front() else {
+                break;
+            };
+            if self.by_name.remove(&name).is_some() {
+                gone.push(name.as_str().into());
+            }
+        }
+        gone
+    }
+
+    /// When the next held session expires.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.order
+            .iter()
+            .find(|(_, name)| self.by_name.contains_key(name))
+            .map(|(until, _)| *until)
     }
 }
 
@@ -243,6 +340,34 @@ mod tests {
         let bob = s.take("BOB", &tb, t0 + Duration::from_secs(14)).unwrap();
         assert_eq!(&*bob.name, "bob");
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn held_sessions_are_proved_by_the_token_and_expire_in_order() {
+        let t0 = Instant::now();
+        let (ta, tb) = (
+            OsTokens.next_token().unwrap(),
+            OsTokens.next_token().unwrap(),
+        );
+        let mut held = HeldSessions::new(vec![
+            ("bob".into(), tb.hash(), t0 + Duration::from_secs(20)),
+            ("Alice".into(), ta.hash(), t0 + Duration::from_secs(10)),
+        ]);
+        assert_eq!(held.next_deadline(), Some(t0 + Duration::from_secs(10)));
+        assert!(!held.take("alice", &tb, t0), "wrong token");
+        assert!(held.take("ALICE", &ta, t0));
+        assert!(!held.take("alice", &ta, t0), "taken once");
+        assert_eq!(held.next_deadline(), Some(t0 + Duration::from_secs(20)));
+        assert_eq!(
+            held.expire(t0 + Duration::from_secs(19)),
+            Vec::<Box<str>>::new()
+        );
+        assert_eq!(
+            held.expire(t0 + Duration::from_secs(20)),
+            vec![Box::from("bob")]
+        );
+        assert!(held.is_empty());
+        assert!(!format!("{:?}", ta.hash()).contains(&ta.to_hex()[..8]));
     }
 
     #[test]

@@ -159,16 +159,20 @@ impl Server {
         let signals = signals(&poll)?;
         let admin = Admin::bind(&poll, cfg.metrics, cfg.control.as_deref())?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKE)?);
-        let (db, stored) = Db::open(&cfg.db, cfg.retention)
+        let (db, mut stored) = Db::open(&cfg.db, cfg.retention)
             .map_err(|e| io::Error::other(format!("cannot open database {}: {e}", cfg.db)))?;
         if cfg.cluster.is_none() {
             node::refuse_cluster_db(&db, &cfg.db)?;
+        } else {
+            // A cluster's sessions live in its log and on its other nodes.
+            stored.sessions.clear();
         }
         info!(
-            "database {}: {} rooms with history, next message id {}",
+            "database {}: {} rooms with history, next message id {}, {} sessions held for RESUME",
             cfg.db,
             db.rooms(),
-            stored.next_id
+            stored.next_id,
+            stored.sessions.len()
         );
         let mut chat = Chat::start(cfg.chat, stored, WallClock::system(), Box::new(OsTokens));
         let node = match &cfg.cluster {
@@ -271,7 +275,9 @@ impl Server {
             let now = Instant::now();
             self.conns.appended = 0;
             self.handshakes = 0;
-            self.chat.tick(now);
+            // Held sessions whose window passed depart, announced.
+            self.chat.tick(now, &mut self.conns);
+            self.settle(None, now);
             for event in events.iter() {
                 match event.token() {
                     SIGNALS => self.on_signals(now),

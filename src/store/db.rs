@@ -19,7 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use crate::chat::history::{Found, Message, Stored};
+use crate::chat::history::{Found, Message, Request, SavedSession, Stored};
+use crate::chat::resume::TokenHash;
 use crate::protocol::reply::MessageId;
 use crate::protocol::{Anchor, HistoryQuery};
 
@@ -32,14 +33,16 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Marks a database as selectchat's (`PRAGMA application_id`): "SCHT".
 const APPLICATION_ID: i32 = 0x5343_4854;
 /// The schema this build writes (`PRAGMA user_version`). Version 0 is the
-/// first release's, which set no version; it is migrated on open.
-const SCHEMA_VERSION: i32 = 1;
+/// first release's, which set no version; version 1 had no sessions. Both
+/// are migrated on open.
+const SCHEMA_VERSION: i32 = 2;
 /// Rooms evicted, or batches of old messages deleted, per pruning pass,
 /// so one pass never holds the writer long.
 const PRUNE_BATCH: i64 = 1000;
 /// How often messages past `--history-days` are looked for.
 const AGE_CHECK: Duration = Duration::from_secs(60);
 
+/// Version 1's schema; a fresh database is made from it, then migrated.
 const SCHEMA: &str = "
     CREATE TABLE rooms (
         id INTEGER PRIMARY KEY,
@@ -65,6 +68,20 @@ const SCHEMA: &str = "
     );
 ";
 
+/// From version 1: sessions kept for `RESUME` across restarts, by the
+/// SHA-256 of their token (never the token).
+const MIGRATE_FROM_1: &str = "
+    CREATE TABLE sessions (
+        folded TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        token_hash BLOB NOT NULL,
+        -- Room spellings, space-separated.
+        rooms TEXT NOT NULL,
+        -- When the session ended (Unix ms); NULL while it is live.
+        ended_ms INTEGER
+    );
+";
+
 /// From version 0 (the first release: no version, no activity columns).
 const MIGRATE_FROM_0: &str = "
     ALTER TABLE rooms ADD COLUMN last_id INTEGER NOT NULL DEFAULT 0;
@@ -84,6 +101,10 @@ pub struct Retention {
     pub max_age: Option<Duration>,
     /// Most rooms stored; the least recently active go first.
     pub max_rooms: u64,
+    /// How long an ended session is kept for `RESUME` (`--resume-window`).
+    pub sessions: Duration,
+    /// Most sessions a restart restores, the most recent first.
+    pub max_sessions: usize,
 }
 
 /// Why a database could not be opened.
@@ -128,6 +149,8 @@ pub struct Db {
     due: Vec<i64>,
     /// When messages past `--history-days` were last looked for.
     aged: Option<SystemTime>,
+    /// When sessions past the resume window were last looked for.
+    sessions_aged: Option<SystemTime>,
 }
 
 impl Db {
@@ -156,6 +179,7 @@ impl Db {
             rooms: rooms as u64,
             due,
             aged: None,
+            sessions_aged: None,
         };
         let stored = db.load()?;
         Ok((db, stored))
@@ -169,7 +193,73 @@ impl Db {
         let next_id = last.unwrap_or(0).max(reserved) as MessageId + 1;
         let reserved = next_id - 1 + RESERVE_AHEAD;
         self.set_reserved(reserved)?;
-        Ok(Stored { next_id, reserved })
+        let sessions = self.sessions(SystemTime::now())?;
+        Ok(Stored {
+            next_id,
+            reserved,
+            sessions,
+        })
+    }
+
+    /// The sessions to hold at a start at `now`: live when the server
+    /// stopped, or ended within the resume window; the most recent first,
+    /// at most `max_sessions`. Older ones are deleted.
+    fn sessions(&self, now: SystemTime) -> rusqlite::Result<Vec<SavedSession>> {
+        self.delete_old_sessions(now)?;
+        let mut rows = self.conn.prepare(
+            "SELECT name, token_hash, rooms, ended_ms FROM sessions
+             ORDER BY ended_ms IS NULL DESC, ended_ms DESC LIMIT ?1",
+        )?;
+        let rows = rows.query_map([self.retention.max_sessions as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+            ))
+        })?;
+        let mut rooms: HashMap<String, (Box<str>, MessageId)> = HashMap::new();
+        let mut sessions = Vec::new();
+        for row in rows {
+            let (name, hash, spellings, ended_ms) = row?;
+            let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) else {
+                log::warn!("store: the session of {name} has a malformed token hash; dropped");
+                continue;
+            };
+            let mut held = Vec::new();
+            for spelling in spellings.split_whitespace() {
+                let folded = spelling.to_ascii_lowercase();
+                if !rooms.contains_key(&folded) {
+                    let room = match self.lookup(spelling)? {
+                        Found::Stored { spelling, last } => (spelling, last),
+                        Found::Unknown | Found::Failed => (spelling.into(), 0),
+                    };
+                    rooms.insert(folded.clone(), room);
+                }
+                held.push(rooms[&folded].clone());
+            }
+            sessions.push(SavedSession {
+                name: name.into(),
+                hash: TokenHash(hash),
+                rooms: held,
+                ended_ms: ended_ms.map(|ms| ms as u64),
+            });
+        }
+        Ok(sessions)
+    }
+
+    /// Deletes the sessions that ended before the resume window at `now`.
+    fn delete_old_sessions(&self, now: SystemTime) -> rusqlite::Result<usize> {
+        let horizon = now
+            .checked_sub(self.retention.sessions)
+            .unwrap_or(UNIX_EPOCH)
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as i64;
+        self.conn.execute(
+            "DELETE FROM sessions WHERE ended_ms IS NOT NULL AND ended_ms < ?1",
+            [horizon],
+        )
     }
 
     /// Rooms stored.
@@ -242,18 +332,28 @@ impl Db {
             .optional()
     }
 
-    /// Commits `appends` in one transaction with a new reservation mark
-    /// past the last of them, and returns that mark.
-    pub fn commit(&mut self, appends: &[Append<'_>]) -> rusqlite::Result<MessageId> {
-        let Some(last) = appends.last().map(|a| a.message.id) else {
-            return Ok(0);
-        };
+    /// Commits `appends`, and the session writes among `sessions`, in one
+    /// transaction; with messages, a new reservation mark past the last of
+    /// them goes too, and is returned.
+    pub fn commit(
+        &mut self,
+        appends: &[Append<'_>],
+        sessions: &[&Request],
+    ) -> rusqlite::Result<Option<MessageId>> {
+        if appends.is_empty() && sessions.is_empty() {
+            return Ok(None);
+        }
         let mark = self.prune_mark();
         // Immediate: the write lock is taken (or waited for) at the start;
         // a read first and a write later cannot wait for a lock at all.
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        save_sessions(&tx, sessions)?;
+        let Some(last) = appends.last().map(|a| a.message.id) else {
+            tx.commit()?;
+            return Ok(None);
+        };
         // This batch's rooms: row id, newest message, messages added.
         let mut touched: HashMap<String, (i64, MessageId, u64)> = HashMap::new();
         let mut created = 0;
@@ -316,7 +416,7 @@ impl Db {
         tx.commit()?;
         self.rooms += created;
         self.due.extend(due);
-        Ok(reserved)
+        Ok(Some(reserved))
     }
 
     /// Messages a room may gain past its limit before it is pruned: an
@@ -416,6 +516,11 @@ impl Db {
         if self.rooms > self.retention.max_rooms {
             deleted += self.evict(self.rooms - self.retention.max_rooms)?;
         }
+        let checked = self.sessions_aged.and_then(|t| now.duration_since(t).ok());
+        if checked.is_none_or(|since| since >= AGE_CHECK) {
+            self.sessions_aged = Some(now);
+            self.delete_old_sessions(now)?;
+        }
         Ok(deleted)
     }
 
@@ -496,18 +601,55 @@ fn migrate(conn: &Connection, path: &str) -> Result<(), OpenError> {
     if version == SCHEMA_VERSION {
         return Ok(());
     }
-    let steps = if tables.is_empty() {
-        SCHEMA
-    } else {
-        log::info!("database {path}: migrating from schema version {version} to {SCHEMA_VERSION}");
-        MIGRATE_FROM_0
+    let steps = match version {
+        _ if tables.is_empty() => [SCHEMA, MIGRATE_FROM_1].concat(),
+        0 => [MIGRATE_FROM_0, MIGRATE_FROM_1].concat(),
+        _ => MIGRATE_FROM_1.to_string(),
     };
+    if !tables.is_empty() {
+        log::info!("database {path}: migrating from schema version {version} to {SCHEMA_VERSION}");
+    }
     conn.execute_batch(&format!(
         "BEGIN; {steps}
          PRAGMA user_version = {SCHEMA_VERSION};
          PRAGMA application_id = {APPLICATION_ID};
          COMMIT;"
     ))?;
+    Ok(())
+}
+
+/// Carries out the session writes among `requests` in `tx`.
+fn save_sessions(tx: &rusqlite::Transaction<'_>, requests: &[&Request]) -> rusqlite::Result<()> {
+    let mut save = tx.prepare_cached(
+        "INSERT INTO sessions (folded, name, token_hash, rooms, ended_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (folded) DO UPDATE SET name = excluded.name,
+             token_hash = excluded.token_hash, rooms = excluded.rooms,
+             ended_ms = excluded.ended_ms",
+    )?;
+    let mut forget = tx.prepare_cached("DELETE FROM sessions WHERE folded = ?1")?;
+    for request in requests {
+        match request {
+            Request::SaveSession {
+                name,
+                hash,
+                rooms,
+                ended_ms,
+            } => {
+                save.execute(params![
+                    name.to_ascii_lowercase(),
+                    &**name,
+                    &hash.0[..],
+                    &**rooms,
+                    ended_ms.map(|ms| ms as i64)
+                ])?;
+            }
+            Request::ForgetSession { name } => {
+                forget.execute([name.to_ascii_lowercase()])?;
+            }
+            _ => {}
+        }
+    }
     Ok(())
 }
 
@@ -534,7 +676,7 @@ mod tests {
             .iter()
             .map(|message| Append { room, message })
             .collect();
-        db.commit(&appends).unwrap()
+        db.commit(&appends, &[]).unwrap().unwrap()
     }
 
     fn keep(per_room: u64) -> Retention {
@@ -542,6 +684,8 @@ mod tests {
             per_room,
             max_age: None,
             max_rooms: 1000,
+            sessions: Duration::from_secs(120),
+            max_sessions: 100,
         }
     }
 
@@ -695,6 +839,135 @@ mod tests {
         drop(db);
         let (db, _) = Db::open(path, keep(100)).expect("a migrated database opens again");
         assert_eq!(db.rooms(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The schema as the previous release (version 1) wrote it, frozen.
+    const SCHEMA_V1: &str = "
+        CREATE TABLE rooms (
+            id INTEGER PRIMARY KEY,
+            folded TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            last_id INTEGER NOT NULL DEFAULT 0,
+            unpruned INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX rooms_by_activity ON rooms (last_id);
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            room INTEGER NOT NULL REFERENCES rooms (id),
+            ms INTEGER NOT NULL,
+            sender TEXT NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX messages_by_room ON messages (room, id);
+        CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value INTEGER NOT NULL
+        );
+        PRAGMA user_version = 1;
+        PRAGMA application_id = 1396918356;
+    ";
+
+    fn save(name: &str, rooms: &str, ended_ms: Option<u64>) -> Request {
+        Request::SaveSession {
+            name: name.into(),
+            hash: TokenHash([7; 32]),
+            rooms: rooms.into(),
+            ended_ms,
+        }
+    }
+
+    fn now_ms() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    }
+
+    #[test]
+    fn a_database_of_the_last_release_is_migrated_and_keeps_sessions_from_then_on() {
+        let dir = scratch("v1");
+        let path = dir.join("v1.db");
+        let path = path.to_str().unwrap();
+        {
+            let conn = Connection::open(path).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO rooms (id, folded, name, last_id) VALUES (1, '#rust', '#Rust', 2);
+                 INSERT INTO messages VALUES (1, 1, 1700000000001, 'bob', 'one'),
+                     (2, 1, 1700000000002, 'amy', 'two');
+                 INSERT INTO meta VALUES ('reserved', 16386);",
+            )
+            .unwrap();
+        }
+        let (mut db, stored) = Db::open(path, keep(100)).unwrap();
+        assert_eq!(stored.next_id, 16387);
+        assert_eq!(stored.sessions, []);
+        assert_eq!(ids(&db, "#rust", Anchor::Latest, 50), [1, 2]);
+        let version: i32 = db
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let sessions = [save("Amy", "#RUST #new", None)];
+        let sessions: Vec<&Request> = sessions.iter().collect();
+        db.commit(&[], &sessions).unwrap();
+        drop(db);
+        let (_, stored) = Db::open(path, keep(100)).unwrap();
+        assert_eq!(
+            stored.sessions,
+            [SavedSession {
+                name: "Amy".into(),
+                hash: TokenHash([7; 32]),
+                rooms: vec![("#Rust".into(), 2), ("#new".into(), 0)],
+                ended_ms: None,
+            }],
+            "rooms by their stored spelling and newest id"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sessions_are_saved_forgotten_and_aged_out_with_the_resume_window() {
+        let dir = scratch("sessions");
+        let path = dir.join("s.db");
+        let path = path.to_str().unwrap();
+        let (mut db, _) = Db::open(path, keep(100)).unwrap();
+        let now = now_ms();
+        let writes = [
+            save("live", "#a", None),
+            save("recent", "", Some(now - 60_000)),
+            save("old", "", Some(now - 121_000)),
+            save("gone", "#a", None),
+            Request::ForgetSession {
+                name: "GONE".into(),
+            },
+            save("Live", "#a #b", None),
+        ];
+        let writes: Vec<&Request> = writes.iter().collect();
+        let messages = [msg(1, "x")];
+        let appends = [Append {
+            room: "#a",
+            message: &messages[0],
+        }];
+        assert!(db.commit(&appends, &writes).unwrap().is_some());
+        drop(db);
+        let (db, stored) = Db::open(path, keep(100)).unwrap();
+        let names: Vec<(&str, usize, bool)> = stored
+            .sessions
+            .iter()
+            .map(|s| (&*s.name, s.rooms.len(), s.ended_ms.is_some()))
+            .collect();
+        assert_eq!(
+            names,
+            [("Live", 2, false), ("recent", 0, true)],
+            "live first; forgotten and expired ones gone"
+        );
+        let rows: i64 = db
+            .conn
+            .query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 2, "the expired row was deleted");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

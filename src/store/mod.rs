@@ -123,29 +123,36 @@ impl Writer {
     /// loop. Returns false once the loop is gone.
     fn serve(&mut self, batch: Vec<Request>) -> bool {
         let mut appends = Vec::new();
+        let mut sessions = Vec::new();
         let mut reads = Vec::new();
         for request in &batch {
             match request {
                 Request::Append { room, message } => appends.push(Append { room, message }),
+                Request::SaveSession { .. } | Request::ForgetSession { .. } => {
+                    sessions.push(request)
+                }
                 Request::Fetch { .. } | Request::Lookup { .. } => reads.push(request),
             }
         }
         let mut outcomes = Vec::with_capacity(1 + reads.len());
-        if let Some(through) = appends.last().map(|a| a.message.id) {
+        let through = appends.last().map(|a| a.message.id);
+        let committed = self.db.commit(&appends, &sessions);
+        match (&committed, through) {
+            (Ok(_), _) if std::mem::take(&mut self.failing) => info!("store: writes work again"),
+            (Err(e), _) if !std::mem::replace(&mut self.failing, true) => error!(
+                "store: cannot commit ({e}); SAY gets ERR storage-unavailable, and sessions \
+                 may not survive a restart, until writes work again"
+            ),
+            _ => {}
+        }
+        if let Some(through) = through {
             self.last_seen = self.last_seen.max(through);
-            outcomes.push(match self.db.commit(&appends) {
-                Ok(reserved) => {
-                    if std::mem::take(&mut self.failing) {
-                        info!("store: writes work again");
-                    }
-                    Outcome::Committed { through, reserved }
-                }
-                Err(e) => {
-                    if !std::mem::replace(&mut self.failing, true) {
-                        error!("store: cannot commit messages ({e}); SAY gets ERR storage-unavailable until writes work again");
-                    }
-                    Outcome::Failed { through }
-                }
+            outcomes.push(match committed {
+                Ok(reserved) => Outcome::Committed {
+                    through,
+                    reserved: reserved.unwrap_or(through),
+                },
+                Err(_) => Outcome::Failed { through },
             });
         }
         // Reads come after the commit, so they see every message sent
@@ -171,7 +178,7 @@ impl Writer {
                         Found::Failed
                     }),
                 },
-                Request::Append { .. } => continue,
+                _ => continue,
             });
         }
         for outcome in outcomes {

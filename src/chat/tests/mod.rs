@@ -7,13 +7,34 @@ use std::collections::HashMap;
 
 mod cluster;
 mod events;
+mod sessions;
 mod store;
 
 impl Chat {
-    /// The store's share of the chat's effects, for tests that play the store.
+    /// The store's share of the chat's effects, for tests that play the
+    /// store's messages and reads (session writes are left out: the
+    /// session tests read them with [`Chat::take_session_writes`]).
     fn take_requests(&mut self) -> Vec<Request> {
-        self.journal.take_requests().collect()
+        self.journal
+            .take_requests()
+            .filter(|r| !is_session_write(r))
+            .collect()
     }
+
+    /// The session writes asked of the store, dropping the rest.
+    fn take_session_writes(&mut self) -> Vec<Request> {
+        self.journal
+            .take_requests()
+            .filter(is_session_write)
+            .collect()
+    }
+}
+
+fn is_session_write(r: &Request) -> bool {
+    matches!(
+        r,
+        Request::SaveSession { .. } | Request::ForgetSession { .. }
+    )
 }
 
 fn t0() -> Instant {
@@ -203,7 +224,7 @@ fn commit(chat: &mut Chat, out: &mut Recorder) -> usize {
         .into_iter()
         .filter_map(|r| match r {
             Request::Append { message, .. } => Some(message.id),
-            Request::Fetch { .. } | Request::Lookup { .. } => None,
+            _ => None,
         })
         .collect();
     if let Some(&through) = appends.last() {
@@ -507,7 +528,7 @@ fn resume_after_the_session_ended_rejoins_within_the_window() {
     line(&mut chat, &mut out, 0, "JOIN #x");
     line(&mut chat, &mut out, 1, "JOIN #x");
     let token = token_of(&mut chat, &mut out, 0);
-    chat.tick(t0());
+    chat.tick(t0(), &mut out);
     chat.leave(0, &mut out);
     assert_eq!(chat.resumable(), 1);
     out.0.clear();
@@ -517,7 +538,7 @@ fn resume_after_the_session_ended_rejoins_within_the_window() {
     assert_eq!(chat.resumable(), 0);
     // The token lives on with the session; a second drop, then expiry.
     chat.leave(3, &mut out);
-    chat.tick(t0() + Duration::from_secs(11));
+    chat.tick(t0() + Duration::from_secs(11), &mut out);
     assert_eq!(chat.resumable(), 0, "the window passed");
     line(&mut chat, &mut out, 4, &format!("RESUME alice {token}"));
     assert_eq!(out.take(4), "ERR bad-token\n");

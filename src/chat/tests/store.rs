@@ -71,6 +71,7 @@ fn a_read_the_ring_cannot_answer_goes_to_the_store_and_waits() {
     let stored = Stored {
         next_id: 42,
         reserved: 100,
+        sessions: Vec::new(),
     };
     let mut chat = Chat::start(
         Limits::default(),
@@ -116,7 +117,7 @@ fn a_read_the_ring_cannot_answer_goes_to_the_store_and_waits() {
         .into_iter()
         .filter_map(|r| match r {
             Request::Fetch { ticket, .. } => Some(ticket),
-            Request::Append { .. } | Request::Lookup { .. } => None,
+            _ => None,
         })
         .collect();
     out.0.clear();
@@ -175,6 +176,7 @@ fn a_failed_commit_or_a_store_too_far_behind_refuses_say() {
     let stored = Stored {
         next_id: 1,
         reserved: 2,
+        sessions: Vec::new(),
     };
     let mut chat = Chat::start(
         Limits::default(),

@@ -1,0 +1,149 @@
+//! Sessions that outlive the process: what the chat asks the store to
+//! keep, and how a restart holds what it kept until `RESUME` or the
+//! window's end.
+
+use super::*;
+use crate::chat::history::{Request, SavedSession};
+use crate::chat::resume::Token;
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+fn saved(name: &str, rooms: &[(&str, MessageId)], ended_ms: Option<u64>) -> SavedSession {
+    SavedSession {
+        name: name.into(),
+        hash: Token::parse(TOKEN).unwrap().hash(),
+        rooms: rooms.iter().map(|&(r, last)| (r.into(), last)).collect(),
+        ended_ms,
+    }
+}
+
+/// A chat restarted at `clock` with `sessions` kept from before.
+fn restarted(sessions: Vec<SavedSession>, clock: WallClock, window: Duration) -> Chat {
+    let limits = Limits {
+        resume_window: window,
+        ..Limits::default()
+    };
+    let stored = Stored {
+        sessions,
+        ..Stored::unlimited()
+    };
+    Chat::start(limits, stored, clock, Box::new(CountingTokens::default()))
+}
+
+#[test]
+fn a_session_with_a_token_is_kept_as_it_changes_and_a_login_forgets_the_name() {
+    let (mut chat, mut out) = setup(&[]);
+    line(&mut chat, &mut out, 0, "LOGIN alice");
+    assert_eq!(
+        chat.take_session_writes(),
+        [Request::ForgetSession {
+            name: "alice".into()
+        }],
+        "a login ends whatever the store kept of the name"
+    );
+    line(&mut chat, &mut out, 0, "JOIN #x");
+    assert_eq!(chat.take_session_writes(), [], "no token, nothing to keep");
+    let token = Token::parse(&token_of(&mut chat, &mut out, 0)).unwrap();
+    let writes = chat.take_session_writes();
+    let [Request::SaveSession {
+        name,
+        hash,
+        rooms,
+        ended_ms: None,
+    }] = &writes[..]
+    else {
+        panic!("one live save: {writes:?}");
+    };
+    assert_eq!((&**name, &**rooms), ("alice", "#x"));
+    assert!(hash.proves(&token), "the token's hash, never the token");
+    line(&mut chat, &mut out, 0, "JOIN #y");
+    line(&mut chat, &mut out, 0, "PART #x");
+    let rooms: Vec<Box<str>> = chat
+        .take_session_writes()
+        .into_iter()
+        .map(|w| match w {
+            Request::SaveSession { rooms, .. } => rooms,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(rooms, [Box::from("#x #y"), Box::from("#y")]);
+    chat.leave(0, &mut out);
+    let writes = chat.take_session_writes();
+    assert!(
+        matches!(&writes[..], [Request::SaveSession { ended_ms: Some(_), rooms, .. }] if &**rooms == "#y"),
+        "{writes:?}"
+    );
+}
+
+#[test]
+fn a_restart_holds_kept_sessions_and_resume_takes_one_back_in_silence() {
+    let clock = WallClock::new(t0(), 1_000_000);
+    let mut chat = restarted(
+        vec![saved("Alice", &[("#Room", 7)], None)],
+        clock,
+        Duration::from_secs(120),
+    );
+    let mut out = Recorder::default();
+    assert_eq!((chat.users(), chat.rooms(), chat.resumable()), (1, 1, 1));
+    line(&mut chat, &mut out, 1, "LOGIN bob");
+    line(&mut chat, &mut out, 1, "JOIN #room");
+    assert_eq!(out.take(1), "OK\nJOINED #Room 2\n", "alice's seat is held");
+    line(&mut chat, &mut out, 1, "WHO #room");
+    assert_eq!(out.take(1), "USER Alice\nUSER bob\nEND WHO #Room\n");
+    line(&mut chat, &mut out, 2, "LOGIN alice");
+    assert_eq!(out.take(2), "ERR username-taken\n");
+    line(
+        &mut chat,
+        &mut out,
+        2,
+        "RESUME alice 00000000000000000000000000000001",
+    );
+    assert_eq!(out.take(2), "ERR bad-token\n");
+    line(&mut chat, &mut out, 2, &format!("RESUME alice {TOKEN}"));
+    assert_eq!(out.take(2), "OK\nJOINED #Room 2\n");
+    assert_eq!(out.take(1), "", "nobody hears of it");
+    assert_eq!(chat.resumable(), 0);
+    line(&mut chat, &mut out, 1, "SAY #room hi");
+    assert!(out.take(2).starts_with("SAY #Room 1 bob hi"));
+    // The session is live again, and the token still works after a drop.
+    chat.leave(2, &mut out);
+    out.0.clear();
+    line(&mut chat, &mut out, 3, &format!("RESUME alice {TOKEN}"));
+    assert!(out.take(3).starts_with("OK\n"));
+}
+
+#[test]
+fn a_held_session_not_taken_back_departs_with_the_ordinary_lines() {
+    let now = t0();
+    let clock = WallClock::new(now, 1_000_000);
+    // Ended 4 s before the restart, with a 10 s window: 6 s are left.
+    let mut chat = restarted(
+        vec![
+            saved("alice", &[("#x", 0)], Some(996_000)),
+            saved("old", &[], Some(900_000)),
+        ],
+        clock,
+        Duration::from_secs(10),
+    );
+    let mut out = Recorder::default();
+    assert_eq!(chat.users(), 1, "a session past its window is not held");
+    assert_eq!(chat.next_deadline(), Some(now + Duration::from_secs(6)));
+    line(&mut chat, &mut out, 1, "LOGIN bob");
+    line(&mut chat, &mut out, 1, "JOIN #x");
+    out.take(1);
+    chat.take_session_writes();
+    chat.tick(now + Duration::from_secs(5), &mut out);
+    assert_eq!(out.take(1), "");
+    chat.tick(now + Duration::from_secs(6), &mut out);
+    assert_eq!(out.take(1), "INFO #x alice left\nINFO alice disconnected\n");
+    assert_eq!(
+        chat.take_session_writes(),
+        [Request::ForgetSession {
+            name: "alice".into()
+        }]
+    );
+    line(&mut chat, &mut out, 2, &format!("RESUME alice {TOKEN}"));
+    assert_eq!(out.take(2), "ERR bad-token\n");
+    line(&mut chat, &mut out, 2, "LOGIN alice");
+    assert_eq!(out.take(2), "OK\n");
+}
