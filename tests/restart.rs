@@ -129,3 +129,40 @@ fn a_held_session_nobody_takes_back_departs_when_its_window_passes() {
     again.send("LOGIN alice");
     again.expect("OK");
 }
+
+#[test]
+fn an_operator_sees_held_sessions_and_can_end_one() {
+    let dir = TempDir::new();
+    let db = dir.file("chat.db");
+    let control = dir.file("ctl.sock");
+    let args = ["--db", db.as_str(), "--control", control.as_str()];
+    let s = Server::start(&args);
+    let (mut alice, token, _) = user(&s, "alice", &["#a"]);
+    stop(s, libc::SIGKILL, &mut [&mut alice]);
+    let s = Server::start(&args);
+    let mut carol = s.login("carol");
+    carol.send("JOIN #a");
+    carol.expect("JOINED #a 2");
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new(common::BIN)
+            .args(["ctl", "--control", control.as_str()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let who = ctl(&["who"]);
+    assert!(who.starts_with("2 users on this server\n"), "{who}");
+    assert!(
+        who.lines()
+            .any(|l| l.starts_with("alice ") && l.ends_with("held for RESUME since the restart")),
+        "{who}"
+    );
+    assert_eq!(ctl(&["kick", "alice"]), "ended alice's held session\n");
+    carol.expect("INFO #a alice left");
+    carol.expect("INFO alice disconnected");
+    let mut back = s.connect();
+    back.send(&format!("RESUME alice {token}"));
+    back.expect("ERR bad-token");
+}

@@ -969,6 +969,21 @@ impl Chat {
         }
     }
 
+    /// Ends the session held for `name` since a restart, as if its window
+    /// had passed (the others see it leave); returns its spelling if one
+    /// was held.
+    pub fn drop_held(&mut self, name: &str, out: &mut impl Outbox) -> Option<Box<str>> {
+        let name = self.held.drop_held(name)?;
+        self.apply(Event::Departed { name: &name }, out);
+        self.forget_session(&name);
+        Some(name)
+    }
+
+    /// The names of the sessions held since a restart.
+    pub fn held_names(&self) -> impl Iterator<Item = &str> {
+        self.held.names()
+    }
+
     /// The connection of the user called `name` on this node, if there is one.
     pub fn find(&self, name: &str) -> Option<ConnId> {
         self.users.find(name)

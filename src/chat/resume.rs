@@ -277,6 +277,18 @@ impl HeldSessions {
         true
     }
 
+    /// Lets go of `name`'s session, whatever its token; returns its
+    /// spelling if one was held.
+    pub fn drop_held(&mut self, name: &str) -> Option<Box<str>> {
+        let (key, _) = self.by_name.remove_entry(Folded::new(name))?;
+        Some(key.as_str().into())
+    }
+
+    /// The names held, in no particular order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(NameKey::as_str)
+    }
+
     /// Lets go of every session whose window has passed at `now`; returns
     /// their names, to depart.
     pub fn expire(&mut self, now: Instant) -> Vec<Box<str>> {

@@ -62,10 +62,17 @@ impl Server {
             ControlCommand::Stats => Ok(self.stats_text(now)),
             ControlCommand::Who => Ok(self.who_text(now)),
             ControlCommand::Kick { name, reason } => {
-                let id = self
-                    .chat
-                    .find(&name)
-                    .ok_or_else(|| format!("no user {name} on this server"))?;
+                let Some(id) = self.chat.find(&name) else {
+                    // A session held since a restart has no connection to
+                    // tell; it just ends.
+                    let name = self
+                        .chat
+                        .drop_held(&name, &mut self.conns)
+                        .ok_or_else(|| format!("no user {name} on this server"))?;
+                    self.settle(None, now);
+                    info!("{name}'s held session ended by the operator");
+                    return Ok(format!("ended {name}'s held session\n"));
+                };
                 let name = self.chat.name(id).unwrap_or(&name).to_string();
                 match &reason {
                     Some(reason) => info!("conn {id} {name} kicked by the operator: {reason}"),
@@ -185,6 +192,18 @@ impl Server {
                 Some((name.to_ascii_lowercase(), row))
             })
             .collect();
+        let held: Vec<(String, String)> = self
+            .chat
+            .held_names()
+            .map(|name| {
+                let row = format!(
+                    "{name:<16} {:<40} {:<8} held for RESUME since the restart",
+                    "-", "-"
+                );
+                (name.to_ascii_lowercase(), row)
+            })
+            .collect();
+        rows.extend(held);
         rows.sort();
         let mut text = format!("{} users on this server\n", rows.len());
         for (_, row) in rows {
