@@ -245,10 +245,19 @@ impl Session {
     /// reads again).
     pub fn release(&mut self, step: Step, rules: &Rules) {
         self.waiting = false;
-        if matches!(step, Step::LoggedIn | Step::Replaced(_)) {
+        if matches!(
+            step,
+            Step::LoggedIn | Step::Replaced(_) | Step::Replay { .. }
+        ) {
             self.logged_in = true;
             self.framer.raise_max_line(rules.max_line);
         }
+    }
+
+    /// Reads nothing more until [`Session::release`]: what the connection
+    /// asked for (a resumed session's replay) waits for the store.
+    pub fn wait(&mut self) {
+        self.waiting = true;
     }
 
     /// Frames `bytes` and hands each line to `dispatch`, applying the
@@ -334,6 +343,10 @@ impl Session {
         match dispatched {
             Ok(Step::Continue) => {}
             Ok(Step::LoggedIn | Step::Replaced(_)) => self.logged_in = true,
+            Ok(Step::Replay { .. }) => {
+                self.logged_in = true;
+                self.waiting = true;
+            }
             Ok(Step::Wait) => self.waiting = true,
             Ok(Step::Quit) => self.depart(Departure::Quit, now, rules),
             Err(why) => self.depart(why, now, rules),

@@ -149,3 +149,75 @@ fn a_login_under_the_name_ends_the_session_it_could_resume() {
     late.send(&format!("RESUME alice {token}"));
     late.expect("ERR bad-token");
 }
+
+/// Bob says `n` messages in `room` (each acknowledged); returns their ids.
+fn say_many(bob: &mut Client, room: &str, n: usize) -> Vec<u64> {
+    let batch: String = (1..=n).map(|i| format!("SAY {room} {room}-{i}\n")).collect();
+    bob.send_raw(batch.as_bytes());
+    (0..n)
+        .map(|_| {
+            let line = bob.wait_line(|l| l.starts_with("SENT "));
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn resume_replays_missed_messages_of_each_listed_room_in_one_round_trip() {
+    let s = Server::start(&["--rate", "0"]);
+    for (in_a, in_b) in [(0, 1), (500, 501)] {
+        let mut alice = member(&s, "alice", &["#a", "#b"]);
+        let mut bob = member(&s, "bob", &["#a", "#b"]);
+        alice.sync();
+        let token = token(&mut alice);
+        let before = say_many(&mut bob, "#a", 1)[0];
+        alice.sync();
+        // alice's connection drops; bob goes on.
+        drop(alice);
+        bob.wait_for("INFO alice disconnected");
+        let a_ids = say_many(&mut bob, "#a", in_a);
+        let b_ids = say_many(&mut bob, "#b", in_b);
+        let mut alice = s.connect();
+        alice.send(&format!("RESUME alice {token} #a:{before} #b:{before}"));
+        let mut want = vec![
+            "OK".to_string(),
+            "JOINED #a 2".to_string(),
+            "JOINED #b 2".to_string(),
+        ];
+        for (room, ids) in [("#a", &a_ids), ("#b", &b_ids)] {
+            for (i, id) in ids.iter().enumerate().take(500) {
+                want.push(format!("{room} {id} bob {room}-{}", i + 1));
+            }
+            want.push(if ids.len() > 500 {
+                format!("END HISTORY {room} MORE")
+            } else {
+                format!("END HISTORY {room}")
+            });
+        }
+        let got: Vec<String> = (0..want.len())
+            .map(|_| {
+                let line = alice.line();
+                match line.strip_prefix("HIST ") {
+                    // Without the time stamp.
+                    Some(hist) => {
+                        let w: Vec<&str> = hist.splitn(4, ' ').collect();
+                        format!("{} {} {}", w[0], w[1], w[3])
+                    }
+                    None => line,
+                }
+            })
+            .collect();
+        assert_eq!(got, want, "{in_a} and {in_b} missed");
+        assert_eq!(alice.sync(), Vec::<String>::new(), "nothing else");
+        // Paging on after MORE finds the rest.
+        if let Some(&last) = b_ids.get(499) {
+            alice.send(&format!("HISTORY #b AFTER {last}"));
+            let rest = alice.sync();
+            assert_eq!(rest.len(), in_b - 500 + 1, "{rest:?}");
+        }
+        alice.send("QUIT");
+        bob.send("QUIT");
+        alice.wait_for("BYE");
+        bob.wait_for("BYE");
+    }
+}

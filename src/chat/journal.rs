@@ -53,6 +53,8 @@ pub enum Awaited {
     /// For a `JOIN` of a room nobody was in: how it was first spelled,
     /// and how much of its history is stored.
     Join,
+    /// Rows for a `RESUME`'s replay of a room.
+    Replay,
 }
 
 /// Ids, messages in flight, awaited reads and the clock.
@@ -204,9 +206,15 @@ impl Journal {
     }
 
     /// Asks the store for the messages of `room` that `query` names, for
-    /// `conn` (login `serial`).
-    pub fn fetch(&mut self, conn: ConnId, serial: u64, room: &str, query: HistoryQuery) {
-        let ticket = self.await_answer(Awaited::History, conn, serial, room);
+    /// `conn` (login `serial`), to answer `what` (a `HISTORY` or a replay).
+    pub fn fetch(
+        &mut self,
+        (conn, serial): (ConnId, u64),
+        room: &str,
+        query: HistoryQuery,
+        what: Awaited,
+    ) {
+        let ticket = self.await_answer(what, conn, serial, room);
         self.requests.push(Request::Fetch {
             ticket,
             room: room.into(),
@@ -235,6 +243,11 @@ impl Journal {
         };
         self.pending.insert(ticket, pending);
         ticket
+    }
+
+    /// What the answer under `ticket` is awaited for, if it is.
+    pub fn awaited(&self, ticket: u64) -> Option<Awaited> {
+        self.pending.get(&ticket).map(|p| p.what)
     }
 
     /// Who waited for `ticket`'s answer, if it asked for `what`.
@@ -323,7 +336,7 @@ mod tests {
             anchor: Anchor::Latest,
             limit: 5,
         };
-        j.fetch(3, 9, "#a", query);
+        j.fetch((3, 9), "#a", query, Awaited::History);
         j.lookup(4, 2, "#B");
         let tickets: Vec<(u64, Awaited)> = j
             .take_requests()

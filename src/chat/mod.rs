@@ -27,6 +27,7 @@ pub mod rooms;
 pub mod tally;
 pub mod users;
 
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::defaults;
@@ -80,6 +81,10 @@ pub enum Step {
     /// The connection took over the session of the given one with
     /// `RESUME` (it is logged in now): close that one with `BYE replaced`.
     Replaced(ConnId),
+    /// The connection resumed (replacing `ghost`, if there was one), and
+    /// the replay it asked for waits for the store: read no more lines
+    /// until [`Chat::on_store`] names it.
+    Replay { ghost: Option<ConnId> },
 }
 
 /// The chat's own limits.
@@ -165,10 +170,16 @@ pub struct Chat {
     speaker: String,
     /// Sessions a restart restored, held for `RESUME`.
     held: HeldSessions,
+    /// Rooms a `RESUME` asked to replay and not yet answered (`room:id`
+    /// as sent), per connection.
+    replays: HashMap<ConnId, VecDeque<Box<str>>>,
     /// This node's part in a cluster, if it is in one.
     cluster: Option<Cluster>,
     tally: ChatTally,
 }
+
+/// Most missed messages a `RESUME` replays per room.
+pub const REPLAY_LIMIT: usize = 500;
 
 /// The home of users held for `RESUME` after a restart: like users of
 /// another node, they are known by name only (no connection).
@@ -206,6 +217,7 @@ impl Chat {
             history,
             ended: EndedSessions::new(limits.resume_window, limits.max_ended),
             held: HeldSessions::default(),
+            replays: HashMap::new(),
             tokens,
             scratch: Vec::new(),
             speaker: String::new(),
@@ -415,7 +427,11 @@ impl Chat {
             Command::WhoIn(room) => self.who_in(id, room, out),
             Command::History { room, args } => self.history(id, room, args, out),
             Command::Token => self.token(id, out),
-            Command::Resume { name, token } => self.resume(id, name, token, out),
+            Command::Resume {
+                name,
+                token,
+                replay,
+            } => self.resume_and_replay(id, (name, token), replay, out),
         };
         if let Some(attempt) = attempt {
             match result {
@@ -700,20 +716,109 @@ impl Chat {
     ) -> Result<Step, ProtocolError> {
         let room = self.room_arg(id, room)?;
         let query = HistoryQuery::parse(args)?;
+        self.read_history(id, room, query, Awaited::History, out)
+    }
+
+    /// Answers `query` on `room` for `id` from the ring, or asks the store
+    /// and waits; `what` says whether for a `HISTORY` or a replay.
+    fn read_history(
+        &mut self,
+        id: ConnId,
+        room: &str,
+        query: HistoryQuery,
+        what: Awaited,
+        out: &mut impl Outbox,
+    ) -> Result<Step, ProtocolError> {
         let r = self.my_room(id, room)?;
         let (room, log) = (self.rooms.name(r), self.rooms.log(r));
         // Messages still on their way to the store are not in the ring
         // yet; the store answers after committing them.
         if !self.journal.sending_to(room) {
             if let Some(messages) = self.history.answer(log, query) {
-                let lines = history_lines(room, messages);
+                let lines = history_lines(room, messages, what);
                 out.send(id, &lines);
                 return Ok(Step::Continue);
             }
         }
         let serial = self.users.serial(id).unwrap_or_default();
-        self.journal.fetch(id, serial, room, query);
+        self.journal.fetch((id, serial), room, query, what);
         Ok(Step::Wait)
+    }
+
+    /// `RESUME`, then the replay of the rooms it lists. A replay that
+    /// must wait for the store makes the resumed connection wait too
+    /// ([`Step::Replay`]), so the replies stay in order.
+    fn resume_and_replay(
+        &mut self,
+        id: ConnId,
+        (name, token): (&str, &str),
+        replay: &str,
+        out: &mut impl Outbox,
+    ) -> Result<Step, ProtocolError> {
+        let step = self.resume(id, name, token, out)?;
+        if replay.is_empty() {
+            return Ok(step);
+        }
+        let rooms = replay.split_whitespace().map(Box::from).collect();
+        self.replays.insert(id, rooms);
+        let ghost = match step {
+            // In a cluster the session comes later; so does the replay.
+            Step::Wait => return Ok(step),
+            Step::Replaced(ghost) => Some(ghost),
+            _ => None,
+        };
+        Ok(if self.replay(id, out) {
+            Step::Replay { ghost }
+        } else {
+            step
+        })
+    }
+
+    /// Answers the rooms `id`'s `RESUME` listed, in order, each as
+    /// `HISTORY <room> AFTER <id>` would but up to [`REPLAY_LIMIT`]
+    /// messages, cut with `END HISTORY <room> MORE`. Returns true when it
+    /// waits for the store; the rest follow its answer.
+    fn replay(&mut self, id: ConnId, out: &mut impl Outbox) -> bool {
+        while let Some(item) = self.replays.get_mut(&id).and_then(|q| q.pop_front()) {
+            match self.replay_room(id, &item, out) {
+                Ok(Step::Wait) => return true,
+                Ok(_) => {}
+                Err(e) => self.reply(id, Reply::Err(e), out),
+            }
+        }
+        self.replays.remove(&id);
+        false
+    }
+
+    fn replay_room(
+        &mut self,
+        id: ConnId,
+        item: &str,
+        out: &mut impl Outbox,
+    ) -> Result<Step, ProtocolError> {
+        let (room, last) = item.rsplit_once(':').unwrap_or((item, ""));
+        let room = self.room_arg(id, room)?;
+        let after = HistoryQuery::parse(&format!("AFTER {last}"))?;
+        // One more than is sent tells whether there are more.
+        let query = HistoryQuery {
+            anchor: after.anchor,
+            limit: REPLAY_LIMIT + 1,
+        };
+        self.read_history(id, room, query, Awaited::Replay, out)
+    }
+
+    /// A resume that waited for the cluster is done: the replay it asked
+    /// for, if any. `None` if there was none (or the resume failed);
+    /// otherwise whether the replay waits for the store.
+    pub fn resume_replay(&mut self, id: ConnId, out: &mut impl Outbox) -> Option<bool> {
+        if !self.replays.contains_key(&id) {
+            return None;
+        }
+        if self.users.name(id).is_none() {
+            self.replays.remove(&id);
+            return None;
+        }
+        Some(self.replay(id, out))
     }
 
     /// Carries out what the store reported. Returns the connection whose
@@ -753,13 +858,18 @@ impl Chat {
                 None
             }
             Outcome::Fetched { ticket, rows } => {
-                let (conn, room) = self.answered(ticket, Awaited::History)?;
+                let what = self.journal.awaited(ticket)?;
+                let (conn, room) = self.answered(ticket, what)?;
                 match rows {
                     Some(rows) => {
-                        let lines = history_lines(&room, rows.iter());
+                        let lines = history_lines(&room, rows.iter(), what);
                         out.send(conn, &lines);
                     }
                     None => self.reply(conn, Reply::Err(ProtocolError::StorageUnavailable), out),
+                }
+                // A replay goes on with its next room.
+                if what == Awaited::Replay && self.replay(conn, out) {
+                    return None;
                 }
                 Some(conn)
             }
@@ -930,6 +1040,7 @@ impl Chat {
     /// call for a logged-in connection announces.
     pub fn leave(&mut self, id: ConnId, out: &mut impl Outbox) {
         self.tally.forget(id);
+        self.replays.remove(&id);
         self.end_session(id);
         if self.depart_through_log(id) {
             return;
@@ -1003,6 +1114,7 @@ impl Chat {
     /// Returns the freed name.
     pub fn remove(&mut self, id: ConnId) -> Option<Box<str>> {
         self.tally.forget(id);
+        self.replays.remove(&id);
         while let Some(r) = self.rooms.any_of(id) {
             self.vacate(id, r);
         }
@@ -1034,10 +1146,24 @@ impl Chat {
     }
 }
 
-/// The `HIST` lines of `messages`, then `END HISTORY`.
-fn history_lines<'a>(room: &str, messages: impl Iterator<Item = &'a Message>) -> Vec<u8> {
+/// The `HIST` lines of `messages`, then `END HISTORY`; for a replay at
+/// most [`REPLAY_LIMIT`], then `END HISTORY <room> MORE` if there are more.
+fn history_lines<'a>(
+    room: &str,
+    messages: impl Iterator<Item = &'a Message>,
+    what: Awaited,
+) -> Vec<u8> {
+    let cap = if what == Awaited::Replay {
+        REPLAY_LIMIT
+    } else {
+        usize::MAX
+    };
     let mut lines = Vec::new();
-    for m in messages {
+    for (i, m) in messages.enumerate() {
+        if i == cap {
+            Reply::MoreHistory(room).write_to(&mut lines);
+            return lines;
+        }
         Reply::Hist {
             room,
             id: m.id,

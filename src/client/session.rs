@@ -573,6 +573,7 @@ impl Session {
                     Command::Resume {
                         name: &name,
                         token: &token,
+                        replay: "",
                     },
                     now,
                 );
@@ -986,7 +987,9 @@ impl Session {
                 from,
                 text,
             } => self.on_hist(room, id, ms, from, text),
-            Reply::EndHistory(room) => self.on_end_history(room, now),
+            // This client resumes with the bare form, so a replay's cut
+            // never reaches it; were it to, the next HISTORY pages on.
+            Reply::EndHistory(room) | Reply::MoreHistory(room) => self.on_end_history(room, now),
             Reply::RoomInfo { room, members } => {
                 let to = self.rooms_list.front().cloned().unwrap_or(Target::Lobby);
                 self.show(to, Kind::Notice, &format!("{room} ({members})"));

@@ -34,8 +34,15 @@ pub enum Command<'a> {
     History { room: &'a str, args: &'a str },
     /// `TOKEN` (v2): ask for a resume token.
     Token,
-    /// `RESUME <name> <token>` (v2): take a dropped session back.
-    Resume { name: &'a str, token: &'a str },
+    /// `RESUME <name> <token> [<room>:<last-id> ...]` (v2): take a dropped
+    /// session back; `replay` (empty in the bare form) lists the rooms whose
+    /// missed messages follow the `JOINED` lines, each with the last id the
+    /// client saw.
+    Resume {
+        name: &'a str,
+        token: &'a str,
+        replay: &'a str,
+    },
     /// `PING [token]`.
     Ping(Option<&'a str>),
     /// `PONG [token]`: an answer to the server's heartbeat.
@@ -74,17 +81,21 @@ impl Command<'_> {
 
     /// Appends the line a client sends for this command, `\n` included.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        let args: [&str; 2] = match *self {
-            Command::Login(name) => [name, ""],
-            Command::Msg(text) => [text, ""],
-            Command::Dm { to, text } => [to, text],
-            Command::Who | Command::Rooms | Command::Token | Command::Pong => ["", ""],
-            Command::Join(room) | Command::Part(room) | Command::WhoIn(room) => [room, ""],
-            Command::Say { room, text } => [room, text],
-            Command::History { room, args } => [room, args],
-            Command::Resume { name, token } => [name, token],
-            Command::Ping(token) => [token.unwrap_or(""), ""],
-            Command::Quit(reason) => [reason.unwrap_or(""), ""],
+        let args: [&str; 3] = match *self {
+            Command::Login(name) => [name, "", ""],
+            Command::Msg(text) => [text, "", ""],
+            Command::Dm { to, text } => [to, text, ""],
+            Command::Who | Command::Rooms | Command::Token | Command::Pong => ["", "", ""],
+            Command::Join(room) | Command::Part(room) | Command::WhoIn(room) => [room, "", ""],
+            Command::Say { room, text } => [room, text, ""],
+            Command::History { room, args } => [room, args, ""],
+            Command::Resume {
+                name,
+                token,
+                replay,
+            } => [name, token, replay],
+            Command::Ping(token) => [token.unwrap_or(""), "", ""],
+            Command::Quit(reason) => [reason.unwrap_or(""), "", ""],
         };
         let word = Command::WORDS[self.word()];
         out.extend_from_slice(word.as_bytes());
@@ -203,8 +214,13 @@ pub fn parse(line: &[u8]) -> Result<Option<Command<'_>>, ProtocolError> {
     } else if is("TOKEN") {
         Command::Token
     } else if is("RESUME") {
-        let (name, token) = split_word(rest);
-        Command::Resume { name, token }
+        let (name, rest) = split_word(rest);
+        let (token, replay) = split_word(rest);
+        Command::Resume {
+            name,
+            token,
+            replay,
+        }
     } else if is("PING") {
         Command::Ping(optional(rest))
     } else if is("PONG") {
@@ -340,6 +356,12 @@ mod tests {
             Command::Resume {
                 name: "bob",
                 token: "00ff",
+                replay: "",
+            },
+            Command::Resume {
+                name: "bob",
+                token: "00ff",
+                replay: "#a:7 #b:0",
             },
         ];
         for command in samples {
@@ -385,7 +407,16 @@ mod tests {
             p("RESUME bob  abc"),
             Ok(Some(Command::Resume {
                 name: "bob",
-                token: "abc"
+                token: "abc",
+                replay: ""
+            }))
+        );
+        assert_eq!(
+            p("RESUME bob abc  #a:5  #b:0"),
+            Ok(Some(Command::Resume {
+                name: "bob",
+                token: "abc",
+                replay: "#a:5  #b:0"
             }))
         );
     }

@@ -236,6 +236,9 @@ pub enum Reply<'a> {
     },
     /// v2 `END HISTORY <room>`: the `HISTORY` answer is over.
     EndHistory(&'a str),
+    /// v2 `END HISTORY <room> MORE`: a `RESUME` replay of `<room>` is cut
+    /// at its limit; more missed messages follow its last id.
+    MoreHistory(&'a str),
     /// v2 `TOKEN <token>`: the name's resume token.
     Token(&'a str),
     /// `NOTICE <text>`: a word from the server's operator.
@@ -319,6 +322,7 @@ impl Reply<'_> {
                 );
             }
             Reply::EndHistory(room) => ["END HISTORY ", room, ""],
+            Reply::MoreHistory(room) => ["END HISTORY ", room, " MORE"],
             Reply::Token(token) => ["TOKEN ", token, ""],
             Reply::Notice(text) => ["NOTICE ", text, ""],
         };
@@ -392,7 +396,10 @@ pub fn parse_reply(line: &str) -> Option<Reply<'_>> {
         ("END", Some("ROOMS")) => Reply::EndRooms,
         ("END", Some(rest)) => match rest.split_once(' ')? {
             ("WHO", room) => Reply::EndWho(room),
-            ("HISTORY", room) => Reply::EndHistory(room),
+            ("HISTORY", room) => match room.strip_suffix(" MORE") {
+                Some(room) => Reply::MoreHistory(room),
+                None => Reply::EndHistory(room),
+            },
             _ => return None,
         },
         ("HIST", rest) => {
@@ -619,6 +626,7 @@ mod tests {
                 text: "x  y",
             },
             Reply::EndHistory("#a"),
+            Reply::MoreHistory("#a"),
             Reply::Token("0123456789abcdef0123456789abcdef"),
         ];
         samples.extend(ProtocolError::ALL.map(Reply::Err));

@@ -101,12 +101,16 @@ impl Server {
         };
         let peer = self.conns.slab[id].peer;
         let name = self.chat.name(id).unwrap_or("?");
-        if matches!(step, Step::LoggedIn | Step::Replaced(_)) {
+        if matches!(
+            step,
+            Step::LoggedIn | Step::Replaced(_) | Step::Replay { .. }
+        ) {
             self.conns.logged_in(id);
         }
         match step {
             Step::LoggedIn => info!("conn {id} {peer} logged in as {name}"),
-            Step::Replaced(ghost) => {
+            Step::Replay { ghost: None } => info!("conn {id} {peer} resumed {name}"),
+            Step::Replaced(ghost) | Step::Replay { ghost: Some(ghost) } => {
                 info!("conn {id} {peer} resumed {name}, replacing conn {ghost}");
                 // Carried out without settling: this connection's session
                 // is lent out, and the settle below covers both.

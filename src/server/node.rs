@@ -189,6 +189,17 @@ impl Server {
             let name = self.chat.name(id).unwrap_or("?");
             info!("conn {id} {peer} logged in as {name}");
         }
+        // A resume that waited for the cluster replays what it asked for
+        // now; if that waits for the store, so does the connection.
+        if let Some(waits) = self.chat.resume_replay(id, &mut self.conns) {
+            self.settle(None, now);
+            if waits {
+                if let Some(conn) = self.conns.slab.get_mut(id) {
+                    conn.session.wait();
+                }
+                return;
+            }
+        }
         self.isolate(id, now, |server| server.read(id, now));
     }
 

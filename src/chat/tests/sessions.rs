@@ -147,3 +147,124 @@ fn a_held_session_not_taken_back_departs_with_the_ordinary_lines() {
     line(&mut chat, &mut out, 2, "LOGIN alice");
     assert_eq!(out.take(2), "OK\n");
 }
+
+/// alice (conn 0, with a token) and bob (conn 1) in `#x`; alice drops
+/// after seeing `seen` messages of bob's, and bob says `missed` more, all
+/// committed. Returns alice's token.
+fn missed(chat: &mut Chat, out: &mut Recorder, seen: usize, missed: usize) -> String {
+    line(chat, out, 0, "JOIN #x");
+    line(chat, out, 1, "JOIN #x");
+    let token = token_of(chat, out, 0);
+    for i in 0..seen + missed {
+        if i == seen {
+            chat.leave(0, out);
+        }
+        line(chat, out, 1, &format!("SAY #x m{}", i + 1));
+        commit(chat, out);
+    }
+    out.0.clear();
+    token
+}
+
+/// The lines of a replay after `OK` and the `JOINED` lines.
+fn replayed(out: &mut Recorder, id: ConnId) -> Vec<String> {
+    let all = out.take(id);
+    all.lines()
+        .skip_while(|l| *l == "OK" || l.starts_with("JOINED "))
+        .map(|l| {
+            // HIST #x <id> <ms> bob <text>: the id and the text.
+            let w: Vec<&str> = l.split(' ').collect();
+            if w[0] == "HIST" {
+                format!("{} {}", w[2], w[5])
+            } else {
+                l.to_string()
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn resume_replays_what_each_listed_room_missed_in_one_round_trip() {
+    let (mut chat, mut out) = setup(&["alice", "bob"]);
+    let token = missed(&mut chat, &mut out, 1, 2);
+    let step = line(
+        &mut chat,
+        &mut out,
+        2,
+        &format!("RESUME alice {token} #x:1 #y:0 #x x:1 #X:3"),
+    );
+    assert_eq!(step, Step::LoggedIn);
+    assert_eq!(
+        replayed(&mut out, 2),
+        [
+            "2 m2",
+            "3 m3",
+            "END HISTORY #x",
+            "ERR not-in-room",
+            "ERR bad-id",
+            "ERR invalid-room",
+            "END HISTORY #x",
+        ],
+        "each room in order, answered as HISTORY would"
+    );
+    // The bare form is unchanged.
+    chat.leave(2, &mut out);
+    line(&mut chat, &mut out, 3, &format!("RESUME alice {token}"));
+    assert_eq!(out.take(3), "OK\nJOINED #x 2\n");
+}
+
+#[test]
+fn a_replay_past_its_limit_is_cut_with_more() {
+    for (count, last) in [(500, "END HISTORY #x"), (501, "END HISTORY #x MORE")] {
+        let (mut chat, mut out) = setup(&["alice", "bob"]);
+        let token = missed(&mut chat, &mut out, 0, count);
+        line(&mut chat, &mut out, 2, &format!("RESUME alice {token} #x:0"));
+        let lines = replayed(&mut out, 2);
+        assert_eq!(lines.len(), 501, "{count} missed");
+        assert_eq!(lines[0], "1 m1");
+        assert_eq!(lines[499], "500 m500");
+        assert_eq!(lines[500], last, "{count} missed");
+    }
+}
+
+#[test]
+fn a_replay_the_ring_cannot_answer_waits_for_the_store_and_keeps_order() {
+    let (mut chat, mut out) = setup(&["alice", "bob"]);
+    let token = missed(&mut chat, &mut out, 1, 1);
+    // The room leaves memory (nobody in it), then comes back: its ring
+    // starts empty, and what it said is the store's to tell.
+    chat.leave(1, &mut out);
+    out.1.push(("#x", 2));
+    line(&mut chat, &mut out, 3, "LOGIN carol");
+    line(&mut chat, &mut out, 3, "JOIN #x");
+    chat.take_requests();
+    out.0.clear();
+    let step = line(
+        &mut chat,
+        &mut out,
+        2,
+        &format!("RESUME alice {token} #x:1 #nope:0"),
+    );
+    assert_eq!(step, Step::Replay { ghost: None });
+    assert_eq!(out.take(2), "OK\nJOINED #x 2\n");
+    let [Request::Fetch { ticket, query, .. }] = &chat.take_requests()[..] else {
+        panic!("one fetch");
+    };
+    assert_eq!(query.limit, 501);
+    let rows = vec![Message {
+        id: 2,
+        ms: 5,
+        from: "bob".into(),
+        text: "m2".into(),
+    }];
+    let fetched = Outcome::Fetched {
+        ticket: *ticket,
+        rows: Some(rows),
+    };
+    assert_eq!(chat.on_store(fetched, &mut out), Some(2), "may read again");
+    assert_eq!(
+        out.take(2),
+        "HIST #x 2 5 bob m2\nEND HISTORY #x\nERR not-in-room\n",
+        "the stored answer, then the rest of the list in order"
+    );
+}
