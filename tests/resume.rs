@@ -152,7 +152,9 @@ fn a_login_under_the_name_ends_the_session_it_could_resume() {
 
 /// Bob says `n` messages in `room` (each acknowledged); returns their ids.
 fn say_many(bob: &mut Client, room: &str, n: usize) -> Vec<u64> {
-    let batch: String = (1..=n).map(|i| format!("SAY {room} {room}-{i}\n")).collect();
+    let batch: String = (1..=n)
+        .map(|i| format!("SAY {room} {room}-{i}\n"))
+        .collect();
     bob.send_raw(batch.as_bytes());
     (0..n)
         .map(|_| {

@@ -218,7 +218,12 @@ fn a_replay_past_its_limit_is_cut_with_more() {
     for (count, last) in [(500, "END HISTORY #x"), (501, "END HISTORY #x MORE")] {
         let (mut chat, mut out) = setup(&["alice", "bob"]);
         let token = missed(&mut chat, &mut out, 0, count);
-        line(&mut chat, &mut out, 2, &format!("RESUME alice {token} #x:0"));
+        line(
+            &mut chat,
+            &mut out,
+            2,
+            &format!("RESUME alice {token} #x:0"),
+        );
         let lines = replayed(&mut out, 2);
         assert_eq!(lines.len(), 501, "{count} missed");
         assert_eq!(lines[0], "1 m1");
