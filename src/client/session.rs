@@ -327,6 +327,11 @@ pub struct Session {
     joins: VecDeque<String>,
     /// Rooms listed after `RESUME`'s `OK`.
     resumed: Vec<String>,
+    /// Rooms the last `RESUME` asked the server to replay, with the id
+    /// they were replayed after.
+    replayed: Vec<(String, MessageId)>,
+    /// The PING behind the last `RESUME`: its PONG ends the `JOINED` lines.
+    resume_ping: u64,
     history: VecDeque<HistoryRequest>,
     /// Rooms whose missed messages are still being fetched; the queue waits.
     catching_up: usize,
@@ -374,6 +379,8 @@ impl Session {
             online: Vec::new(),
             joins: VecDeque::new(),
             resumed: Vec::new(),
+            replayed: Vec::new(),
+            resume_ping: 0,
             history: VecDeque::new(),
             catching_up: 0,
             outbox: VecDeque::new(),
@@ -566,23 +573,51 @@ impl Session {
         self.paused_until = None;
         match (self.phase, self.token.clone()) {
             (Phase::AskName | Phase::Quitting, _) => {}
-            (_, Some(token)) => {
-                self.phase = Phase::Resuming;
-                let name = self.name.clone();
-                self.send(
-                    Command::Resume {
-                        name: &name,
-                        token: &token,
-                        replay: "",
-                    },
-                    now,
-                );
-                // RESUME's JOINED lines have no end marker; this PONG is it.
-                let seq = self.next_seq();
-                self.send(Command::Ping(Some(&format!("r{seq}"))), now);
-            }
+            (_, Some(token)) => self.resume(&token, true, now),
             (_, None) => self.login(now),
         }
+    }
+
+    /// Sends `RESUME`. With `replay`, it lists each room seen so far with
+    /// the last id seen in it, and the server sends what the rooms missed
+    /// in the same answer, each as a catch-up this session waits for.
+    fn resume(&mut self, token: &str, replay: bool, now: Instant) {
+        self.phase = Phase::Resuming;
+        self.replayed.clear();
+        if replay {
+            for r in self.rooms.iter().filter(|r| r.last_id > 0) {
+                self.replayed.push((r.name.clone(), r.last_id));
+            }
+        }
+        let list: Vec<String> = self
+            .replayed
+            .iter()
+            .map(|(room, last)| format!("{room}:{last}"))
+            .collect();
+        let name = self.name.clone();
+        let replay = list.join(" ");
+        self.send(
+            Command::Resume {
+                name: &name,
+                token,
+                replay: &replay,
+            },
+            now,
+        );
+        for (room, _) in self.replayed.clone() {
+            self.history.push_back(HistoryRequest {
+                room,
+                fetch: Fetch::CatchUp,
+                limit: view::MAX_HISTORY,
+                got: 0,
+                last: None,
+            });
+            self.catching_up += 1;
+        }
+        // RESUME's JOINED lines have no end marker; this PONG is it.
+        let seq = self.next_seq();
+        self.resume_ping = seq;
+        self.send(Command::Ping(Some(&format!("r{seq}"))), now);
     }
 
     fn login(&mut self, now: Instant) {
@@ -1076,6 +1111,10 @@ impl Session {
     }
 
     fn catch_up(&mut self, room: &str, now: Instant) {
+        let replayed = self
+            .replayed
+            .iter()
+            .any(|(r, _)| r.eq_ignore_ascii_case(room));
         let Some(r) = self.room_mut(room) else { return };
         r.joined = true;
         let after = r.last_id;
@@ -1084,6 +1123,10 @@ impl Session {
             room: target,
             focus: false,
         });
+        // The RESUME brought what it missed already.
+        if replayed {
+            return;
+        }
         self.catching_up += 1;
         self.catch_up_from(room, after, now);
     }
@@ -1221,8 +1264,19 @@ impl Session {
     fn on_err(&mut self, e: ProtocolError, now: Instant) {
         match (self.phase, e) {
             (Phase::Resuming, ProtocolError::BadToken) => {
-                self.token = None;
-                self.login(now);
+                // No replay comes; the catch-ups it stood for are off.
+                let pending = self.history.len();
+                self.history.clear();
+                self.catching_up = self.catching_up.saturating_sub(pending);
+                match self.token.clone() {
+                    // A server before the replay reads the rooms as part of
+                    // the token: once more in the bare form.
+                    Some(token) if !self.replayed.is_empty() => self.resume(&token, false, now),
+                    _ => {
+                        self.token = None;
+                        self.login(now);
+                    }
+                }
             }
             (Phase::LoggingIn, ProtocolError::UsernameTaken | ProtocolError::InvalidUsername) => {
                 self.on_login_refused(e)
@@ -1247,6 +1301,15 @@ impl Session {
                     if h.fetch == Fetch::CatchUp {
                         self.caught_up(now);
                     }
+                }
+            }
+            // A room the replay could not answer (the session no longer
+            // held it): it is joined again once resumed.
+            (Phase::Resuming, _) if !self.history.is_empty() => {
+                if let Some(h) = self.history.pop_front() {
+                    self.replayed
+                        .retain(|(r, _)| !r.eq_ignore_ascii_case(&h.room));
+                    self.caught_up(now);
                 }
             }
             (_, ProtocolError::StorageUnavailable | ProtocolError::NotInRoom)
@@ -1337,7 +1400,7 @@ impl Session {
                     self.deliver(out.local, Delivery::Delivered, None);
                 }
             }
-            "r" if self.phase == Phase::Resuming => {
+            "r" if self.phase == Phase::Resuming && n == self.resume_ping => {
                 self.phase = Phase::Chatting;
                 self.after_login(now, true);
                 self.resumed.clear();
