@@ -327,8 +327,10 @@ fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
         "document.getElementById('status').textContent === 'connected'",
     );
     b.wait_for(&alice, &shows("while you were away"));
-    // Taken back with RESUME, not a fresh LOGIN.
+    // Taken back with RESUME, not a fresh LOGIN, and #lounge's missed
+    // line came with it (the replay form), not from a HISTORY after it.
     assert_eq!(b.eval(&alice, "window.selectchat.resumes"), json!(1));
+    assert_eq!(b.eval(&alice, "window.selectchat.replayed"), json!(1));
     type_line(&mut b, &alice, "back again");
     b.wait_for(&bob, &shows("back again"));
     let seen = nc.sync();
