@@ -166,3 +166,29 @@ fn an_operator_sees_held_sessions_and_can_end_one() {
     back.send(&format!("RESUME alice {token}"));
     back.expect("ERR bad-token");
 }
+
+#[test]
+fn a_tagged_say_committed_before_a_crash_is_not_said_again() {
+    let dir = TempDir::new();
+    let db = dir.file("chat.db");
+    let args = ["--db", db.as_str()];
+    let s = Server::start(&args);
+    let (mut alice, token, _) = user(&s, "alice", &["#a"]);
+    alice.send("SAY #a/l7 before the crash");
+    let sent = alice.wait_line(|l| l.starts_with("SENT #a "));
+    stop(s, libc::SIGKILL, &mut [&mut alice]);
+    let s = Server::start(&args);
+    let mut alice = s.connect();
+    alice.send(&format!("RESUME alice {token}"));
+    alice.expect("OK");
+    alice.expect("JOINED #a 1");
+    alice.send("SAY #a/l7 before the crash");
+    alice.expect(&sent);
+    alice.send("HISTORY #a");
+    let stored: Vec<String> = alice
+        .sync()
+        .into_iter()
+        .filter(|l| l.ends_with(" before the crash"))
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+}

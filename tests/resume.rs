@@ -223,3 +223,35 @@ fn resume_replays_missed_messages_of_each_listed_room_in_one_round_trip() {
         bob.wait_for("BYE");
     }
 }
+
+#[test]
+fn a_tagged_say_whose_sent_was_lost_is_stored_once_when_resent() {
+    let s = Server::start(&[]);
+    let mut alice = member(&s, "alice", &["#a"]);
+    let mut bob = member(&s, "bob", &["#a"]);
+    alice.sync();
+    let token = token(&mut alice);
+    // The connection dies right after the SAY, before its SENT is read.
+    alice.send("SAY #a/l1 only once");
+    let said = bob.line();
+    assert!(said.ends_with(" alice only once"), "{said}");
+    drop(alice);
+    bob.wait_for("INFO alice disconnected");
+    let mut alice = s.connect();
+    alice.send(&format!("RESUME alice {token}"));
+    alice.expect("OK");
+    alice.expect("JOINED #a 2");
+    alice.send("SAY #a/l1 only once");
+    let id = said_id(&said);
+    alice.expect(&format!("SENT #a {id}"));
+    alice.send("SAY #a/bad.tag x");
+    alice.expect("ERR bad-tag");
+    bob.send("HISTORY #a");
+    let stored: Vec<String> = bob
+        .sync()
+        .into_iter()
+        .filter(|l| l.ends_with(" only once"))
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(bob.sync(), Vec::<String>::new(), "said once");
+}

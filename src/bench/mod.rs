@@ -635,6 +635,7 @@ impl Load {
                 sender,
                 Command::Say {
                     room: &room,
+                    tag: None,
                     text: &text,
                 },
             );

@@ -16,7 +16,7 @@ use std::ops::Range;
 
 use slab::Slab;
 
-use super::resume::TokenHash;
+use super::resume::{Tags, TokenHash};
 use crate::protocol::reply::MessageId;
 use crate::protocol::{Anchor, HistoryQuery};
 
@@ -59,6 +59,8 @@ pub enum Request {
         name: Box<str>,
         hash: TokenHash,
         rooms: Box<str>,
+        /// Its tagged `SAY`s, as [`Tags::encode`] writes them.
+        tags: Box<str>,
         ended_ms: Option<u64>,
     },
     /// `name`'s stored session, if any, is over.
@@ -76,6 +78,8 @@ pub struct SavedSession {
     /// When it ended, in Unix milliseconds; `None` if it was live when the
     /// server stopped.
     pub ended_ms: Option<u64>,
+    /// Its tagged `SAY`s.
+    pub tags: Tags,
 }
 
 /// What the store holds of one room.

@@ -181,14 +181,34 @@ impl Journal {
     }
 
     /// Asks the store to keep `name`'s session (see [`Request::SaveSession`]).
-    pub fn save_session(&mut self, name: &str, hash: TokenHash, rooms: &[&str], ended: bool) {
+    pub fn save_session(
+        &mut self,
+        name: &str,
+        hash: TokenHash,
+        (rooms, tags): (&[&str], &str),
+        ended: bool,
+    ) {
         let ended_ms = ended.then(|| self.stamp());
         self.requests.push(Request::SaveSession {
             name: name.into(),
             hash,
             rooms: rooms.join(" ").into(),
+            tags: tags.into(),
             ended_ms,
         });
+    }
+
+    /// A message resent under a tag it was said with: if `message` still
+    /// waits for the store, its `SENT` goes to `sender` (the connection
+    /// that resent it) when committed; true if so.
+    pub fn resend(&mut self, message: MessageId, sender: (ConnId, u64)) -> bool {
+        match self.in_flight.iter_mut().find(|m| m.message.id == message) {
+            Some(m) => {
+                m.sender = Some(sender);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Asks the store to drop `name`'s session.

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::defaults;
 use crate::protocol::reply::MessageId;
-use crate::protocol::text::{valid_name, valid_room};
+use crate::protocol::text::{valid_name, valid_room, valid_tag};
 use crate::protocol::{parse, Command, HistoryQuery, ProtocolError, Reply};
 use cluster::{Cluster, Effect, OwnKind};
 use event::Event;
@@ -40,7 +40,7 @@ use history::SavedSession;
 use history::{Found, History, Message, Outcome, Stored};
 use journal::{Awaited, Journal};
 use name::Folded;
-use resume::{CountingTokens, EndedSessions, HeldSessions, Token, TokenSource};
+use resume::{CountingTokens, EndedSessions, HeldSessions, Tags, Token, TokenSource};
 use rooms::{RoomId, Rooms};
 use tally::{Attempt, ChatTally};
 use users::Users;
@@ -255,7 +255,7 @@ impl Chat {
                 };
                 self.rooms.join_remote(&session.name, r);
             }
-            held.push((session.name, session.hash, now + left));
+            held.push((session.name, session.hash, now + left, session.tags));
         }
         self.held = HeldSessions::new(held);
     }
@@ -319,7 +319,9 @@ impl Chat {
             return;
         };
         let rooms = self.rooms.names_of(id);
-        self.journal.save_session(name, token.hash(), &rooms, ended);
+        let tags = self.users.tags(id).map(Tags::encode).unwrap_or_default();
+        self.journal
+            .save_session(name, token.hash(), (&rooms, &tags), ended);
     }
 
     /// Number of logged-in users.
@@ -422,7 +424,7 @@ impl Chat {
             Command::Who => self.who(id, out),
             Command::Join(room) => self.join(id, room, out),
             Command::Part(room) => self.part(id, room, out),
-            Command::Say { room, text } => self.say(id, room, text, out),
+            Command::Say { room, tag, text } => self.say(id, (room, tag), text, out),
             Command::Rooms => self.list_rooms(id, out),
             Command::WhoIn(room) => self.who_in(id, room, out),
             Command::History { room, args } => self.history(id, room, args, out),
@@ -667,7 +669,7 @@ impl Chat {
     fn say(
         &mut self,
         id: ConnId,
-        room: &str,
+        (room, tag): (&str, Option<&str>),
         text: &str,
         out: &mut impl Outbox,
     ) -> Result<Step, ProtocolError> {
@@ -675,7 +677,27 @@ impl Chat {
         if text.is_empty() {
             return Err(ProtocolError::EmptyMessage);
         }
+        if tag.is_some_and(|t| !valid_tag(t)) {
+            return Err(ProtocolError::BadTag);
+        }
         let serial = self.users.serial(id).unwrap_or_default();
+        // Said already (its SENT was lost with a connection): the same
+        // answer, once the message is committed, and nothing said again.
+        let said = tag.and_then(|t| self.users.tags(id)?.find(t));
+        if let Some((room, message)) = said {
+            if !self.journal.resend(message, (id, serial)) {
+                let room: Box<str> = room.into();
+                self.reply(
+                    id,
+                    Reply::Sent {
+                        room: &room,
+                        id: message,
+                    },
+                    out,
+                );
+            }
+            return Ok(Step::Continue);
+        }
         let room: Box<str> = self.rooms.name(r).into();
         let from = self.speaker(id).unwrap_or_default();
         let ms = self.journal.stamp();
@@ -702,6 +724,12 @@ impl Chat {
                 text: text.into(),
             };
             self.journal.append(Some((id, serial)), &room, message);
+            // A single server remembers the tag with the session, and the
+            // store keeps both in the message's transaction.
+            if let Some(tag) = tag {
+                self.users.tag(id, tag, &room, id_now);
+                self.save_session(id, false);
+            }
         }
         self.speaker = from;
         Ok(Step::Continue)
@@ -935,13 +963,14 @@ impl Chat {
             self.resumed(id, out);
             return Ok(Step::Replaced(ghost));
         }
-        if self.held.take(name, &token, self.journal.now()) {
+        if let Some(tags) = self.held.take(name, &token, self.journal.now()) {
             // Held since a restart: taken back in silence, as a ghost is.
             let spelling = self.users.remote(name).map(Box::<str>::from);
             if let Some(spelling) = spelling {
                 self.users.attach(id, &spelling);
                 self.rooms.attach(&spelling, id);
                 self.users.set_token(id, token);
+                self.users.set_tags(id, tags);
                 self.resumed(id, out);
                 self.save_session(id, false);
                 return Ok(Step::LoggedIn);
@@ -967,6 +996,7 @@ impl Chat {
         }
         self.users.insert(id, &ended.name);
         self.users.set_token(id, ended.token);
+        self.users.set_tags(id, ended.tags);
         self.reply(id, Reply::Ok, out);
         self.apply(
             Event::Arrived {
@@ -1057,7 +1087,9 @@ impl Chat {
             return;
         };
         let rooms = self.rooms.names_of(id).into_iter().map(Box::from).collect();
-        self.ended.record(name, token, rooms, self.journal.now());
+        let tags = self.users.tags(id).cloned().unwrap_or_default();
+        self.ended
+            .record(name, token, (rooms, tags), self.journal.now());
         self.save_session(id, true);
     }
 

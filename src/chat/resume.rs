@@ -121,6 +121,64 @@ fn nibble(c: u8) -> Option<u8> {
     }
 }
 
+/// Tags a session's most recent `SAY`s carried, most this many.
+pub const MAX_TAGS: usize = 64;
+
+/// The tags of a session's recent tagged `SAY`s, each with the room (its
+/// spelling) and the id the message got, oldest first: a `SAY` resent
+/// with a tag found here was said already.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tags(VecDeque<(Box<str>, Box<str>, u64)>);
+
+impl Tags {
+    /// The room and id of the message tagged `tag`, if it was said.
+    pub fn find(&self, tag: &str) -> Option<(&str, u64)> {
+        self.0
+            .iter()
+            .find(|(t, _, _)| **t == *tag)
+            .map(|(_, room, id)| (&**room, *id))
+    }
+
+    /// Remembers that `tag` was said in `room` as message `id`, forgetting
+    /// the oldest past [`MAX_TAGS`].
+    pub fn push(&mut self, tag: &str, room: &str, id: u64) {
+        if self.0.len() == MAX_TAGS {
+            self.0.pop_front();
+        }
+        self.0.push_back((tag.into(), room.into(), id));
+    }
+
+    /// True when no tag is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The form the store keeps: `tag:room:id`, space-separated (tags and
+    /// rooms hold neither).
+    pub fn encode(&self) -> String {
+        let items: Vec<String> = self
+            .0
+            .iter()
+            .map(|(tag, room, id)| format!("{tag}:{room}:{id}"))
+            .collect();
+        items.join(" ")
+    }
+
+    /// Reads what [`Tags::encode`] wrote, skipping anything malformed.
+    pub fn decode(text: &str) -> Tags {
+        let mut tags = Tags::default();
+        for item in text.split_whitespace() {
+            let mut parts = item.splitn(3, ':');
+            if let (Some(tag), Some(room), Some(Ok(id))) =
+                (parts.next(), parts.next(), parts.next().map(str::parse))
+            {
+                tags.push(tag, room, id);
+            }
+        }
+        tags
+    }
+}
+
 /// A session that ended with a token: what `RESUME` gives back.
 #[derive(Debug)]
 pub struct Ended {
@@ -128,6 +186,8 @@ pub struct Ended {
     pub token: Token,
     /// The rooms it was in, by spelling.
     pub rooms: Vec<Box<str>>,
+    /// Its tagged `SAY`s.
+    pub tags: Tags,
     until: Instant,
 }
 
@@ -138,6 +198,7 @@ impl Ended {
             name: name.into(),
             token,
             rooms,
+            tags: Tags::default(),
             until: now,
         }
     }
@@ -176,7 +237,13 @@ impl EndedSessions {
     }
 
     /// Remembers a session that ended at `now`.
-    pub fn record(&mut self, name: &str, token: Token, rooms: Vec<Box<str>>, now: Instant) {
+    pub fn record(
+        &mut self,
+        name: &str,
+        token: Token,
+        (rooms, tags): (Vec<Box<str>>, Tags),
+        now: Instant,
+    ) {
         if self.window.is_zero() || self.cap == 0 {
             return;
         }
@@ -189,6 +256,7 @@ impl EndedSessions {
             name: name.into(),
             token,
             rooms,
+            tags,
             until,
         };
         self.by_name.insert(NameKey::new(name), ended);
@@ -237,19 +305,20 @@ impl EndedSessions {
 /// resume window passes, as a ghost is until its connection is purged.
 #[derive(Debug, Default)]
 pub struct HeldSessions {
-    by_name: HashMap<NameKey, (TokenHash, Instant)>,
+    by_name: HashMap<NameKey, (TokenHash, Instant, Tags)>,
     /// (expiry, name), soonest first.
     order: VecDeque<(Instant, NameKey)>,
 }
 
 impl HeldSessions {
-    /// Holds each of `sessions` (name, proof, expiry).
-    pub fn new(mut sessions: Vec<(Box<str>, TokenHash, Instant)>) -> HeldSessions {
-        sessions.sort_by_key(|(_, _, until)| *until);
+    /// Holds each of `sessions` (name, proof, expiry, tags).
+    pub fn new(mut sessions: Vec<(Box<str>, TokenHash, Instant, Tags)>) -> HeldSessions {
+        sessions.sort_by_key(|(_, _, until, _)| *until);
         let mut held = HeldSessions::default();
-        for (name, hash, until) in sessions {
+        for (name, hash, until, tags) in sessions {
             held.order.push_back((until, NameKey::new(&name)));
-            held.by_name.insert(NameKey::new(&name), (hash, until));
+            held.by_name
+                .insert(NameKey::new(&name), (hash, until, tags));
         }
         held
     }
@@ -265,16 +334,15 @@ impl HeldSessions {
     }
 
     /// Lets go of `name`'s session if `token` proves it, and it has not
-    /// expired at `now`; true if so. A wrong token leaves it held.
-    pub fn take(&mut self, name: &str, token: &Token, now: Instant) -> bool {
-        let Some((hash, until)) = self.by_name.get(Folded::new(name)) else {
-            return false;
-        };
+    /// expired at `now`; returns its tags if so. A wrong token leaves it held.
+    pub fn take(&mut self, name: &str, token: &Token, now: Instant) -> Option<Tags> {
+        let (hash, until, _) = self.by_name.get(Folded::new(name))?;
         if now >= *until || !hash.proves(token) {
-            return false;
+            return None;
         }
-        self.by_name.remove(Folded::new(name));
-        true
+        self.by_name
+            .remove(Folded::new(name))
+            .map(|(_, _, tags)| tags)
     }
 
     /// Lets go of `name`'s session, whatever its token; returns its
@@ -341,8 +409,13 @@ mod tests {
             OsTokens.next_token().unwrap(),
             OsTokens.next_token().unwrap(),
         );
-        s.record("Alice", ta, vec!["#x".into()], t0);
-        s.record("bob", tb, vec![], t0 + Duration::from_secs(5));
+        s.record("Alice", ta, (vec!["#x".into()], Tags::default()), t0);
+        s.record(
+            "bob",
+            tb,
+            (vec![], Tags::default()),
+            t0 + Duration::from_secs(5),
+        );
         assert!(s.take("alice", &tb, t0).is_none(), "wrong token");
         assert_eq!(s.len(), 2);
         assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(10)));
@@ -362,13 +435,24 @@ mod tests {
             OsTokens.next_token().unwrap(),
         );
         let mut held = HeldSessions::new(vec![
-            ("bob".into(), tb.hash(), t0 + Duration::from_secs(20)),
-            ("Alice".into(), ta.hash(), t0 + Duration::from_secs(10)),
+            (
+                "bob".into(),
+                tb.hash(),
+                t0 + Duration::from_secs(20),
+                Tags::default(),
+            ),
+            (
+                "Alice".into(),
+                ta.hash(),
+                t0 + Duration::from_secs(10),
+                Tags::decode("t1:#x:7"),
+            ),
         ]);
         assert_eq!(held.next_deadline(), Some(t0 + Duration::from_secs(10)));
-        assert!(!held.take("alice", &tb, t0), "wrong token");
-        assert!(held.take("ALICE", &ta, t0));
-        assert!(!held.take("alice", &ta, t0), "taken once");
+        assert_eq!(held.take("alice", &tb, t0), None, "wrong token");
+        let tags = held.take("ALICE", &ta, t0).expect("the token proves it");
+        assert_eq!(tags.find("t1"), Some(("#x", 7)));
+        assert_eq!(held.take("alice", &ta, t0), None, "taken once");
         assert_eq!(held.next_deadline(), Some(t0 + Duration::from_secs(20)));
         assert_eq!(
             held.expire(t0 + Duration::from_secs(19)),
@@ -383,22 +467,43 @@ mod tests {
     }
 
     #[test]
+    fn tags_remember_the_latest_and_survive_their_stored_form() {
+        let mut tags = Tags::default();
+        for i in 0..MAX_TAGS as u64 + 2 {
+            tags.push(&format!("t{i}"), "#r", i + 100);
+        }
+        assert_eq!(tags.find("t0"), None, "the oldest forgotten");
+        assert_eq!(tags.find("t2"), Some(("#r", 102)));
+        let stored = tags.encode();
+        assert_eq!(Tags::decode(&stored), tags);
+        assert_eq!(
+            Tags::decode("a:#r:1 junk b:#s:x c:#t:3").encode(),
+            "a:#r:1 c:#t:3"
+        );
+    }
+
+    #[test]
     fn the_cap_drops_the_oldest_and_stale_entries_are_skipped() {
         let t0 = Instant::now();
         let mut s = EndedSessions::new(Duration::from_secs(10), 2);
         let t = OsTokens.next_token().unwrap();
         for (i, name) in ["a", "b", "a", "c"].into_iter().enumerate() {
-            s.record(name, t, vec![], t0 + Duration::from_secs(i as u64));
+            s.record(
+                name,
+                t,
+                (vec![], Tags::default()),
+                t0 + Duration::from_secs(i as u64),
+            );
         }
         assert_eq!(s.len(), 2);
         assert!(s.take("c", &t, t0).is_some());
         assert!(s.take("a", &t, t0).is_some(), "a's later session survived");
         assert!(s.take("b", &t, t0).is_none(), "b was the oldest");
-        s.record("d", t, vec![], t0);
+        s.record("d", t, (vec![], Tags::default()), t0);
         s.forget("D");
         assert!(s.is_empty());
         let mut off = EndedSessions::new(Duration::ZERO, 10);
-        off.record("a", t, vec![], t0);
+        off.record("a", t, (vec![], Tags::default()), t0);
         assert!(off.is_empty(), "a window of 0 keeps nothing");
     }
 }

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::name::{Folded, NameKey};
-use super::resume::Token;
+use super::resume::{Tags, Token};
 use super::ConnId;
 
 #[derive(Debug)]
@@ -20,6 +20,8 @@ struct Member {
     /// Tells this login from a later one on a reused connection id.
     serial: u64,
     token: Option<Token>,
+    /// The tags of its recent tagged `SAY`s.
+    tags: Tags,
 }
 
 /// Who is logged in, under which name, in O(1) per login and departure.
@@ -181,6 +183,7 @@ impl Users {
             roster_pos: self.roster.len(),
             serial: self.logins,
             token: None,
+            tags: Tags::default(),
         });
         self.roster.push(id);
         true
@@ -201,6 +204,25 @@ impl Users {
     /// The resume token `id` holds, if it asked for one.
     pub fn token(&self, id: ConnId) -> Option<Token> {
         self.members.get(id)?.as_ref()?.token
+    }
+
+    /// The tags of `id`'s recent tagged `SAY`s.
+    pub fn tags(&self, id: ConnId) -> Option<&Tags> {
+        self.members.get(id)?.as_ref().map(|m| &m.tags)
+    }
+
+    /// Remembers that `id` said `tag` in `room` as message `message`.
+    pub fn tag(&mut self, id: ConnId, tag: &str, room: &str, message: u64) {
+        if let Some(Some(m)) = self.members.get_mut(id) {
+            m.tags.push(tag, room, message);
+        }
+    }
+
+    /// Gives logged-in `id` the tags of the session it took back.
+    pub fn set_tags(&mut self, id: ConnId, tags: Tags) {
+        if let Some(Some(m)) = self.members.get_mut(id) {
+            m.tags = tags;
+        }
     }
 
     /// Gives logged-in `id` a new resume token.

@@ -871,6 +871,7 @@ impl Session {
                 self.send(
                     Command::Say {
                         room: &room,
+                        tag: None,
                         text: &out.text,
                     },
                     now,

@@ -127,6 +127,7 @@ pub fn describe_error(e: ProtocolError) -> &'static str {
         ProtocolError::BadToken => "that resume token is not valid (any more)",
         ProtocolError::StorageUnavailable => "the server could not store that message",
         ProtocolError::ClusterUnavailable => "the server cannot reach its cluster; try again",
+        ProtocolError::BadTag => "the client sent a malformed message tag",
     }
 }
 

@@ -22,8 +22,13 @@ pub enum Command<'a> {
     Join(&'a str),
     /// `PART <room>` (v2).
     Part(&'a str),
-    /// `SAY <room> <text>` (v2).
-    Say { room: &'a str, text: &'a str },
+    /// `SAY <room> <text>` (v2), or `SAY <room>/<tag> <text>`: a tagged
+    /// `SAY` resent with the same tag is not said twice.
+    Say {
+        room: &'a str,
+        tag: Option<&'a str>,
+        text: &'a str,
+    },
     /// `ROOMS` (v2); any arguments are ignored.
     Rooms,
     /// `WHO <room>` (v2): an argument that starts with `#`.
@@ -81,13 +86,24 @@ impl Command<'_> {
 
     /// Appends the line a client sends for this command, `\n` included.
     pub fn write_to(&self, out: &mut Vec<u8>) {
+        if let Command::Say {
+            room,
+            tag: Some(tag),
+            text,
+        } = *self
+        {
+            for part in ["SAY ", room, "/", tag, " ", text, "\n"] {
+                out.extend_from_slice(part.as_bytes());
+            }
+            return;
+        }
         let args: [&str; 3] = match *self {
             Command::Login(name) => [name, "", ""],
             Command::Msg(text) => [text, "", ""],
             Command::Dm { to, text } => [to, text, ""],
             Command::Who | Command::Rooms | Command::Token | Command::Pong => ["", "", ""],
             Command::Join(room) | Command::Part(room) | Command::WhoIn(room) => [room, "", ""],
-            Command::Say { room, text } => [room, text, ""],
+            Command::Say { room, text, .. } => [room, text, ""],
             Command::History { room, args } => [room, args, ""],
             Command::Resume {
                 name,
@@ -205,7 +221,12 @@ pub fn parse(line: &[u8]) -> Result<Option<Command<'_>>, ProtocolError> {
         Command::Part(rest)
     } else if is("SAY") {
         let (room, text) = split_word(rest);
-        Command::Say { room, text }
+        // A room name holds no `/`: what follows one is a tag.
+        let (room, tag) = match room.split_once('/') {
+            Some((room, tag)) => (room, Some(tag)),
+            None => (room, None),
+        };
+        Command::Say { room, tag, text }
     } else if is("ROOMS") {
         Command::Rooms
     } else if is("HISTORY") {
@@ -268,10 +289,26 @@ mod tests {
             p("say #a  hi  there "),
             Ok(Some(Command::Say {
                 room: "#a",
+                tag: None,
                 text: "hi  there"
             }))
         );
-        assert_eq!(p("SAY"), Ok(Some(Command::Say { room: "", text: "" })));
+        assert_eq!(
+            p("SAY #a/t-1 hi/there"),
+            Ok(Some(Command::Say {
+                room: "#a",
+                tag: Some("t-1"),
+                text: "hi/there"
+            }))
+        );
+        assert_eq!(
+            p("SAY"),
+            Ok(Some(Command::Say {
+                room: "",
+                tag: None,
+                text: ""
+            }))
+        );
         assert_eq!(p("rooms please"), Ok(Some(Command::Rooms)));
         assert_eq!(p("PING"), Ok(Some(Command::Ping(None))));
         assert_eq!(p("ping abc 1"), Ok(Some(Command::Ping(Some("abc 1")))));
@@ -339,7 +376,13 @@ mod tests {
             Command::Part("#a"),
             Command::Say {
                 room: "#a",
+                tag: None,
                 text: "x  y",
+            },
+            Command::Say {
+                room: "#a",
+                tag: Some("l7"),
+                text: "x",
             },
             Command::Rooms,
             Command::WhoIn("#a"),

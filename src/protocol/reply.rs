@@ -36,11 +36,13 @@ pub enum ProtocolError {
     StorageUnavailable,
     /// Clusters: the cluster's log or name registry could not be reached.
     ClusterUnavailable,
+    /// v2: a `SAY <room>/<tag>` tag that is not 1 to 32 letters, digits, `_` or `-`.
+    BadTag,
 }
 
 impl ProtocolError {
     /// Every error, for lookups by wire code.
-    pub const ALL: [ProtocolError; 20] = [
+    pub const ALL: [ProtocolError; 21] = [
         ProtocolError::LineTooLong,
         ProtocolError::InvalidUtf8,
         ProtocolError::InvalidText,
@@ -61,6 +63,7 @@ impl ProtocolError {
         ProtocolError::BadToken,
         ProtocolError::StorageUnavailable,
         ProtocolError::ClusterUnavailable,
+        ProtocolError::BadTag,
     ];
 
     /// The error whose wire code is `code`.
@@ -91,6 +94,7 @@ impl ProtocolError {
             ProtocolError::BadToken => "bad-token",
             ProtocolError::StorageUnavailable => "storage-unavailable",
             ProtocolError::ClusterUnavailable => "cluster-unavailable",
+            ProtocolError::BadTag => "bad-tag",
         }
     }
 }

@@ -62,6 +62,12 @@ pub fn valid_room(room: &str) -> bool {
     room.strip_prefix('#').is_some_and(valid_name)
 }
 
+/// True when `tag` (a `SAY`'s, after the room's `/`) is 1 to 32
+/// characters of `A-Z a-z 0-9 _ -`, as a name is.
+pub fn valid_tag(tag: &str) -> bool {
+    valid_name(tag)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

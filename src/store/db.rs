@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::chat::history::{Found, Message, Request, SavedSession, Stored};
-use crate::chat::resume::TokenHash;
+use crate::chat::resume::{Tags, TokenHash};
 use crate::protocol::reply::MessageId;
 use crate::protocol::{Anchor, HistoryQuery};
 
@@ -77,6 +77,8 @@ const MIGRATE_FROM_1: &str = "
         token_hash BLOB NOT NULL,
         -- Room spellings, space-separated.
         rooms TEXT NOT NULL,
+        -- Its recent tagged SAYs: tag:room:id, space-separated.
+        tags TEXT NOT NULL DEFAULT '',
         -- When the session ended (Unix ms); NULL while it is live.
         ended_ms INTEGER
     );
@@ -207,21 +209,21 @@ impl Db {
     fn sessions(&self, now: SystemTime) -> rusqlite::Result<Vec<SavedSession>> {
         self.delete_old_sessions(now)?;
         let mut rows = self.conn.prepare(
-            "SELECT name, token_hash, rooms, ended_ms FROM sessions
+            "SELECT name, token_hash, rooms, ended_ms, tags FROM sessions
              ORDER BY ended_ms IS NULL DESC, ended_ms DESC LIMIT ?1",
         )?;
         let rows = rows.query_map([self.retention.max_sessions as i64], |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
+                (r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?),
                 r.get::<_, String>(2)?,
                 r.get::<_, Option<i64>>(3)?,
+                r.get::<_, String>(4)?,
             ))
         })?;
         let mut rooms: HashMap<String, (Box<str>, MessageId)> = HashMap::new();
         let mut sessions = Vec::new();
         for row in rows {
-            let (name, hash, spellings, ended_ms) = row?;
+            let ((name, hash), spellings, ended_ms, tags) = row?;
             let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) else {
                 log::warn!("store: the session of {name} has a malformed token hash; dropped");
                 continue;
@@ -243,6 +245,7 @@ impl Db {
                 hash: TokenHash(hash),
                 rooms: held,
                 ended_ms: ended_ms.map(|ms| ms as u64),
+                tags: Tags::decode(&tags),
             });
         }
         Ok(sessions)
@@ -621,11 +624,11 @@ fn migrate(conn: &Connection, path: &str) -> Result<(), OpenError> {
 /// Carries out the session writes among `requests` in `tx`.
 fn save_sessions(tx: &rusqlite::Transaction<'_>, requests: &[&Request]) -> rusqlite::Result<()> {
     let mut save = tx.prepare_cached(
-        "INSERT INTO sessions (folded, name, token_hash, rooms, ended_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5)
+        "INSERT INTO sessions (folded, name, token_hash, rooms, ended_ms, tags)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (folded) DO UPDATE SET name = excluded.name,
              token_hash = excluded.token_hash, rooms = excluded.rooms,
-             ended_ms = excluded.ended_ms",
+             ended_ms = excluded.ended_ms, tags = excluded.tags",
     )?;
     let mut forget = tx.prepare_cached("DELETE FROM sessions WHERE folded = ?1")?;
     for request in requests {
@@ -634,6 +637,7 @@ fn save_sessions(tx: &rusqlite::Transaction<'_>, requests: &[&Request]) -> rusql
                 name,
                 hash,
                 rooms,
+                tags,
                 ended_ms,
             } => {
                 save.execute(params![
@@ -641,7 +645,8 @@ fn save_sessions(tx: &rusqlite::Transaction<'_>, requests: &[&Request]) -> rusql
                     &**name,
                     &hash.0[..],
                     &**rooms,
-                    ended_ms.map(|ms| ms as i64)
+                    ended_ms.map(|ms| ms as i64),
+                    &**tags
                 ])?;
             }
             Request::ForgetSession { name } => {
@@ -873,6 +878,7 @@ mod tests {
             name: name.into(),
             hash: TokenHash([7; 32]),
             rooms: rooms.into(),
+            tags: "t1:#RUST:2".into(),
             ended_ms,
         }
     }
@@ -921,6 +927,7 @@ mod tests {
                 hash: TokenHash([7; 32]),
                 rooms: vec![("#Rust".into(), 2), ("#new".into(), 0)],
                 ended_ms: None,
+                tags: Tags::decode("t1:#RUST:2"),
             }],
             "rooms by their stored spelling and newest id"
         );

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::chat::history::{Request, SavedSession};
-use crate::chat::resume::Token;
+use crate::chat::resume::{Tags, Token};
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
@@ -14,6 +14,7 @@ fn saved(name: &str, rooms: &[(&str, MessageId)], ended_ms: Option<u64>) -> Save
         hash: Token::parse(TOKEN).unwrap().hash(),
         rooms: rooms.iter().map(|&(r, last)| (r.into(), last)).collect(),
         ended_ms,
+        tags: Tags::decode("t9:#Room:7"),
     }
 }
 
@@ -50,6 +51,7 @@ fn a_session_with_a_token_is_kept_as_it_changes_and_a_login_forgets_the_name() {
         hash,
         rooms,
         ended_ms: None,
+        ..
     }] = &writes[..]
     else {
         panic!("one live save: {writes:?}");
@@ -272,4 +274,61 @@ fn a_replay_the_ring_cannot_answer_waits_for_the_store_and_keeps_order() {
         "HIST #x 2 5 bob m2\nEND HISTORY #x\nERR not-in-room\n",
         "the stored answer, then the rest of the list in order"
     );
+}
+
+#[test]
+fn a_tagged_say_resent_is_answered_with_its_id_and_said_once() {
+    let (mut chat, mut out) = setup(&["alice", "bob"]);
+    line(&mut chat, &mut out, 0, "JOIN #x");
+    line(&mut chat, &mut out, 1, "JOIN #x");
+    let token = token_of(&mut chat, &mut out, 0);
+    out.0.clear();
+    line(&mut chat, &mut out, 0, "SAY #x/l1 hello");
+    assert_eq!(out.take(1), "SAY #x 1 alice hello\n");
+    // Resent before the commit: one SENT, when it comes, to the resender.
+    line(&mut chat, &mut out, 0, "SAY #x/l1 hello");
+    assert_eq!(out.take(1), "", "not said twice");
+    commit(&mut chat, &mut out);
+    assert_eq!(out.take(0), "SENT #x 1\n");
+    // Resent after the commit: SENT at once.
+    line(&mut chat, &mut out, 0, "SAY #x/l1 hello");
+    assert_eq!(out.take(0), "SENT #x 1\n");
+    // The connection drops; the tag lives on with the session.
+    chat.leave(0, &mut out);
+    out.0.clear();
+    line(&mut chat, &mut out, 2, &format!("RESUME alice {token}"));
+    out.0.clear();
+    line(&mut chat, &mut out, 2, "SAY #x/l1 hello");
+    assert_eq!(out.take(2), "SENT #x 1\n");
+    assert_eq!(out.take(1), "", "still said once");
+    line(&mut chat, &mut out, 2, "SAY #x/l2 again");
+    assert_eq!(
+        out.take(1),
+        "SAY #x 2 alice again\n",
+        "a new tag is a new message"
+    );
+    line(&mut chat, &mut out, 2, "SAY #x/bad.tag x");
+    assert_eq!(out.take(2), "ERR bad-tag\n");
+    let saved = chat.take_session_writes();
+    assert!(
+        saved.iter().any(
+            |w| matches!(w, Request::SaveSession { tags, .. } if &**tags == "l1:#x:1 l2:#x:2")
+        ),
+        "the store keeps the tags: {saved:?}"
+    );
+}
+
+#[test]
+fn a_tag_kept_from_before_a_restart_still_answers() {
+    let clock = WallClock::new(t0(), 1_000_000);
+    let mut chat = restarted(
+        vec![saved("alice", &[("#Room", 7)], None)],
+        clock,
+        Duration::from_secs(120),
+    );
+    let mut out = Recorder::default();
+    line(&mut chat, &mut out, 1, &format!("RESUME alice {TOKEN}"));
+    out.take(1);
+    line(&mut chat, &mut out, 1, "SAY #room/t9 said before the crash");
+    assert_eq!(out.take(1), "SENT #Room 7\n");
 }
