@@ -265,6 +265,8 @@ struct Out {
     local: u64,
     to: Target,
     text: String,
+    /// Sent as `SAY <room>/<tag>`, the tag being `l<local>`.
+    tagged: bool,
 }
 
 /// What a `HISTORY` request is for.
@@ -332,6 +334,9 @@ pub struct Session {
     replayed: Vec<(String, MessageId)>,
     /// The PING behind the last `RESUME`: its PONG ends the `JOINED` lines.
     resume_ping: u64,
+    /// Room messages go out tagged (`SAY <room>/<tag>`) unless the server
+    /// turned out not to know tags.
+    tags: bool,
     history: VecDeque<HistoryRequest>,
     /// Rooms whose missed messages are still being fetched; the queue waits.
     catching_up: usize,
@@ -381,6 +386,7 @@ impl Session {
             resumed: Vec::new(),
             replayed: Vec::new(),
             resume_ping: 0,
+            tags: true,
             history: VecDeque::new(),
             catching_up: 0,
             outbox: VecDeque::new(),
@@ -818,6 +824,7 @@ impl Session {
             local: self.local_seq,
             to,
             text: text.to_string(),
+            tagged: false,
         });
         if !self.batching {
             self.pump(now);
@@ -864,14 +871,18 @@ impl Session {
         waiting > 0 && (self.outbox.is_empty() || waiting >= CONFIRM_EVERY)
     }
 
-    fn transmit(&mut self, out: Out, now: Instant) {
+    fn transmit(&mut self, mut out: Out, now: Instant) {
         match &out.to {
             Target::Room(room) if self.in_room(room) => {
                 let room = room.clone();
+                // Its tag lets the server recognise a resend after a lost
+                // SENT: the line is said once, whatever happens.
+                out.tagged = self.tags;
+                let tag = format!("l{}", out.local);
                 self.send(
                     Command::Say {
                         room: &room,
-                        tag: None,
+                        tag: out.tagged.then_some(tag.as_str()),
                         text: &out.text,
                     },
                     now,
@@ -1312,6 +1323,15 @@ impl Session {
                         .retain(|(r, _)| !r.eq_ignore_ascii_case(&h.room));
                     self.caught_up(now);
                 }
+            }
+            // A server before tags reads `#room/tag` as a room name: the
+            // line goes again, untagged, and so do all after it.
+            (_, ProtocolError::InvalidRoom) if self.unsent.front().is_some_and(|o| o.tagged) => {
+                self.tags = false;
+                if let Some(out) = self.unsent.pop_front() {
+                    self.outbox.push_front(out);
+                }
+                self.pump(now);
             }
             (_, ProtocolError::StorageUnavailable | ProtocolError::NotInRoom)
                 if !self.unsent.is_empty() =>

@@ -260,7 +260,7 @@ fn a_piped_room_is_joined_and_lines_are_said_there() {
     p.server("HIST #ops 3 1700000000000 bob earlier");
     p.server("END HISTORY #ops");
     p.typed_in("deploying", &room("#ops"));
-    assert_eq!(p.sent(), "SAY #ops deploying\n");
+    assert_eq!(p.sent(), "SAY #ops/l1 deploying\n");
     p.server("SENT #ops 4");
     assert_eq!(
         p.shown(),
@@ -427,7 +427,7 @@ fn resume_takes_the_session_back_and_sends_each_room_line_once() {
     p.typed_in("also lost", &room("#go"));
     assert_eq!(
         p.sent(),
-        "SAY #rust landed\nSAY #rust in flight\nSAY #go also lost\n"
+        "SAY #rust/l1 landed\nSAY #rust/l2 in flight\nSAY #go/l3 also lost\n"
     );
     p.server("SENT #rust 11");
     assert_eq!(p.deliveries(), [(1, Delivery::Delivered)]);
@@ -457,7 +457,11 @@ fn resume_takes_the_session_back_and_sends_each_room_line_once() {
     );
     // #go: "also lost" never got there.
     p.server("END HISTORY #go");
-    assert_eq!(p.sent(), "SAY #go also lost\nSAY #rust typed while away\n");
+    assert_eq!(
+        p.sent(),
+        "SAY #go/l3 also lost\nSAY #rust/l4 typed while away\n",
+        "a line resent keeps its tag"
+    );
     let effects = p.effects();
     assert!(effects.contains(&Effect::Delivery {
         local: 2,
@@ -512,7 +516,7 @@ fn a_restarted_server_gets_a_login_and_the_rooms_joined_again() {
     p.server("JOINED #Rust 1");
     assert_eq!(p.sent(), "HISTORY #Rust AFTER 7 500\nWHO #Rust\n");
     p.server("END HISTORY #Rust");
-    assert_eq!(p.sent(), "SAY #rust queued\n");
+    assert_eq!(p.sent(), "SAY #rust/l2 queued\n");
     let shown = p.shown();
     assert!(
         shown.contains(&"* reconnected: logged in again as alice".to_string()),
@@ -537,6 +541,24 @@ fn a_long_outage_is_caught_up_page_by_page() {
     p.server(&format!("PONG r{}", p.session.seq));
     p.server("END HISTORY #busy");
     assert!(!p.sent().contains("HISTORY"), "caught up");
+}
+
+#[test]
+fn a_server_without_tags_gets_the_line_again_untagged() {
+    let mut p = Pair::resilient("alice");
+    p.join("#rust");
+    p.typed_in("one", &room("#rust"));
+    p.typed_in("two", &room("#rust"));
+    assert_eq!(p.sent(), "SAY #rust/l1 one\nSAY #rust/l2 two\n");
+    p.server("ERR invalid-room");
+    assert_eq!(p.sent(), "SAY #rust one\n");
+    p.server("ERR invalid-room");
+    assert_eq!(p.sent(), "SAY #rust two\n");
+    p.server("SENT #rust 1");
+    p.server("SENT #rust 2");
+    assert_eq!(p.session.pending(), 0);
+    p.typed_in("three", &room("#rust"));
+    assert_eq!(p.sent(), "SAY #rust three\n", "no tags from then on");
 }
 
 #[test]
