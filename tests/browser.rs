@@ -319,6 +319,7 @@ fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
         "document.getElementById('status').textContent !== 'connected'",
     );
     type_line(&mut b, &bob, "while you were away");
+    type_line(&mut b, &alice, "typed while offline");
     thread::sleep(Duration::from_millis(500));
     assert_eq!(b.eval(&alice, &shows("while you were away")), json!(false));
     relay.restore();
@@ -331,6 +332,10 @@ fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
     // line came with it (the replay form), not from a HISTORY after it.
     assert_eq!(b.eval(&alice, "window.selectchat.resumes"), json!(1));
     assert_eq!(b.eval(&alice, "window.selectchat.replayed"), json!(1));
+    // The line typed offline went out tagged once back, and arrived once.
+    b.wait_for(&bob, &shows("typed while offline"));
+    b.wait_for(&alice, "window.selectchat.unsent.length === 0");
+    assert_eq!(b.eval(&alice, "window.selectchat.tags"), json!(true));
     type_line(&mut b, &alice, "back again");
     b.wait_for(&bob, &shows("back again"));
     let seen = nc.sync();
