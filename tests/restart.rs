@@ -192,3 +192,83 @@ fn a_tagged_say_committed_before_a_crash_is_not_said_again() {
         .collect();
     assert_eq!(stored.len(), 1, "{stored:?}");
 }
+
+/// The scenario at size: 1,000 users in 10 rooms, a restart, and
+/// every one back by RESUME with the replay form: same rooms, no join or
+/// leave line anywhere, the message said meanwhile replayed exactly once.
+#[test]
+fn a_thousand_users_come_back_after_a_restart_without_a_join_line() {
+    const USERS: usize = 1000;
+    const ROOMS: usize = 10;
+    let dir = TempDir::new();
+    let db = dir.file("chat.db");
+    let args = ["--db", db.as_str(), "--rate", "0"];
+    let s = Server::start(&args);
+    let mut users: Vec<Client> = (0..USERS)
+        .map(|i| {
+            let mut c = s.connect();
+            c.send(&format!("LOGIN u{i}\nTOKEN\nJOIN #r{}", i % ROOMS));
+            c
+        })
+        .collect();
+    let tokens: Vec<String> = users
+        .iter_mut()
+        .map(|c| {
+            let token = c.wait_line(|l| l.starts_with("TOKEN "))[6..].to_string();
+            c.wait_line(|l| l.starts_with("JOINED "));
+            token
+        })
+        .collect();
+    // One message in each room; what each user saw last is its id.
+    let said: Vec<u64> = users
+        .iter_mut()
+        .enumerate()
+        .take(ROOMS)
+        .map(|(r, c)| {
+            c.send(&format!("SAY #r{r} hello"));
+            let sent = c.wait_line(|l| l.starts_with("SENT "));
+            sent.rsplit(' ').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    let last: Vec<u64> = (0..USERS).map(|i| said[i % ROOMS]).collect();
+    for c in &mut users {
+        c.sync();
+    }
+    let mut refs: Vec<&mut Client> = users.iter_mut().collect();
+    stop(s, libc::SIGTERM, &mut refs);
+
+    let s = Server::start(&args);
+    let mut late = s.login("late");
+    for r in 0..ROOMS {
+        late.send(&format!("JOIN #r{r}"));
+        assert_eq!(late.line(), format!("JOINED #r{r} {}", USERS / ROOMS + 1));
+    }
+    for r in 0..ROOMS {
+        late.send(&format!("SAY #r{r} while you were away"));
+        late.wait_line(|l| l.starts_with("SENT "));
+    }
+    let back: Vec<Client> = (0..USERS)
+        .map(|i| {
+            let mut c = s.connect();
+            let room = i % ROOMS;
+            c.send(&format!("RESUME u{i} {} #r{room}:{}", tokens[i], last[i]));
+            c.expect("OK");
+            c.expect(&format!("JOINED #r{room} {}", USERS / ROOMS + 1));
+            let replayed = c.line();
+            assert!(
+                replayed.starts_with(&format!("HIST #r{room} "))
+                    && replayed.ends_with(" late while you were away"),
+                "u{i}: {replayed}"
+            );
+            c.expect(&format!("END HISTORY #r{room}"));
+            c
+        })
+        .collect();
+    // Everyone still connected (a client dropped here would be a departure).
+    let mut everyone = back;
+    everyone.push(late);
+    for c in &mut everyone {
+        let heard = c.sync();
+        assert!(heard.is_empty(), "nothing else, no INFO: {heard:?}");
+    }
+}
