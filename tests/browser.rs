@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::relay::Relay;
-use common::{Server, WAIT};
+use common::{Server, TempDir, WAIT};
 use serde_json::{json, Value};
 use tungstenite::{Message, WebSocket};
 
@@ -251,7 +251,10 @@ fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
         );
         return;
     };
-    let s = Server::start(&["--web-port", "0"]);
+    let data = TempDir::new();
+    let db = data.file("chat.db");
+    let args = ["--web-port", "0", "--db", db.as_str()];
+    let mut s = Server::start(&args);
     let web = s.listener("web");
     let relay = Relay::start(web);
     let mut b = Browser::launch(binary);
@@ -353,4 +356,25 @@ fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
     );
     b.screenshot(&alice, &dir.join("browser-chat-phone.png"));
     eprintln!("screenshots: {}/browser-chat*.png", dir.display());
+
+    // The server restarts: the page comes back to it by itself, in the same
+    // room, with what was said meanwhile, and nobody sees it leave or join.
+    nc.send("QUIT");
+    nc.wait_for("BYE");
+    s.signal(libc::SIGTERM);
+    assert!(s.wait_exit().success());
+    let s = Server::start(&args);
+    relay.point_to(s.listener("web"));
+    let mut nc = s.login("nina");
+    nc.send("JOIN #lounge");
+    assert!(nc.line().starts_with("JOINED #lounge "));
+    nc.send("SAY #lounge said during the restart");
+    nc.wait_line(|l| l.starts_with("SENT "));
+    b.wait_for(&alice, &shows("said during the restart"));
+    b.wait_for(
+        &alice,
+        "document.getElementById('status').textContent === 'connected'",
+    );
+    assert_eq!(b.eval(&alice, "window.selectchat.resumes"), json!(2));
+    assert_eq!(nc.sync(), Vec::<String>::new(), "no join or leave line");
 }
