@@ -64,7 +64,7 @@ enum Sub {
         /// Join this room after login; piped lines are said there instead of the lobby.
         #[arg(long)]
         room: Option<String>,
-        /// The server's --rate: typed and pasted lines are paced under it (0: unpaced).
+        /// The server's --rate: typed, pasted and piped lines are paced under it (0: unpaced).
         #[arg(long, default_value_t = 10.0)]
         rate: f64,
         /// The server's --burst.
@@ -73,6 +73,9 @@ enum Sub {
         /// Seconds of server silence before checking on it; twice that and the client reconnects (terminal only).
         #[arg(long, default_value_t = 10.0)]
         heartbeat: f64,
+        /// Piped: once input ends, seconds to wait for the server to confirm every line; past it, exit 3 with a count.
+        #[arg(long, value_name = "SECS", default_value_t = 120.0)]
+        wait: f64,
     },
     /// Load-test a running server: `selectchat bench 127.0.0.1:7007 --scenario fanout`.
     Bench(BenchArgs),
@@ -590,6 +593,7 @@ fn main() -> ExitCode {
             rate,
             burst,
             heartbeat,
+            wait,
         }) => ExitCode::from(client::run(client::Options {
             addr,
             name,
@@ -597,6 +601,7 @@ fn main() -> ExitCode {
             rate,
             burst,
             heartbeat,
+            wait,
         })),
         Some(Sub::Echo {
             port,

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::io::Read;
+
 use common::{ChatClient, Server};
 
 #[test]
@@ -204,4 +206,65 @@ fn piped_lines_go_to_the_room_given_even_before_it_is_joined() {
         let mut client = ChatClient::start(s.addr, &[&["--name", "x"][..], bad].concat());
         assert_eq!(client.wait_exit().code(), Some(2), "{bad:?}");
     }
+}
+
+#[test]
+fn a_piped_file_is_paced_and_every_line_confirmed_before_the_client_quits() {
+    let s = Server::start(&["--rate", "100", "--burst", "20"]);
+    let mut bob = s.login("bob");
+    bob.send("JOIN #ops");
+    bob.expect("JOINED #ops 1");
+    let pace = ["--rate", "100", "--burst", "20"];
+    let mut ci = ChatClient::start(
+        s.addr,
+        &[&["--name", "ci", "--room", "#ops"][..], &pace].concat(),
+    );
+    for i in 1..=300 {
+        ci.type_line(&format!("line {i}"));
+    }
+    ci.close_stdin();
+    bob.wait_for("INFO #ops ci joined");
+    for i in 1..=300 {
+        let said = bob.wait_line(|l| l.starts_with("SAY #ops "));
+        assert!(said.ends_with(&format!(" ci line {i}")), "{said}");
+    }
+    assert!(ci.wait_exit().success(), "every line confirmed, exit 0");
+    bob.wait_for("INFO #ops ci left");
+    bob.send("HISTORY #ops 500");
+    let stored = bob.sync().iter().filter(|l| l.starts_with("HIST ")).count();
+    assert_eq!(stored, 300, "no BYE flooding, nothing lost");
+}
+
+#[test]
+fn a_piped_client_whose_server_dies_exits_nonzero_with_a_count() {
+    let mut s = Server::start(&["--rate", "20", "--burst", "5"]);
+    let mut bob = s.login("bob");
+    bob.send("JOIN #ops");
+    bob.expect("JOINED #ops 1");
+    let mut ci = ChatClient::start(
+        s.addr,
+        &[
+            "--name", "ci", "--room", "#ops", "--rate", "20", "--burst", "5",
+        ],
+    );
+    for i in 1..=200 {
+        ci.type_line(&format!("line {i}"));
+    }
+    ci.close_stdin();
+    bob.wait_line(|l| l.ends_with(" ci line 3"));
+    s.signal(libc::SIGKILL);
+    s.wait_exit();
+    let status = ci.wait_exit();
+    assert_eq!(status.code(), Some(1), "not every line got through");
+    let mut stderr = String::new();
+    ci.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains(" lines not confirmed by the server"),
+        "{stderr}"
+    );
 }

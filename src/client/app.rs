@@ -412,6 +412,7 @@ mod tests {
                 heartbeat: HEARTBEAT,
                 room: None,
                 seed: 1,
+                wait: std::time::Duration::from_secs(120),
             };
             let mut session = Session::new(cfg, now);
             session.handle_connected(now);

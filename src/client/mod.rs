@@ -46,6 +46,12 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_CLOSED: u8 = 1;
 /// Exit code for unusable arguments.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code when piped input ended but the server did not confirm every
+/// line within `--wait`.
+pub const EXIT_UNCONFIRMED: u8 = 3;
+/// Piped lines queued and not yet sent, past which stdin waits: the pace
+/// holds lines back, and a big file must not pile up in memory.
+const STDIN_BACKLOG: usize = 100;
 
 const SOCKET: Token = Token(0);
 const STDIN: Token = Token(1);
@@ -79,6 +85,9 @@ pub struct Options {
     /// Seconds of server silence before the client checks on it with a
     /// `PING`; twice that without an answer and it reconnects.
     pub heartbeat: f64,
+    /// Seconds to wait, once piped input ends, for the server to confirm
+    /// every line.
+    pub wait: f64,
 }
 
 /// Resolves `addr`, adding the default port when none is given.
@@ -103,6 +112,10 @@ pub fn run(opts: Options) -> u8 {
     }
     if !(opts.heartbeat.is_finite() && opts.heartbeat >= 0.1) {
         eprintln!("selectchat connect: --heartbeat is at least 0.1 seconds");
+        return EXIT_USAGE;
+    }
+    if !(opts.wait.is_finite() && (0.0..=86_400.0).contains(&opts.wait)) {
+        eprintln!("selectchat connect: --wait is 0 to 86400 seconds");
         return EXIT_USAGE;
     }
     if let Some(room) = opts.room.as_deref() {
@@ -270,7 +283,9 @@ impl Client {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let now = Instant::now();
-        let pace = if tty && opts.rate > 0.0 {
+        // Typed or piped, lines go out under the server's line rate, so
+        // neither a paste nor a file draws BYE flooding.
+        let pace = if opts.rate > 0.0 {
             FloodPolicy::new(
                 opts.rate * PACE_MARGIN,
                 opts.burst.saturating_sub(1).max(1),
@@ -287,6 +302,7 @@ impl Client {
             heartbeat: Duration::from_secs_f64(opts.heartbeat),
             room: opts.room.clone(),
             seed: jitter_seed(),
+            wait: Duration::from_secs_f64(opts.wait),
         };
         let mut session = Session::new(cfg, now);
         session.handle_connected(now);
@@ -369,9 +385,12 @@ impl Client {
         }
     }
 
-    /// Leaves the screen, then says why the run ended if the screen hid it.
+    /// Leaves the screen, then says on stderr why the run ended, if the
+    /// screen hid it or the run failed (a script reads its exit code and
+    /// stderr: how many lines were not confirmed).
     fn finish(&mut self, code: u8) -> u8 {
-        if self.tui.take().is_some() {
+        let had_screen = self.tui.take().is_some();
+        if had_screen || code != EXIT_OK {
             if let Some(why) = self.session.farewell() {
                 eprintln!("selectchat connect: {why}");
             }
@@ -572,7 +591,10 @@ impl Client {
 
     /// Stdin has more to give and the server is keeping up.
     fn stdin_ready(&mut self) -> bool {
-        self.tui.is_none() && self.stdin.again && self.session.to_server().len() < OUTPUT_HIGH_WATER
+        self.tui.is_none()
+            && self.stdin.again
+            && self.session.to_server().len() < OUTPUT_HIGH_WATER
+            && self.session.pending() < STDIN_BACKLOG
     }
 
     fn watch_stdin(&mut self) {
@@ -607,7 +629,10 @@ impl Client {
         let mut buf = [0u8; 8192];
         let mut budget = STDIN_BUDGET;
         while !self.stdin.closed && self.session.exit().is_none() {
-            if self.session.to_server().len() >= OUTPUT_HIGH_WATER || budget == 0 {
+            if self.session.to_server().len() >= OUTPUT_HIGH_WATER
+                || self.session.pending() >= STDIN_BACKLOG
+                || budget == 0
+            {
                 self.stdin.again = true;
                 return;
             }
@@ -617,7 +642,7 @@ impl Client {
             match term::read_fd(STDIN_FD, &mut buf) {
                 Ok(0) | Err(_) => {
                     self.unwatch_stdin();
-                    self.session.quit(Instant::now());
+                    self.session.end_of_input(Instant::now());
                 }
                 Ok(n) => {
                     budget = budget.saturating_sub(n);

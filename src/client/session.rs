@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::view::{self, describe_bye, describe_error, name_problem, parse_input, Action};
-use super::{EXIT_CLOSED, EXIT_OK};
+use super::{EXIT_CLOSED, EXIT_OK, EXIT_UNCONFIRMED};
 use crate::flood::{Bucket, FloodPolicy, Throttle};
 use crate::protocol::reply::MessageId;
 use crate::protocol::text::sanitize;
@@ -37,6 +37,15 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const RETRY_FIRST: Duration = Duration::from_millis(500);
 /// Longest wait between reconnect attempts.
 pub const RETRY_CAP: Duration = Duration::from_secs(30);
+/// `n` lines, in words: "1 line", "3 lines".
+fn lines(n: usize) -> String {
+    if n == 1 {
+        "1 line".into()
+    } else {
+        format!("{n} lines")
+    }
+}
+
 /// Typed lines held while offline or paced; more are refused, not queued.
 pub const MAX_QUEUED: usize = 500;
 /// Messages loaded into a room's buffer when it is joined.
@@ -228,6 +237,9 @@ pub struct Config {
     pub room: Option<String>,
     /// Seeds the reconnect jitter.
     pub seed: u64,
+    /// At the end of piped input, how long to wait for the server to
+    /// confirm every line before giving up (`--wait`).
+    pub wait: Duration,
 }
 
 /// A room the user is in (or was in, before a drop).
@@ -317,6 +329,8 @@ pub struct Session {
     rooms_list: VecDeque<Target>,
     bye: Option<ByeReason>,
     quit_deadline: Option<Instant>,
+    /// Input ended: lines still unconfirmed are waited for until then.
+    finishing: Option<Instant>,
     exit: Option<u8>,
     /// Why the run ended, for the last line printed after the screen is gone.
     farewell: Option<String>,
@@ -376,6 +390,7 @@ impl Session {
             rooms_list: VecDeque::new(),
             bye: None,
             quit_deadline: None,
+            finishing: None,
             exit: None,
             farewell: None,
             token: None,
@@ -476,7 +491,7 @@ impl Session {
 
     /// The next instant `handle_timeout` has work at.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut next = self.quit_deadline;
+        let mut next = self.quit_deadline.or(self.finishing);
         let mut at = |t: Option<Instant>| {
             if let Some(t) = t {
                 next = Some(next.map_or(t, |n| n.min(t)));
@@ -506,6 +521,15 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.quit_deadline.is_some_and(|t| now >= t) {
             self.exit.get_or_insert(EXIT_OK);
+            return;
+        }
+        if self.finishing.is_some_and(|t| now >= t) {
+            let text = format!(
+                "gave up: {} not confirmed by the server",
+                lines(self.pending())
+            );
+            self.farewell = Some(text);
+            self.exit = Some(EXIT_UNCONFIRMED);
             return;
         }
         match self.link {
@@ -632,6 +656,26 @@ impl Session {
         self.send(Command::Login(&name), now);
     }
 
+    /// Piped input ended: what is queued still goes out, paced, and the
+    /// session quits once the server has confirmed every line (`SENT`, or
+    /// the `PONG` behind lobby and direct lines), or gives up after
+    /// `cfg.wait` with a non-zero exit and a count.
+    pub fn end_of_input(&mut self, now: Instant) {
+        if self.pending() == 0 {
+            return self.quit(now);
+        }
+        self.effects.push_back(Effect::StopInput);
+        self.finishing = Some(now + self.cfg.wait);
+    }
+
+    /// Quits once input has ended and nothing is left unconfirmed.
+    fn check_finished(&mut self, now: Instant) {
+        if self.finishing.is_some() && self.pending() == 0 {
+            self.finishing = None;
+            self.quit(now);
+        }
+    }
+
     /// Sends `QUIT` and waits a little for the server's `BYE`.
     pub fn quit(&mut self, now: Instant) {
         if self.phase == Phase::Quitting || self.exit.is_some() {
@@ -696,6 +740,8 @@ impl Session {
                 }
             }
             Action::Hint(hint) => self.show(here.clone(), Kind::Error, &hint),
+            // A script's /quit waits for its lines, as its end does.
+            Action::Quit if !self.cfg.interactive => self.end_of_input(now),
             Action::Quit => self.quit(now),
             _ if !online => self.show(
                 here.clone(),
@@ -912,9 +958,7 @@ impl Session {
     }
 
     fn track(&mut self, out: Out) {
-        if self.cfg.resilient {
-            self.unconfirmed.push((out, self.confirm_seq));
-        }
+        self.unconfirmed.push((out, self.confirm_seq));
     }
 
     fn deliver(&mut self, local: u64, state: Delivery, id: Option<MessageId>) {
@@ -931,6 +975,11 @@ impl Session {
 
     /// One line from the server.
     pub fn handle_line(&mut self, line: &str, now: Instant) {
+        self.on_line(line, now);
+        self.check_finished(now);
+    }
+
+    fn on_line(&mut self, line: &str, now: Instant) {
         self.last_heard = now;
         self.probed = false;
         let Some(reply) = parse_reply(line) else {
@@ -1210,7 +1259,17 @@ impl Session {
             }
             _ => Fetch::Recent,
         };
+        // Piped, a room's recent history can hold this client's own lines,
+        // printed when they were sent (the screen puts lines in id order
+        // and drops repeats itself).
+        let shown = !self.cfg.interactive
+            && fetch == Fetch::Recent
+            && from.eq_ignore_ascii_case(&self.name)
+            && self.room(room).is_some_and(|r| id <= r.last_id);
         self.saw(room, id);
+        if shown {
+            return;
+        }
         if fetch == Fetch::CatchUp && from.eq_ignore_ascii_case(&self.name) {
             let target = Target::Room(room.into());
             if let Some(i) = self
@@ -1460,7 +1519,14 @@ impl Session {
             || self.phase == Phase::Quitting;
         if stop {
             self.link = Link::Down(None);
-            let text = format!("disconnected: {why}");
+            let unconfirmed = self.pending();
+            let text = match unconfirmed {
+                0 => format!("disconnected: {why}"),
+                n => format!(
+                    "disconnected: {why}; {} not confirmed by the server",
+                    lines(n)
+                ),
+            };
             self.show(Target::Lobby, Kind::Notice, &text);
             self.farewell = Some(text);
             self.exit = Some(if self.phase == Phase::Quitting {

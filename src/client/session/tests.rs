@@ -17,6 +17,7 @@ fn config(name: Option<&str>, interactive: bool, resilient: bool) -> Config {
         heartbeat: HEARTBEAT,
         room: None,
         seed: 7,
+        wait: Duration::from_secs(120),
     }
 }
 
@@ -229,7 +230,11 @@ fn chat_is_sent_and_echoed_locally_and_events_shown() {
     let mut p = Pair::piped("alice");
     p.typed("hello");
     p.typed("/dm bob hi \u{1b}[2J");
-    assert_eq!(p.sent(), "MSG hello\nDM bob hi \u{1b}[2J\n");
+    assert_eq!(
+        p.sent(),
+        "MSG hello\nPING c1\nDM bob hi \u{1b}[2J\nPING c2\n",
+        "each confirmed by the PONG behind it"
+    );
     p.server("MSG bob hey");
     p.server("INFO carol joined");
     p.server("something odd \u{7}");
@@ -301,13 +306,80 @@ fn quit_gives_up_on_a_silent_server_after_the_grace() {
 }
 
 #[test]
+fn a_script_waits_at_the_end_for_every_line_to_be_confirmed() {
+    let mut cfg = config(Some("alice"), false, false);
+    cfg.room = Some("#ops".into());
+    cfg.wait = Duration::from_secs(5);
+    let mut p = Pair::with(cfg);
+    p.server("OK");
+    p.server("JOINED #ops 1");
+    p.server("END HISTORY #ops");
+    p.sent();
+    p.typed_in("one", &room("#ops"));
+    p.typed("two");
+    p.session.end_of_input(p.now);
+    assert_eq!(
+        p.sent(),
+        "SAY #ops/l1 one\nMSG two\nPING c1\n",
+        "no QUIT yet"
+    );
+    p.server("SENT #ops 7");
+    assert_eq!(p.sent(), "");
+    p.server("PONG c1");
+    assert_eq!(p.sent(), "QUIT\n", "all confirmed: now it quits");
+
+    // A line the server never confirms: it gives up, with a count.
+    let mut p = Pair::piped("bob");
+    p.typed("lost in the void");
+    p.session.end_of_input(p.now);
+    p.later(Duration::from_secs(121));
+    assert_eq!(p.session.exit(), Some(EXIT_UNCONFIRMED));
+    assert_eq!(
+        p.session.farewell(),
+        Some("gave up: 1 line not confirmed by the server")
+    );
+}
+
+#[test]
+fn a_script_does_not_print_its_own_lines_twice_when_the_history_comes_late() {
+    let mut cfg = config(Some("ci"), false, false);
+    cfg.room = Some("#ops".into());
+    let mut p = Pair::with(cfg);
+    p.server("OK");
+    p.typed_in("one", &room("#ops"));
+    // The server answers in order: the JOIN, then the SAY, then the
+    // HISTORY asked for on JOINED.
+    p.server("JOINED #ops 1");
+    p.server("SENT #ops 1");
+    p.server("HIST #ops 1 1700000000000 ci one");
+    p.server("HIST #ops 2 1700000000000 bob two");
+    p.server("END HISTORY #ops");
+    assert_eq!(
+        p.shown(),
+        [
+            "* logged in as ci",
+            "[#ops] ci: one",
+            "* [#ops] joined #ops (1 here)",
+            "[#ops] (bob): two"
+        ],
+        "its own line was printed when it was sent, once"
+    );
+}
+
+#[test]
 fn a_script_ends_when_the_server_closes_and_says_why() {
     let mut p = Pair::piped("alice");
     p.server("BYE idle-timeout");
     p.typed("unsent");
     p.session.handle_closed(p.now);
     assert_eq!(p.session.exit(), Some(EXIT_CLOSED));
-    assert_eq!(p.shown(), ["alice: unsent", "* disconnected: idle timeout"]);
+    assert_eq!(
+        p.shown(),
+        [
+            "alice: unsent",
+            "* disconnected: idle timeout; 1 line not confirmed by the server"
+        ]
+    );
     assert_eq!(p.sent(), "", "nothing is left to send");
     let mut lost = Pair::piped("bob");
     lost.session.handle_closed(lost.now);
