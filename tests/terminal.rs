@@ -213,7 +213,7 @@ fn buffers_unread_counts_and_a_line_being_typed_at_80x24() {
     // A room opens its own buffer; wide characters keep the layout.
     term.type_line("/join #rust");
     term.wait("the room buffer", |s| {
-        s.has("joined #rust (1 here)") && s.row(" 2 #rust").is_some() && s.has("#rust: 1 users")
+        s.has("joined #rust (1 here)") && s.row(" 2 #rust").is_some() && s.has("#rust: 1 user")
     });
     bob.send("JOIN #rust");
     bob.expect("JOINED #rust 2");

@@ -374,6 +374,7 @@ impl App {
         match &self.here().target {
             Target::Lobby => session.online().len(),
             Target::Room(room) => session.members(room).len(),
+            // The one you write to, and you.
             Target::Dm(_) => 2,
         }
     }

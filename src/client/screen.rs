@@ -241,11 +241,13 @@ fn draw_status(
         Span::raw(format!(" {} @ {} ", session.name(), app.server)),
         Span::raw("│ "),
         Span::styled(state, state_style),
-        Span::raw(format!(
-            " │ {}: {} users",
-            here.target.title(),
-            app.users_here(session)
-        )),
+        Span::raw(match &here.target {
+            Target::Dm(name) => format!(" │ DM with {name}"),
+            target => match app.users_here(session) {
+                1 => format!(" │ {}: 1 user", target.title()),
+                n => format!(" │ {}: {n} users", target.title()),
+            },
+        }),
     ];
     let pending = session.pending();
     if pending > 0 {

@@ -323,7 +323,7 @@ pub struct Session {
     effects: VecDeque<Effect>,
     /// Numbers the tokens of the client's own PINGs (`p7`, `w8`, `c9`).
     seq: u64,
-    pings: VecDeque<(u64, Instant)>,
+    pings: VecDeque<(u64, Instant, Target)>,
     whos: VecDeque<WhoRequest>,
     /// Where the answer to the pending `ROOMS` goes.
     rooms_list: VecDeque<Target>,
@@ -795,7 +795,8 @@ impl Session {
             Action::Ping => {
                 let seq = self.next_seq();
                 self.send(Command::Ping(Some(&format!("p{seq}"))), now);
-                self.pings.push_back((seq, now));
+                // Answered where it was asked.
+                self.pings.push_back((seq, now, here.clone()));
             }
         }
     }
@@ -1463,11 +1464,11 @@ impl Session {
                 self.end_who()
             }
             "p" => {
-                while let Some((seq, sent)) = self.pings.pop_front() {
+                while let Some((seq, sent, asked_in)) = self.pings.pop_front() {
                     if seq == n {
                         let ms = now.saturating_duration_since(sent).as_secs_f64() * 1000.0;
                         let text = format!("pong from server in {ms:.2} ms");
-                        self.show(Target::Lobby, Kind::Notice, &text);
+                        self.show(asked_in, Kind::Notice, &text);
                         break;
                     }
                 }

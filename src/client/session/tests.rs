@@ -367,6 +367,25 @@ fn a_script_does_not_print_its_own_lines_twice_when_the_history_comes_late() {
 }
 
 #[test]
+fn a_ping_is_answered_where_it_was_typed() {
+    let mut p = Pair::resilient("alice");
+    p.join("#rust");
+    p.typed_in("/ping", &room("#rust"));
+    let seq = p.session.seq;
+    assert_eq!(p.sent(), format!("PING p{seq}\n"));
+    p.server(&format!("PONG p{seq}"));
+    let shown: Vec<Target> = p
+        .effects()
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Show(to, line) if line.text.starts_with("pong from server") => Some(to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shown, [room("#rust")]);
+}
+
+#[test]
 fn a_script_ends_when_the_server_closes_and_says_why() {
     let mut p = Pair::piped("alice");
     p.server("BYE idle-timeout");
