@@ -513,6 +513,22 @@ mod tests {
     }
 
     #[test]
+    fn the_start_of_a_rooms_history_is_marked_above_its_first_line() {
+        let mut r = Rig::new();
+        r.typed("/join #rust");
+        r.server("JOINED #rust 2");
+        r.server("HIST #rust 3 1700000000000 bob first");
+        r.server("END HISTORY #rust");
+        r.server("SAY #rust 4 bob later");
+        r.app.current = 1;
+        r.typed("/history");
+        r.typed("/history");
+        let texts = r.texts(1);
+        let said: Vec<&str> = texts.iter().map(String::as_str).skip(1).collect();
+        assert_eq!(said, ["start of the room's history", "first", "later"]);
+    }
+
+    #[test]
     fn room_lines_stay_in_id_order_without_repeats() {
         let mut r = Rig::new();
         r.typed("/join #rust");

@@ -781,8 +781,7 @@ impl Session {
                 Target::Room(room) => {
                     let room = room.clone();
                     if self.room(&room).is_some_and(|r| r.complete) {
-                        let start = "start of the room's history";
-                        self.show(here.clone(), Kind::Notice, start);
+                        self.history_start(here.clone());
                     }
                     self.older(&room, limit.unwrap_or(JOIN_HISTORY), now);
                 }
@@ -1321,11 +1320,19 @@ impl Session {
                     r.complete = true;
                 }
                 if done.fetch == Fetch::Older {
-                    self.show(target, Kind::Notice, "start of the room's history");
+                    self.history_start(target);
                 }
             }
             Fetch::Older | Fetch::Recent => {}
         }
+    }
+
+    /// Marks the start of a room's history: above every message (as id 0
+    /// it sorts before them all), once.
+    fn history_start(&mut self, room: Target) {
+        let mut line = Line::notice(Kind::Notice, "start of the room's history");
+        line.id = Some(0);
+        self.effects.push_back(Effect::Show(room, line));
     }
 
     fn caught_up(&mut self, now: Instant) {
