@@ -145,31 +145,67 @@ fn spans(shown: &Shown) -> Vec<Span<'static>> {
     spans
 }
 
-/// Cuts spans into rows of at most `width` columns, by character.
+/// Cuts spans into rows of at most `width` columns: between words where
+/// it can, inside a word only when the word alone is wider than a row.
 fn wrap(spans: Vec<Span<'static>>, width: usize) -> Vec<Row<'static>> {
+    let cells: Vec<(char, Style, usize)> = spans
+        .iter()
+        .flat_map(|s| {
+            s.content
+                .chars()
+                .map(move |c| (c, s.style, c.width().unwrap_or(0)))
+        })
+        .collect();
     let mut rows = Vec::new();
-    let mut row: Vec<Span<'static>> = Vec::new();
-    let mut used = 0;
-    for span in spans {
-        let mut piece = String::new();
-        for c in span.content.chars() {
-            let w = c.width().unwrap_or(0);
-            if used + w > width && used > 0 {
-                row.push(Span::styled(std::mem::take(&mut piece), span.style));
-                rows.push(Row::from(std::mem::take(&mut row)));
-                used = 0;
+    let mut start = 0;
+    while start < cells.len() {
+        let (mut used, mut end, mut space) = (0, start, None);
+        while end < cells.len() {
+            let (c, _, w) = cells[end];
+            if used + w > width && end > start {
+                break;
             }
-            piece.push(c);
+            if c == ' ' {
+                space = Some(end);
+            }
             used += w;
+            end += 1;
         }
-        if !piece.is_empty() {
-            row.push(Span::styled(piece, span.style));
+        // A row that does not end the line breaks after its last space,
+        // unless a single word fills it.
+        let cut = match space {
+            Some(at) if end < cells.len() && at > start && cells[end].0 != ' ' => at + 1,
+            _ => end,
+        };
+        rows.push(row_of(&cells[start..cut]));
+        start = cut;
+        // The space a row broke at does not start the next one.
+        if cut == end && cells.get(start).is_some_and(|(c, _, _)| *c == ' ') {
+            start += 1;
         }
     }
-    if !row.is_empty() || rows.is_empty() {
-        rows.push(Row::from(row));
+    if rows.is_empty() {
+        rows.push(Row::from(Vec::new()));
     }
     rows
+}
+
+/// One row from its cells, a span per run of one style.
+fn row_of(cells: &[(char, Style, usize)]) -> Row<'static> {
+    let mut spans: Vec<Span<'static>> = Vec::new();
+    let mut piece = String::new();
+    let mut style = cells.first().map(|(_, s, _)| *s).unwrap_or_default();
+    for &(c, s, _) in cells {
+        if s != style && !piece.is_empty() {
+            spans.push(Span::styled(std::mem::take(&mut piece), style));
+        }
+        style = s;
+        piece.push(c);
+    }
+    if !piece.is_empty() {
+        spans.push(Span::styled(piece, style));
+    }
+    Row::from(spans)
 }
 
 fn draw_messages(frame: &mut Frame, app: &App, area: Rect) {
@@ -297,6 +333,27 @@ mod tests {
             .collect();
         assert_eq!(text, ["ab日", "本c"]);
         assert_eq!(wrap(vec![], 10).len(), 1, "an empty line is one row");
+    }
+
+    #[test]
+    fn wraps_between_words_and_breaks_only_a_word_too_long_for_a_row() {
+        let text = |spans, width| -> Vec<String> {
+            wrap(spans, width)
+                .iter()
+                .map(|r| r.spans.iter().map(|s| s.content.as_ref()).collect())
+                .collect()
+        };
+        let line = vec![Span::raw("bob: "), Span::raw("hello brave new world")];
+        assert_eq!(
+            text(line, 12),
+            ["bob: hello ", "brave new ", "world"],
+            "at spaces, across spans"
+        );
+        assert_eq!(
+            text(vec![Span::raw("abcdefghij klm")], 4),
+            ["abcd", "efgh", "ij ", "klm"]
+        );
+        assert_eq!(text(vec![Span::raw("ab cd")], 2), ["ab", "cd"]);
     }
 
     #[test]
