@@ -743,6 +743,19 @@ impl Session {
             // A script's /quit waits for its lines, as its end does.
             Action::Quit if !self.cfg.interactive => self.end_of_input(now),
             Action::Quit => self.quit(now),
+            // In a DM there is nothing to leave: the buffer just closes.
+            Action::Part(None) | Action::Close if matches!(here, Target::Dm(_)) => {
+                self.effects.push_back(Effect::Parted(here.clone()));
+            }
+            Action::Close => self.show(
+                here.clone(),
+                Kind::Error,
+                "only a DM closes (in a room: /part)",
+            ),
+            Action::Reconnect => match self.link {
+                Link::Down(Some(_)) => self.link = Link::Down(Some(now)),
+                _ => self.show(here.clone(), Kind::Notice, "not waiting to reconnect"),
+            },
             _ if !online => self.show(
                 here.clone(),
                 Kind::Error,

@@ -25,6 +25,10 @@ pub enum Action<'a> {
     History(Option<u32>),
     /// Measure the round trip to the server.
     Ping,
+    /// Connect again now instead of waiting out the backoff.
+    Reconnect,
+    /// Close the DM buffer being looked at.
+    Close,
     /// Leave.
     Quit,
     /// Show the command list.
@@ -43,6 +47,8 @@ pub const HELP: &[&str] = &[
     "/dm NAME TEXT     direct message (alias /msg)",
     "/history [N]      load N older messages of this room",
     "/ping             round-trip time to the server",
+    "/close            close this DM (in a room: /part)",
+    "/reconnect        while offline: try again now",
     "/quit             leave (also: quit, exit)",
     "//text            say text that starts with /",
 ];
@@ -93,6 +99,8 @@ pub fn parse_input(line: &str) -> Action<'_> {
         },
         "who" | "names" => Action::Who,
         "ping" => Action::Ping,
+        "reconnect" => Action::Reconnect,
+        "close" => Action::Close,
         "quit" | "exit" => Action::Quit,
         "help" | "?" => Action::Help,
         _ => Action::Hint(format!("unknown command /{word}; /help lists the commands")),

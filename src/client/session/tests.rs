@@ -367,6 +367,26 @@ fn a_script_does_not_print_its_own_lines_twice_when_the_history_comes_late() {
 }
 
 #[test]
+fn a_dm_closes_and_reconnect_skips_the_backoff() {
+    let mut p = Pair::resilient("alice");
+    let bob = Target::Dm("bob".into());
+    p.typed_in("/close", &bob);
+    assert_eq!(p.effects(), [Effect::Parted(bob.clone())]);
+    p.typed_in("/part", &bob);
+    assert_eq!(p.effects(), [Effect::Parted(bob)]);
+    p.typed_in("/close", &room("#rust"));
+    assert_eq!(p.shown(), ["! [#rust] only a DM closes (in a room: /part)"]);
+
+    p.session.handle_closed(p.now);
+    p.effects();
+    assert!(matches!(p.session.link(), Link::Down(Some(at)) if at > p.now));
+    p.typed("/reconnect");
+    assert_eq!(p.session.link(), Link::Down(Some(p.now)));
+    p.session.handle_timeout(p.now);
+    assert!(p.effects().contains(&Effect::Connect), "at once");
+}
+
+#[test]
 fn a_ping_is_answered_where_it_was_typed() {
     let mut p = Pair::resilient("alice");
     p.join("#rust");
