@@ -110,6 +110,8 @@ pub struct App {
     /// Rows of messages on screen, which PageUp/PageDown move by.
     pub page: usize,
     completion: Option<Completion>,
+    /// A DM or a mention came since the screen last rang the bell.
+    pub bell: bool,
 }
 
 /// What a key asked of the shell beyond the app's own state.
@@ -130,6 +132,7 @@ impl App {
             server,
             page: 10,
             completion: None,
+            bell: false,
         }
     }
 
@@ -168,10 +171,16 @@ impl App {
             Effect::Show(target, line) => {
                 let i = self.open(target);
                 let counts = matches!(line.kind, Kind::Chat) && !line.history;
+                let calls = counts
+                    && (matches!(self.buffers[i].target, Target::Dm(_))
+                        || mentions(&line.text, me));
+                // The terminal's bell (or its urgency hint) for a DM or a
+                // mention: the one thing worth interrupting someone for.
+                self.bell |= calls;
                 if i != self.current && counts {
                     let b = &mut self.buffers[i];
                     b.unread += 1;
-                    b.mentioned |= matches!(b.target, Target::Dm(_)) || mentions(&line.text, me);
+                    b.mentioned |= calls;
                 }
                 let delivery = line.local.map(|_| Delivery::Pending);
                 let at = line.at.unwrap_or(now_ms);
@@ -510,6 +519,24 @@ mod tests {
         r.server("PARTED #rust");
         assert_eq!(r.titles(), [("lobby".into(), 0), ("bob".into(), 0)]);
         assert_eq!(r.app.current, 1, "still looking at bob");
+    }
+
+    #[test]
+    fn a_dm_or_a_mention_rings_the_bell_and_nothing_else_does() {
+        let mut r = Rig::new();
+        r.typed("/join #rust");
+        r.server("JOINED #rust 2");
+        r.server("END HISTORY #rust");
+        r.app.bell = false;
+        r.server("SAY #rust 5 bob just talk");
+        r.server("MSG bob lobby talk");
+        assert!(!r.app.bell);
+        r.server("SAY #rust 6 bob ping Alice, review?");
+        assert!(std::mem::take(&mut r.app.bell), "a mention");
+        r.server("DM bob psst");
+        assert!(std::mem::take(&mut r.app.bell), "a DM");
+        r.typed("/dm bob back");
+        assert!(!r.app.bell, "not for your own lines");
     }
 
     #[test]

@@ -219,6 +219,10 @@ impl Tui {
             app.page = screen::message_rows(size.into());
         }
         let _ = terminal.draw(|frame| screen::draw(frame, app, session, now));
+        if std::mem::take(&mut app.bell) {
+            let out = terminal.backend_mut();
+            let _ = out.write_all(b"\x07").and_then(|()| out.flush());
+        }
         self.dirty = false;
         self.drawn = now;
     }
