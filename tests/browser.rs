@@ -377,4 +377,27 @@ fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
     );
     assert_eq!(b.eval(&alice, "window.selectchat.resumes"), json!(2));
     assert_eq!(nc.sync(), Vec::<String>::new(), "no join or leave line");
+
+    // A server that lost everything: the session is gone, the page logs in
+    // afresh, joins #lounge again, and only then sends what was typed.
+    let mut s = s;
+    s.signal(libc::SIGKILL);
+    s.wait_exit();
+    b.wait_for(
+        &alice,
+        "document.getElementById('status').textContent !== 'connected'",
+    );
+    type_line(&mut b, &alice, "typed while the server was gone");
+    let fresh = Server::start(&["--web-port", "0"]);
+    let mut ops = fresh.login("ops");
+    ops.send("JOIN #lounge");
+    assert!(ops.line().starts_with("JOINED #lounge "));
+    relay.point_to(fresh.listener("web"));
+    ops.wait_for("INFO #lounge alice joined");
+    let said = ops.wait_line(|l| l.starts_with("SAY #lounge "));
+    assert!(
+        said.ends_with(" alice typed while the server was gone"),
+        "{said}"
+    );
+    b.wait_for(&alice, "window.selectchat.unsent.length === 0");
 }
