@@ -148,11 +148,6 @@ impl Tags {
         self.0.push_back((tag.into(), room.into(), id));
     }
 
-    /// True when no tag is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// The form the store keeps: `tag:room:id`, space-separated (tags and
     /// rooms hold neither).
     pub fn encode(&self) -> String {
