@@ -297,6 +297,29 @@ fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
     type_line(&mut b, &bob, "room talk");
     b.wait_for(&alice, &shows("room talk"));
 
+    // Links: http and https open apart from the page; nothing else links.
+    type_line(
+        &mut b,
+        &bob,
+        "see https://example.org/a?b=1 not javascript:alert(1)",
+    );
+    b.wait_for(&alice, &shows("not javascript:alert(1)"));
+    assert_eq!(
+        b.eval(
+            &alice,
+            "[...document.querySelectorAll('#messages a')].map(a => [a.href, a.rel, a.target])"
+        ),
+        json!([["https://example.org/a?b=1", "noopener noreferrer", "_blank"]])
+    );
+    // Every line keeps the time it came at.
+    assert_eq!(
+        b.eval(
+            &alice,
+            "[...window.selectchat.buffers.values()].every(b => b.lines.every(l => l.at > 0))"
+        ),
+        json!(true)
+    );
+
     // A DM opens its own buffer, with an unread count.
     type_line(&mut b, &bob, "/dm alice psst");
     b.wait_for(
