@@ -253,7 +253,7 @@ fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
     };
     let data = TempDir::new();
     let db = data.file("chat.db");
-    let args = ["--web-port", "0", "--db", db.as_str()];
+    let args = ["--web-port", "0", "--db", db.as_str(), "--rate", "0"];
     let mut s = Server::start(&args);
     let web = s.listener("web");
     let relay = Relay::start(web);
@@ -369,13 +369,39 @@ fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
     nc.send("WHO");
     nc.expect("USER alice");
 
+    // A busy room on a phone-sized screen: only the message list scrolls,
+    // the input stays on screen, and the newest line is in view.
+    nc.sync();
+    nc.send("JOIN #lounge");
+    nc.wait_line(|l| l.starts_with("JOINED #lounge "));
+    let lines: String = (1..=200).map(|i| format!("SAY #lounge busy {i}\n")).collect();
+    nc.send_raw(lines.as_bytes());
+    b.wait_for(&alice, &shows("busy 200"));
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     b.screenshot(&alice, &dir.join("browser-chat.png"));
-    // The same page on a phone-sized screen.
     b.call(
         Some(&alice.session),
         "Emulation.setDeviceMetricsOverride",
-        json!({ "width": 390, "height": 760, "deviceScaleFactor": 1, "mobile": true }),
+        json!({ "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true }),
+    );
+    b.eval(
+        &alice,
+        "document.querySelector('[data-buffer=\"#lounge\"]').click(); true",
+    );
+    let geometry = b.eval(
+        &alice,
+        "(() => { const input = document.getElementById('input').getBoundingClientRect();
+                  const box = document.getElementById('messages').getBoundingClientRect();
+                  const last = document.querySelector('#messages .msg:last-child').getBoundingClientRect();
+                  const list = document.getElementById('buffers').getBoundingClientRect();
+                  return [input.bottom <= innerHeight, last.bottom <= box.bottom + 1,
+                          document.scrollingElement.scrollHeight <= innerHeight + 1,
+                          list.height >= 30]; })()",
+    );
+    assert_eq!(
+        geometry,
+        json!([true, true, true, true]),
+        "input on screen, newest line in view, the page itself not scrolling, conversations visible"
     );
     b.screenshot(&alice, &dir.join("browser-chat-phone.png"));
     eprintln!("screenshots: {}/browser-chat*.png", dir.display());
