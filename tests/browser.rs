@@ -326,6 +326,7 @@ fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
         &alice,
         "document.querySelector('[data-buffer=\"@bob\"] .unread')?.textContent === '1'",
     );
+    assert_eq!(b.eval(&alice, "document.title"), json!("(1) selectchat"));
     b.eval(
         &alice,
         "document.querySelector('[data-buffer=\"@bob\"]').click(); true",
