@@ -375,7 +375,9 @@ fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
     nc.sync();
     nc.send("JOIN #lounge");
     nc.wait_line(|l| l.starts_with("JOINED #lounge "));
-    let lines: String = (1..=200).map(|i| format!("SAY #lounge busy {i}\n")).collect();
+    let lines: String = (1..=200)
+        .map(|i| format!("SAY #lounge busy {i}\n"))
+        .collect();
     nc.send_raw(lines.as_bytes());
     b.wait_for(&alice, &shows("busy 200"));
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
