@@ -380,6 +380,11 @@ fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
         .collect();
     nc.send_raw(lines.as_bytes());
     b.wait_for(&alice, &shows("busy 200"));
+    // The rooms list follows who is in them.
+    b.wait_for(
+        &alice,
+        "[...document.querySelectorAll('#rooms li')].some(l => l.textContent === '#lounge (3)')",
+    );
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     b.screenshot(&alice, &dir.join("browser-chat.png"));
     b.call(
