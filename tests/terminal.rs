@@ -519,3 +519,44 @@ fn given_several_addresses_it_reconnects_to_the_next_one() {
     term.keys(CTRL_C);
     term.exits_cleanly();
 }
+
+/// History from two days: a marker row where the day changes.
+#[test]
+fn a_new_day_in_a_rooms_history_gets_a_marker_row() {
+    let dir = common::TempDir::new();
+    let db = dir.file("chat.db");
+    let mut s = Server::start(&["--db", &db]);
+    let mut bob = s.login("bob");
+    bob.send("JOIN #days");
+    bob.expect("JOINED #days 1");
+    bob.send("SAY #days from the day before");
+    bob.wait_for("SENT #days 1");
+    s.signal(libc::SIGTERM);
+    s.wait_exit();
+    // That line was said two days ago.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE messages SET ms = ms - 2 * 86400000", [])
+        .unwrap();
+    let s = Server::start(&["--db", &db]);
+    let mut bob = s.login("bob");
+    bob.send("JOIN #days");
+    bob.expect("JOINED #days 1");
+    bob.send("SAY #days from today");
+    bob.wait_line(|l| l.starts_with("SENT #days "));
+    let mut term = Terminal::spawn(24, 80, &[&s.addr.to_string(), "--name", "alice"]);
+    term.wait_shows("logged in as alice");
+    term.type_line("/join #days");
+    term.wait("both days", |s| {
+        s.has("bob: from the day before") && s.has("bob: from today")
+    });
+    let screen = term.screen();
+    let at = |text: &str| screen.rows.iter().position(|r| r.contains(text)).unwrap();
+    let (before, today) = (at("from the day before"), at("from today"));
+    assert!(
+        (before + 1..today)
+            .any(|i| screen.rows[i].contains("── ") && screen.rows[i].contains(" ──")),
+        "a day marker between the two days: {:#?}",
+        screen.rows
+    );
+}

@@ -208,16 +208,28 @@ fn row_of(cells: &[(char, Style, usize)]) -> Row<'static> {
     Row::from(spans)
 }
 
+/// A row that starts a new day in the conversation.
+fn day_marker(day: &str) -> Row<'static> {
+    Row::from(Span::styled(format!("── {day} ──"), dim()))
+}
+
 fn draw_messages(frame: &mut Frame, app: &App, area: Rect) {
     let height = usize::from(area.height);
     let width = usize::from(area.width).max(1);
     let lines = &app.here().lines;
     let mut end = lines.len() - app.here().scroll.min(lines.len());
     let mut rows: Vec<Row> = Vec::new();
+    // The day of the line just above: where it changes, a marker row.
+    let mut newer: Option<String> = None;
     for shown in lines.range(..end).rev() {
+        let day = term::day_at(shown.at / 1000);
+        if let Some(newer) = newer.take().filter(|d| *d != day) {
+            rows.insert(0, day_marker(&newer));
+        }
         let mut wrapped = wrap(spans(shown), width);
         wrapped.append(&mut rows);
         rows = wrapped;
+        newer = Some(day);
         if rows.len() >= height {
             break;
         }

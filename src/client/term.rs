@@ -51,6 +51,24 @@ pub fn clock_at(secs: u64) -> String {
     format!("{:02}:{:02}", tm.tm_hour, tm.tm_min)
 }
 
+/// The local calendar day of `secs` since the Unix epoch, as
+/// `Tue 1 Dec 2026`.
+pub fn day_at(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let when = libc::time_t::try_from(secs).unwrap_or(0);
+    // SAFETY: localtime_r writes only into the tm we pass.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&when, &mut tm) }.is_null() {
+        return "----".into();
+    }
+    let day = DAYS.get(tm.tm_wday as usize).unwrap_or(&"?");
+    let month = MONTHS.get(tm.tm_mon as usize).unwrap_or(&"?");
+    format!("{day} {} {month} {}", tm.tm_mday, tm.tm_year + 1900)
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
