@@ -327,6 +327,34 @@ fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
         "document.querySelector('[data-buffer=\"@bob\"] .unread')?.textContent === '1'",
     );
     assert_eq!(b.eval(&alice, "document.title"), json!("(1) selectchat"));
+    // With the tab hidden, a DM and a mention notify; other lines do not.
+    b.eval(
+        &alice,
+        "window.__notes = [];
+         window.Notification = class { constructor(t, o) { window.__notes.push([t, o.body]); } };
+         window.Notification.permission = 'granted';
+         Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+         true",
+    );
+    type_line(&mut b, &bob, "/dm alice are you there?");
+    b.eval(
+        &bob,
+        "document.querySelector('[data-buffer=\"#lounge\"]').click(); true",
+    );
+    type_line(&mut b, &bob, "nothing for anyone");
+    type_line(&mut b, &bob, "alice: the build is green");
+    b.wait_for(&alice, &shows("the build is green"));
+    assert_eq!(
+        b.eval(&alice, "window.__notes"),
+        json!([
+            ["bob", "are you there?"],
+            ["bob in #lounge", "alice: the build is green"]
+        ])
+    );
+    b.eval(
+        &alice,
+        "Object.defineProperty(document, 'hidden', { configurable: true, get: () => false }); true",
+    );
     b.eval(
         &alice,
         "document.querySelector('[data-buffer=\"@bob\"]').click(); true",
