@@ -408,10 +408,26 @@ fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
         .collect();
     nc.send_raw(lines.as_bytes());
     b.wait_for(&alice, &shows("busy 200"));
+    // Someone who joins later scrolls back past the 50 lines a join loads.
+    let carol = b.open(&format!("http://{web}/"));
+    log_in(&mut b, &carol, "carol");
+    type_line(&mut b, &carol, "/join #lounge");
+    b.wait_for(&carol, &shows("busy 200"));
+    assert_eq!(b.eval(&carol, &shows("busy 150")), json!(false));
+    for _ in 0..5 {
+        b.eval(
+            &carol,
+            "(() => { const m = document.getElementById('messages'); m.scrollTop = 0;
+                      m.dispatchEvent(new Event('scroll')); return true; })()",
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    b.wait_for(&carol, &shows("first in the lounge"));
+    b.wait_for(&carol, &shows("start of the room's history"));
     // The rooms list follows who is in them.
     b.wait_for(
         &alice,
-        "[...document.querySelectorAll('#rooms li')].some(l => l.textContent === '#lounge (3)')",
+        "[...document.querySelectorAll('#rooms li')].some(l => l.textContent === '#lounge (4)')",
     );
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     b.screenshot(&alice, &dir.join("browser-chat.png"));
