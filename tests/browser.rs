@@ -297,6 +297,26 @@ fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
     type_line(&mut b, &bob, "room talk");
     b.wait_for(&alice, &shows("room talk"));
 
+    // A line the server refuses is shown failed, with why and a retry; the
+    // next one is marked sent, not the refused one.
+    let long = "x".repeat(5000);
+    type_line(&mut b, &alice, &long);
+    type_line(&mut b, &alice, "short and fine");
+    b.wait_for(&bob, &shows("short and fine"));
+    b.wait_for(
+        &alice,
+        "(() => { const ls = window.selectchat.buffers.get('#lounge').lines;
+                  const long = ls.find(l => l.text.length === 5000);
+                  const fine = ls.find(l => l.text === 'short and fine');
+                  return long.failed === 'line-too-long' && !fine.failed && fine.kind === ''; })()",
+    );
+    assert_eq!(
+        b.eval(
+            &alice,
+            "document.querySelectorAll('#messages .failed button').length"
+        ),
+        json!(1)
+    );
     // Links: http and https open apart from the page; nothing else links.
     type_line(
         &mut b,
