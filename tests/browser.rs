@@ -356,6 +356,8 @@ fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
          Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
          true",
     );
+    // Sound turned on: a tone for each of those too.
+    b.eval(&alice, "document.getElementById('sound').click(); true");
     type_line(&mut b, &bob, "/dm alice are you there?");
     b.eval(
         &bob,
@@ -371,6 +373,7 @@ fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
             ["bob in #lounge", "alice: the build is green"]
         ])
     );
+    assert_eq!(b.eval(&alice, "window.selectchat.beeps"), json!(2));
     b.eval(
         &alice,
         "Object.defineProperty(document, 'hidden', { configurable: true, get: () => false }); true",
@@ -410,6 +413,22 @@ fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
     // The line typed offline went out tagged once back, and arrived once.
     b.wait_for(&bob, &shows("typed while offline"));
     b.wait_for(&alice, "window.selectchat.unsent.length === 0");
+    // Each once, in id order.
+    let once = |text: &str| {
+        format!(
+            "window.selectchat.buffers.get('#lounge').lines.filter(l => l.text === '{text}').length"
+        )
+    };
+    assert_eq!(b.eval(&alice, &once("while you were away")), json!(1));
+    assert_eq!(b.eval(&bob, &once("typed while offline")), json!(1));
+    assert_eq!(
+        b.eval(
+            &alice,
+            "(() => { const ids = window.selectchat.buffers.get('#lounge').lines.map(l => l.id).filter(Boolean);
+                      return ids.every((id, i) => i === 0 || ids[i - 1] < id); })()"
+        ),
+        json!(true)
+    );
     assert_eq!(b.eval(&alice, "window.selectchat.tags"), json!(true));
     type_line(&mut b, &alice, "back again");
     b.wait_for(&bob, &shows("back again"));
