@@ -21,6 +21,7 @@ use slab::Slab;
 use crate::chat::{ConnId, Outbox};
 use crate::protocol::Reply;
 use crate::session::Departure;
+use crate::transport::Broadcast;
 
 use super::conn::Conn;
 use super::memory::Trimmer;
@@ -59,7 +60,7 @@ pub struct Conns {
     scratch: Vec<u8>,
     /// This turn's lines for many recipients, each written once; queues
     /// hold ranges of it until the turn's writes are done.
-    broadcast: Vec<u8>,
+    broadcast: Broadcast,
     /// Connections sent broadcast lines this turn: their queues may point
     /// into the buffer, and they note whether those lines were adjacent.
     sharing: Vec<ConnId>,
@@ -82,7 +83,7 @@ impl Conns {
             through: Vec::new(),
             sendq,
             scratch: Vec::new(),
-            broadcast: Vec::new(),
+            broadcast: Broadcast::default(),
             sharing: Vec::new(),
             trimmer: Trimmer::new(),
             appended: 0,
@@ -201,11 +202,8 @@ impl Conns {
                 conn.transport.end_turn(&self.broadcast);
             }
         }
-        self.broadcast.clear();
-        if self.broadcast.capacity() > KEEP_BROADCAST {
-            self.trimmer.freed(self.broadcast.capacity());
-            self.broadcast = Vec::new();
-        }
+        let freed = self.broadcast.clear(KEEP_BROADCAST);
+        self.trimmer.freed(freed);
     }
 
     /// Bytes in this turn's broadcast buffer.
@@ -282,9 +280,7 @@ impl Outbox for Conns {
     }
 
     fn send_to_all(&mut self, roster: &[ConnId], except: Option<ConnId>, bytes: &[u8]) {
-        let start = self.broadcast.len();
-        self.broadcast.extend_from_slice(bytes);
-        let range = start..self.broadcast.len();
+        let mut shared = self.broadcast.push(bytes);
         for &to in roster {
             if Some(to) == except {
                 continue;
@@ -292,7 +288,8 @@ impl Outbox for Conns {
             let Some(conn) = taking(&mut self.slab, to) else {
                 continue;
             };
-            conn.transport.queue_shared(&self.broadcast, range.clone());
+            conn.transport
+                .queue_shared(&mut self.broadcast, &mut shared);
             if !conn.shares {
                 conn.shares = true;
                 self.sharing.push(to);

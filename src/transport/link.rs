@@ -5,7 +5,7 @@
 //! it is readable, decrypted bytes are handed up, and records are written
 //! when the loop flushes. No thread and no blocking call.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 
 use super::outbuf::OutBuf;
 use super::Received;
@@ -78,12 +78,19 @@ impl Tls {
         }
     }
 
-    fn write_out(&mut self, out: &mut OutBuf, sock: &mut impl Write) -> io::Result<usize> {
+    /// Encrypts what `out` holds (ranges of `broadcast` included, read in
+    /// place) and writes the records, until both are empty or the socket
+    /// would block.
+    fn write_out(
+        &mut self,
+        out: &mut OutBuf,
+        sock: &mut impl Write,
+        broadcast: &[u8],
+    ) -> io::Result<usize> {
         let mut freed = 0;
         loop {
             if !out.is_empty() {
-                let taken = self.conn.writer().write(out.pending())?;
-                freed += out.consume(taken);
+                freed += out.write_to(&mut Plaintext(&mut self.conn), broadcast)?;
             }
             if out.is_empty() && std::mem::take(&mut self.closing) {
                 self.conn.send_close_notify();
@@ -99,6 +106,29 @@ impl Tls {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// A TLS session's plaintext side, written like a socket: rustls cuts
+/// what it is given (both pieces of a queue at once) into records, and a
+/// full buffer would block until the records go out.
+struct Plaintext<'a>(&'a mut rustls::Connection);
+
+impl Write for Plaintext<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let taken = self.0.writer().write_vectored(bufs)?;
+        if taken == 0 && bufs.iter().any(|b| !b.is_empty()) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(taken)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -133,7 +163,7 @@ impl Link {
     ) -> io::Result<usize> {
         match self {
             Link::Plain => out.write_to(sock, broadcast),
-            Link::Tls(tls) => tls.write_out(out, sock),
+            Link::Tls(tls) => tls.write_out(out, sock, broadcast),
         }
     }
 

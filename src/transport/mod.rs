@@ -12,15 +12,16 @@
 //! messages). Every combination serves the same protocol; the chat never
 //! learns which one a line came over.
 
+mod broadcast;
 mod link;
 mod outbuf;
 pub mod tls;
 mod web;
 
 use std::io::{self, Read, Write};
-use std::ops::Range;
 use std::sync::Arc;
 
+pub use broadcast::{Broadcast, Shared};
 use link::{Link, LinkReader};
 use outbuf::OutBuf;
 use web::Web;
@@ -243,37 +244,61 @@ impl Transport {
         }
     }
 
-    /// Queues `range` of the turn's `broadcast` buffer (complete lines for
-    /// many recipients): by reference on plain TCP, where the kernel takes
-    /// it from there; encoded into this transport's own queue otherwise.
-    pub fn queue_shared(&mut self, broadcast: &[u8], range: Range<usize>) {
-        match (&self.codec, &self.link) {
-            (Codec::Lines, Link::Plain) => self.out.queue_shared(broadcast, range),
-            _ => self.queue(&broadcast[range]),
+    /// Queues `shared` lines of the turn's `broadcast` buffer (complete
+    /// lines for many recipients) by reference: as lines, or as the text
+    /// frames every WebSocket recipient shares. A client's WebSocket, or
+    /// one not open, encodes its own copy.
+    pub fn queue_shared(&mut self, broadcast: &mut Broadcast, shared: &mut Shared) {
+        match &mut self.codec {
+            Codec::Lines => self
+                .out
+                .queue_shared(broadcast.lines(), broadcast.lines_of(shared)),
+            Codec::Web(web) if web.frames_lines() => {
+                let range = broadcast.frames_of(shared);
+                self.out.queue_shared(broadcast.frames(), range)
+            }
+            Codec::Web(web) => web.queue(
+                &broadcast.lines()[broadcast.lines_of(shared)],
+                &mut self.out,
+            ),
+        }
+    }
+
+    /// Which of the turn's buffers this transport's queue takes ranges of.
+    fn shared<'a>(&self, broadcast: &'a Broadcast) -> &'a [u8] {
+        match self.codec {
+            Codec::Lines => broadcast.lines(),
+            Codec::Web(_) => broadcast.frames(),
         }
     }
 
     /// Writes queued bytes to `sock` until none are left or the kernel's
     /// buffer is full. Returns the buffer capacity freed (a burst's leftover).
     pub fn write_to(&mut self, sock: &mut impl Write) -> io::Result<usize> {
-        self.write_shared(sock, &[])
+        self.write_shared(sock, &Broadcast::default())
     }
 
     /// [`write_to`](Self::write_to) for a queue that may hold ranges of
-    /// `broadcast`; what stays queued afterwards no longer points into it.
-    pub fn write_shared(&mut self, sock: &mut impl Write, broadcast: &[u8]) -> io::Result<usize> {
+    /// `broadcast`.
+    pub fn write_shared(
+        &mut self,
+        sock: &mut impl Write,
+        broadcast: &Broadcast,
+    ) -> io::Result<usize> {
+        let shared = self.shared(broadcast);
         let mut sock = Counted {
             inner: sock,
             read: &mut self.wire_read,
             written: &mut self.wire_written,
         };
-        self.link.write_out(&mut self.out, &mut sock, broadcast)
+        self.link.write_out(&mut self.out, &mut sock, shared)
     }
 
     /// The turn that wrote `broadcast` is over: a range of it still queued
     /// is copied into this transport's own queue before the buffer is reused.
-    pub fn end_turn(&mut self, broadcast: &[u8]) {
-        self.out.end_turn(broadcast);
+    pub fn end_turn(&mut self, broadcast: &Broadcast) {
+        let shared = self.shared(broadcast);
+        self.out.end_turn(shared);
     }
 
     /// Bytes queued and not yet taken by the kernel: what the sendq limits.

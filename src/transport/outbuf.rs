@@ -1,11 +1,12 @@
 //! A connection's outgoing bytes, held until the kernel (or TLS) takes them.
 //!
 //! Most bytes a fan-out sends are the same line for every recipient, so a
-//! queue may start with a range of the loop's broadcast buffer, where such
-//! a line is written once per turn for all its plain-TCP recipients, and
-//! goes on with the connection's own bytes (its replies, its encoded
-//! frames). A write hands the kernel both at once, so a broadcast line is
-//! copied once, into each socket, and never into each connection's buffer.
+//! queue may start with a range of the turn's broadcast buffer (its lines,
+//! or for WebSocket queues its frames; see `broadcast`), written once per
+//! turn for all recipients, and goes on with the connection's own bytes
+//! (its replies, frames of its own). A write hands both at once to the
+//! kernel, or to TLS, which encrypts them into one record where they fit,
+//! so a broadcast line is never copied into each connection's buffer.
 //!
 //! Invariants: the range holds older bytes than the own buffer; a range
 //! never outlives the turn its broadcast buffer belongs to (the loop calls
@@ -73,34 +74,17 @@ impl OutBuf {
         self.run_end = None;
     }
 
-    /// The bytes not yet taken, oldest first. Only for queues that never
-    /// hold broadcast ranges (TLS, WebSocket).
-    pub fn pending(&self) -> &[u8] {
-        debug_assert!(
-            self.shared.is_empty(),
-            "an encoded link got a broadcast range"
-        );
+    /// The bytes not yet taken, once no range is left.
+    #[cfg(test)]
+    fn pending(&self) -> &[u8] {
+        assert!(self.shared.is_empty(), "a range is still queued");
         &self.bytes
     }
 
-    /// Forgets the first `n` pending bytes (they were taken). Returns the
-    /// capacity freed. Only for queues that never hold broadcast ranges.
-    pub fn consume(&mut self, n: usize) -> usize {
-        debug_assert!(
-            self.shared.is_empty(),
-            "an encoded link got a broadcast range"
-        );
-        if n < self.bytes.len() {
-            self.bytes.drain(..n);
-            0
-        } else {
-            self.emptied()
-        }
-    }
-
-    /// Writes pending bytes to `sock` until none are left or the kernel's
-    /// buffer is full; `broadcast` is the buffer this turn's range points
-    /// into. Returns the capacity freed.
+    /// Writes pending bytes to `sock` (a socket, or a TLS session's
+    /// plaintext side) until none are left or it would block; `broadcast`
+    /// is the buffer this turn's range points into. Returns the capacity
+    /// freed.
     pub fn write_to(&mut self, sock: &mut impl Write, broadcast: &[u8]) -> io::Result<usize> {
         let mut taken = 0;
         let result = loop {

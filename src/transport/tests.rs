@@ -490,44 +490,115 @@ fn tls_decodes_a_line_as_plain_does() {
     );
 }
 
+/// A client transport and a server transport of one kind, talking
+/// through memory.
+struct Pair {
+    client: Transport,
+    server: Transport,
+    to_server: MemSock,
+    to_client: MemSock,
+}
+
+impl Pair {
+    fn new(kind: TransportKind) -> Pair {
+        let (server_config, client_config) = tls_pair();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        Pair {
+            client: Transport::client(kind, Some((client_config, name)), "localhost").unwrap(),
+            server: Transport::new(kind, &setup(Some(server_config))).unwrap(),
+            to_server: MemSock::default(),
+            to_client: MemSock::default(),
+        }
+    }
+
+    /// Client to server, then server to client, with `answer` queueing the
+    /// server's lines between; returns what each side handed up.
+    fn round(&mut self, answer: impl FnOnce(&mut Transport, &str)) -> (String, String) {
+        self.client.write_to(&mut self.to_server).unwrap();
+        let sent = std::mem::take(&mut self.to_server.output);
+        self.to_server.input.extend(sent);
+        let server_saw = drain(&mut self.server, &mut self.to_server);
+        answer(&mut self.server, &server_saw);
+        self.server.write_to(&mut self.to_client).unwrap();
+        let sent = std::mem::take(&mut self.to_client.output);
+        self.to_client.input.extend(sent);
+        (drain(&mut self.client, &mut self.to_client), server_saw)
+    }
+}
+
 /// A client transport and a server transport talking through memory;
 /// returns what each side handed up.
 fn converse(kind: TransportKind, client_lines: &[u8], server_lines: &[u8]) -> (String, String) {
-    let (server_config, client_config) = tls_pair();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut client = Transport::client(kind, Some((client_config, name)), "localhost").unwrap();
-    let mut server = Transport::new(kind, &setup(Some(server_config))).unwrap();
-    client.queue(client_lines);
-    let (mut to_server, mut to_client) = (MemSock::default(), MemSock::default());
+    let mut pair = Pair::new(kind);
+    pair.client.queue(client_lines);
     let (mut client_saw, mut server_saw) = (String::new(), String::new());
     let mut answered = false;
     for _ in 0..20 {
-        client.write_to(&mut to_server).unwrap();
-        to_server
-            .input
-            .extend(std::mem::take(&mut to_server.output));
-        server_saw.push_str(&drain(&mut server, &mut to_server));
-        if !answered && server_saw.len() >= client_lines.len() {
-            server.queue(server_lines);
-            answered = true;
-        }
-        server.write_to(&mut to_client).unwrap();
-        to_client
-            .input
-            .extend(std::mem::take(&mut to_client.output));
-        client_saw.push_str(&drain(&mut client, &mut to_client));
+        let (client, server) = pair.round(|t, saw| {
+            if !answered && server_saw.len() + saw.len() >= client_lines.len() {
+                t.queue(server_lines);
+                answered = true;
+            }
+        });
+        client_saw.push_str(&client);
+        server_saw.push_str(&server);
     }
     (client_saw, server_saw)
 }
 
+const ALL_KINDS: [TransportKind; 4] = [
+    TransportKind::Plain,
+    TransportKind::Tls,
+    TransportKind::Web,
+    TransportKind::WebTls,
+];
+
+#[test]
+fn shared_lines_and_own_lines_arrive_in_order_whatever_the_socket_takes() {
+    for kind in ALL_KINDS {
+        for room in [1, 7, 100, usize::MAX] {
+            let mut pair = Pair::new(kind);
+            pair.client.queue(b"LOGIN a\n");
+            for _ in 0..10 {
+                pair.round(|_, _| {});
+            }
+            let mut broadcast = Broadcast::default();
+            let mut expected = String::new();
+            for turn in 0..4 {
+                let mut first = broadcast.push(format!("MSG b {turn}\n").as_bytes());
+                let mut both = broadcast.push(b"INFO c joined\nINFO d joined\n");
+                // Not for this connection: its next line is not adjacent.
+                broadcast.push(b"SAY #elsewhere 1 e hi\n");
+                let mut last = broadcast.push(b"INFO e left\n");
+                let t = &mut pair.server;
+                t.queue_shared(&mut broadcast, &mut first);
+                if turn == 0 {
+                    assert_eq!(t.held(), 0, "{kind:?}: taken by reference, not copied");
+                }
+                t.queue_shared(&mut broadcast, &mut both);
+                t.queue(format!("PONG {turn}\n").as_bytes());
+                t.queue_shared(&mut broadcast, &mut last);
+                expected.push_str(&format!(
+                    "MSG b {turn}\nINFO c joined\nINFO d joined\nPONG {turn}\nINFO e left\n"
+                ));
+                pair.to_client.room = Some(room);
+                t.write_shared(&mut pair.to_client, &broadcast).unwrap();
+                t.end_turn(&broadcast);
+                broadcast.clear(0);
+            }
+            pair.to_client.room = None;
+            let mut saw = String::new();
+            for _ in 0..10 {
+                saw.push_str(&pair.round(|_, _| {}).0);
+            }
+            assert_eq!(saw, expected, "{kind:?}, {room} bytes per write");
+        }
+    }
+}
+
 #[test]
 fn the_client_side_of_each_transport_talks_to_the_server_side() {
-    for kind in [
-        TransportKind::Plain,
-        TransportKind::Tls,
-        TransportKind::Web,
-        TransportKind::WebTls,
-    ] {
+    for kind in ALL_KINDS {
         let (client_saw, server_saw) = converse(kind, b"LOGIN a\nMSG hi\n", b"OK\nMSG b yo\n");
         assert_eq!(server_saw, "LOGIN a\nMSG hi\n", "{kind:?}");
         assert_eq!(client_saw, "OK\nMSG b yo\n", "{kind:?}");

@@ -303,16 +303,14 @@ impl Web {
             let _ = ctx.flush(&mut io);
             return;
         }
-        let header = FrameHeader {
-            opcode: OpCode::Data(Data::Text),
-            ..FrameHeader::default()
-        };
-        for line in lines.split_inclusive(|&b| b == b'\n') {
-            let text = line.strip_suffix(b"\n").unwrap_or(line);
-            // Writing into an OutBuf cannot fail.
-            let _ = header.format(text.len() as u64, out);
-            out.queue(text);
-        }
+        frame_lines(lines, out);
+    }
+
+    /// True when a line queued now goes out as a server's text frame, the
+    /// same bytes for every recipient (see `broadcast`): upgraded, still
+    /// open, and not the (masking) client.
+    pub(super) fn frames_lines(&self) -> bool {
+        !self.client && matches!(&self.state, State::Socket(ctx) if ctx.can_write())
     }
 
     /// The peer logged in: it may send messages up to the server's limit.
@@ -358,6 +356,21 @@ impl Web {
             State::Done => 0,
         };
         head + self.pending.capacity()
+    }
+}
+
+/// Appends `lines` to `out` as a server's text frames, one per line, the
+/// line end dropped. Unmasked, so the bytes are the same for every peer.
+pub(super) fn frame_lines(lines: &[u8], out: &mut impl io::Write) {
+    let header = FrameHeader {
+        opcode: OpCode::Data(Data::Text),
+        ..FrameHeader::default()
+    };
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        // Both outputs (a Vec, an OutBuf) take everything.
+        let _ = header.format(text.len() as u64, out);
+        let _ = out.write_all(text);
     }
 }
 
