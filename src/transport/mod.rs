@@ -125,6 +125,10 @@ pub struct Transport {
     wire_read: usize,
     /// Bytes written to the socket since the loop last asked.
     wire_written: usize,
+    /// Broadcast lines reach this peer as the shared frames: kept beside
+    /// the codec, which sits behind two pointers, because a fan-out asks
+    /// for every recipient.
+    takes_frames: bool,
 }
 
 impl Transport {
@@ -151,6 +155,7 @@ impl Transport {
             out: OutBuf::default(),
             wire_read: 0,
             wire_written: 0,
+            takes_frames: false,
         })
     }
 
@@ -192,6 +197,7 @@ impl Transport {
             out,
             wire_read: 0,
             wire_written: 0,
+            takes_frames: false,
         })
     }
 
@@ -211,7 +217,10 @@ impl Transport {
                     link: &mut self.link,
                     sock: &mut sock,
                 };
-                web.read(&mut lower, buf, &mut self.out)
+                let received = web.read(&mut lower, buf, &mut self.out);
+                // Reading is what upgrades a WebSocket or ends it.
+                self.takes_frames = web.frames_lines();
+                received
             }
         }
     }
@@ -253,7 +262,7 @@ impl Transport {
             Codec::Lines => self
                 .out
                 .queue_shared(broadcast.lines(), broadcast.lines_of(shared)),
-            Codec::Web(web) if web.frames_lines() => {
+            Codec::Web(_) if self.takes_frames => {
                 let range = broadcast.frames_of(shared);
                 self.out.queue_shared(broadcast.frames(), range)
             }
@@ -327,6 +336,7 @@ impl Transport {
     pub fn end(&mut self) {
         if let Codec::Web(web) = &mut self.codec {
             web.end(&mut self.out);
+            self.takes_frames = web.frames_lines();
         }
         self.link.end();
     }
