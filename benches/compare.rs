@@ -85,8 +85,15 @@ impl Kind {
         match self {
             Kind::Selectchat => true,
             Kind::Baseline => !row.selectchat_only,
-            // The ceiling of a fan-out: what the machine allows.
-            Kind::Relay => !row.selectchat_only && matches!(row.scenario, Scenario::Fanout { .. }),
+            // The ceiling of a fan-out, lobby or rooms: what the machine allows.
+            Kind::Relay => {
+                row.transport == TransportKind::Plain
+                    && !row.disk
+                    && matches!(
+                        row.scenario,
+                        Scenario::Fanout { .. } | Scenario::Rooms { .. }
+                    )
+            }
             Kind::Redis | Kind::Nats => {
                 !row.selectchat_only
                     && matches!(
@@ -165,16 +172,20 @@ fn rows(max_clients: usize) -> (Vec<Row>, Vec<String>) {
         transport: TransportKind::Plain,
         rate: Some(500),
     });
-    // The fanout 1000 row again over TLS and over WebSocket: what the
-    // encryption and the framing cost.
-    for transport in [TransportKind::Tls, TransportKind::Web] {
+    // The fanout 1000 w256 row again over TLS, WebSocket and WebSocket
+    // over TLS: what the encryption and the framing cost (see `ceilings`).
+    for transport in [
+        TransportKind::Tls,
+        TransportKind::Web,
+        TransportKind::WebTls,
+    ] {
         let receivers = scaled(1000);
         rows.push(Row {
-            label: format!("fanout {receivers} {}", transport.as_str()),
+            label: format!("fanout {receivers} {} w256", transport.as_str()),
             scenario: Scenario::Fanout {
                 receivers,
-                messages: 1000,
-                window: 32,
+                messages: 4000,
+                window: 256,
             },
             idle: false,
             disk: false,
@@ -446,6 +457,82 @@ fn figures(reports: &[Report]) -> Figures {
     }
 }
 
+/// Prints selectchat's CPU per delivery on each transport and pattern over
+/// its ceiling, with the most it should be: the bare relay on the same
+/// rows (lobby and rooms), the plain lobby for TLS and WebSocket, and TLS
+/// for WebSocket over TLS. Rows run one after another, not alternated, so
+/// a ratio across rows carries the machine's drift between them.
+fn ceilings(kinds: &[Kind], table: &[(&Row, Vec<Figures>)]) {
+    let cpu = |label: &str, kind: Kind| {
+        let (row, figures) = table.iter().find(|(row, _)| row.label == label)?;
+        let at = kinds.iter().position(|&k| k == kind)?;
+        kind.runs(row).then(|| figures[at].cpu_ns).flatten()
+    };
+    let Some(lobby) = table.iter().find_map(|(row, _)| {
+        let Scenario::Fanout {
+            receivers,
+            window: 256,
+            ..
+        } = row.scenario
+        else {
+            return None;
+        };
+        (row.transport == TransportKind::Plain && row.rate.is_none()).then_some(receivers)
+    }) else {
+        return;
+    };
+    let plain = format!("fanout {lobby} w256");
+    let over = |t: TransportKind| format!("fanout {lobby} {} w256", t.as_str());
+    let pairs = [
+        (plain.clone(), Kind::Relay, plain.clone(), 1.0),
+        (
+            over(TransportKind::Tls),
+            Kind::Selectchat,
+            plain.clone(),
+            2.0,
+        ),
+        (
+            over(TransportKind::Web),
+            Kind::Selectchat,
+            plain.clone(),
+            1.3,
+        ),
+        (
+            over(TransportKind::WebTls),
+            Kind::Selectchat,
+            over(TransportKind::Tls),
+            1.3,
+        ),
+        (
+            "rooms 100x100".into(),
+            Kind::Relay,
+            "rooms 100x100".into(),
+            1.5,
+        ),
+    ];
+    println!();
+    println!("selectchat's server CPU per delivery over its ceiling (medians)");
+    println!();
+    println!("| row | ns | ceiling | ns | ratio | at most |");
+    println!("|---|---|---|---|---|---|");
+    for (row, kind, base, most) in pairs {
+        let (Some((ours, ..)), Some((theirs, ..))) =
+            (cpu(&row, Kind::Selectchat), cpu(&base, kind))
+        else {
+            continue;
+        };
+        let ceiling = if kind == Kind::Relay {
+            format!("bare relay, {base}")
+        } else {
+            format!("selectchat, {base}")
+        };
+        println!(
+            "| {row} | {ours:.0} | {ceiling} | {theirs:.0} | {:.2}x | {most:.1}x |",
+            ours / theirs
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let serve_as = args.get(1).map(String::as_str);
@@ -576,6 +663,7 @@ fn main() {
             }
         }
     }
+    ceilings(&kinds, &table);
     println!();
     for note in notes.iter().chain(&missing) {
         println!("note: {note}");

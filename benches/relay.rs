@@ -1,11 +1,14 @@
 //! The ceiling: a bare relay in one mio loop with none of selectchat's
-//! rules (no framing limits, timers, flood control, sendq, presence, rooms
-//! or store). It reads lines, answers `LOGIN` and `PING`, appends each
-//! `MSG` once formatted to every other logged-in connection's buffer, and
-//! writes each touched connection once per turn. Every connection is
+//! rules (no framing limits, timers, flood control, sendq, presence, room
+//! limits or store). It reads lines, answers `LOGIN` and `PING`, appends
+//! each `MSG` once formatted to every other logged-in connection's buffer,
+//! answers `JOIN` and relays each `SAY` to the room's other members the
+//! same way (with an id, and `SENT` to the sender at once), and writes
+//! each touched connection once per turn. Every connection is
 //! registered for both readiness kinds once, so no write ever changes its
 //! interest. What selectchat spends beyond this is the cost of its rules.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 
 use mio::net::{TcpListener, TcpStream};
@@ -33,7 +36,7 @@ pub fn serve(listener: std::net::TcpListener) {
         .register(&mut listener, LISTENER, Interest::READABLE)
         .expect("register listener");
     let mut conns: Slab<Conn> = Slab::new();
-    let mut members: Vec<usize> = Vec::new();
+    let mut chat = Chat::default();
     let mut dirty: Vec<usize> = Vec::new();
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 64 * 1024];
@@ -83,7 +86,7 @@ pub fn serve(listener: std::net::TcpListener) {
                     }
                     Ok(n) => {
                         conns[id].input.extend_from_slice(&buf[..n]);
-                        handle_lines(id, &mut conns, &mut members, &mut dirty, &mut closed);
+                        handle_lines(id, &mut conns, &mut chat, &mut dirty, &mut closed);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -113,17 +116,28 @@ pub fn serve(listener: std::net::TcpListener) {
         for id in closed {
             if let Some(mut conn) = conns.try_remove(id) {
                 let _ = poll.registry().deregister(&mut conn.sock);
-                members.retain(|&m| m != id);
+                chat.members.retain(|&m| m != id);
+                for room in chat.rooms.values_mut() {
+                    room.retain(|&m| m != id);
+                }
             }
         }
     }
+}
+
+/// Who gets what: the logged-in connections, and each room's members.
+#[derive(Default)]
+struct Chat {
+    members: Vec<usize>,
+    rooms: HashMap<Vec<u8>, Vec<usize>>,
+    next_id: u64,
 }
 
 /// Handles the complete lines in `conns[id].input`.
 fn handle_lines(
     id: usize,
     conns: &mut Slab<Conn>,
-    members: &mut Vec<usize>,
+    chat: &mut Chat,
     dirty: &mut Vec<usize>,
     closed: &mut Vec<usize>,
 ) {
@@ -142,7 +156,7 @@ fn handle_lines(
         if let Some(name) = line.strip_prefix(b"LOGIN ") {
             conns[id].name = Some(String::from_utf8_lossy(name).into_owned());
             conns[id].out.extend_from_slice(b"OK\n");
-            members.push(id);
+            chat.members.push(id);
             touch(id, conns);
         } else if let Some(text) = line.strip_prefix(b"MSG ") {
             let Some(name) = &conns[id].name else {
@@ -154,7 +168,44 @@ fn handle_lines(
             msg.push(b' ');
             msg.extend_from_slice(text);
             msg.push(b'\n');
-            for &to in members.iter() {
+            for &to in chat.members.iter() {
+                if to != id {
+                    conns[to].out.extend_from_slice(&msg);
+                    touch(to, conns);
+                }
+            }
+        } else if let Some(room) = line.strip_prefix(b"JOIN ") {
+            let members = chat.rooms.entry(room.to_vec()).or_default();
+            members.push(id);
+            let joined = format!(
+                "JOINED {} {}\n",
+                String::from_utf8_lossy(room),
+                members.len()
+            );
+            conns[id].out.extend_from_slice(joined.as_bytes());
+            touch(id, conns);
+        } else if let Some(said) = line.strip_prefix(b"SAY ") {
+            let Some(name) = &conns[id].name else {
+                continue;
+            };
+            let Some(space) = said.iter().position(|&b| b == b' ') else {
+                continue;
+            };
+            let (room, text) = (&said[..space], &said[space + 1..]);
+            chat.next_id += 1;
+            let head = format!(
+                "SAY {} {} {name} ",
+                String::from_utf8_lossy(room),
+                chat.next_id
+            );
+            let mut msg = Vec::with_capacity(head.len() + text.len() + 1);
+            msg.extend_from_slice(head.as_bytes());
+            msg.extend_from_slice(text);
+            msg.push(b'\n');
+            let sent = format!("SENT {} {}\n", String::from_utf8_lossy(room), chat.next_id);
+            conns[id].out.extend_from_slice(sent.as_bytes());
+            touch(id, conns);
+            for &to in chat.rooms.get(room).into_iter().flatten() {
                 if to != id {
                     conns[to].out.extend_from_slice(&msg);
                     touch(to, conns);
