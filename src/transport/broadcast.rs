@@ -15,7 +15,7 @@
 
 use std::ops::Range;
 
-use super::web;
+use super::frames;
 
 /// This turn's lines, and the frames of those a WebSocket recipient took.
 #[derive(Debug, Default)]
@@ -64,7 +64,7 @@ impl Broadcast {
             return range.clone();
         }
         let start = self.frames.len();
-        web::frame_lines(&self.lines[shared.lines.clone()], &mut self.frames);
+        frames::frame_lines(&self.lines[shared.lines.clone()], &mut self.frames);
         let range = start..self.frames.len();
         shared.frames = Some(range.clone());
         range

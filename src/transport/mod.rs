@@ -13,6 +13,7 @@
 //! learns which one a line came over.
 
 mod broadcast;
+mod frames;
 mod link;
 mod outbuf;
 pub mod tls;

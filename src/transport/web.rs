@@ -7,21 +7,18 @@
 //! `httparse`; exactly one request is served per connection and a request
 //! with a body is refused, so nothing can be smuggled behind it. The page
 //! is compiled into the binary: no path ever reaches the file system.
-//! After the upgrade a `tungstenite` context decodes frames (masking,
-//! fragments, pings, the close handshake, size limits); it reads through
-//! the link below and writes into the connection's out buffer, so it never
-//! touches the socket itself.
+//! After the upgrade, frames are decoded and encoded by `frames` (masking,
+//! fragments, pings, the close handshake, size limits): it is fed what the
+//! link below reads and writes into the connection's out buffer, so it
+//! never touches the socket itself.
 
 use std::io::{self, Read};
 use std::sync::Arc;
 
 use log::debug;
 use tungstenite::handshake::derive_accept_key;
-use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tungstenite::protocol::frame::{CloseFrame, FrameHeader};
-use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
-use tungstenite::{Error, Message};
 
+use super::frames::{CloseCode, Frames, Side, Unit};
 use super::outbuf::OutBuf;
 use super::Received;
 use crate::session::PRE_LOGIN_BYTES;
@@ -34,8 +31,6 @@ const MAX_HEAD: usize = 8 * 1024;
 const MAX_HEADERS: usize = 48;
 /// The path that upgrades to a WebSocket.
 pub const CHAT_PATH: &str = "/chat";
-/// Frames are read from the link in chunks of this size.
-const READ_BUFFER: usize = 4096;
 
 /// What every web connection is allowed, from the server's configuration.
 #[derive(Debug, Clone)]
@@ -75,7 +70,7 @@ enum State {
         early: Vec<u8>,
     },
     /// Upgraded: frames both ways.
-    Socket(Box<WebSocketContext>),
+    Socket(Frames),
     /// A response was queued, or the socket closed: nothing more is read.
     Done,
 }
@@ -86,41 +81,8 @@ pub(super) struct Web {
     state: State,
     /// The rest of a text message that did not fit the caller's buffer.
     pending: Vec<u8>,
-    /// The client side (the load generator), which masks its frames.
-    client: bool,
     /// The origin check and size limit this connection obeys.
     policy: Arc<WebPolicy>,
-}
-
-/// The WebSocket context's stream: reads come from the link, writes go to
-/// the out buffer (so frames queue behind the lines already there).
-struct Duplex<'a, R> {
-    lower: &'a mut R,
-    out: &'a mut OutBuf,
-}
-
-impl<R: Read> Read for Duplex<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.lower.read(buf)
-    }
-}
-
-impl<R> io::Write for Duplex<'_, R> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The WebSocket settings for messages of at most `max_message` bytes.
-fn socket_config(max_message: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
-        .max_message_size(Some(max_message))
-        .max_frame_size(Some(max_message))
 }
 
 impl Web {
@@ -129,7 +91,6 @@ impl Web {
         Web {
             state: State::Request(Vec::new()),
             pending: Vec::new(),
-            client: false,
             policy,
         }
     }
@@ -152,7 +113,6 @@ impl Web {
                 early: Vec::new(),
             },
             pending: Vec::new(),
-            client: true,
             policy,
         }
     }
@@ -169,6 +129,7 @@ impl Web {
         out: &mut OutBuf,
     ) -> io::Result<Received> {
         let policy = Arc::clone(&self.policy);
+        let mut read_once = false;
         loop {
             if !self.pending.is_empty() {
                 let n = self.pending.len().min(buf.len());
@@ -195,11 +156,9 @@ impl Web {
                             let response = upgrade_response(&key);
                             access_log(&head, &response);
                             out.queue(&response);
-                            let rest = head[used..].to_vec();
-                            let config = Some(socket_config(policy.pre_login_message));
-                            let ctx =
-                                WebSocketContext::from_partially_read(rest, Role::Server, config);
-                            self.state = State::Socket(Box::new(ctx));
+                            let frames =
+                                Frames::new(Side::Server, &head[used..], policy.pre_login_message);
+                            self.state = State::Socket(frames);
                         }
                     }
                 }
@@ -210,168 +169,126 @@ impl Web {
                     let Some(used) = upgraded(head, key)? else {
                         continue;
                     };
-                    let rest = head[used..].to_vec();
+                    let frames = Frames::new(Side::Client, &head[used..], policy.max_message);
                     let early = std::mem::take(early);
-                    let config = Some(socket_config(policy.max_message));
-                    let ctx = WebSocketContext::from_partially_read(rest, Role::Client, config);
-                    self.state = State::Socket(Box::new(ctx));
+                    self.state = State::Socket(frames);
                     self.queue(&early, out);
                 }
-                State::Socket(ctx) => {
-                    let mut io = Duplex { lower, out };
-                    let read = ctx.read(&mut io);
-                    // Pongs and close replies go out before anything queued later.
-                    let _ = ctx.flush(&mut io);
-                    match read {
-                        Ok(Message::Text(text)) => return Ok(self.hand_up(text.as_bytes(), buf)),
-                        Ok(Message::Binary(_)) => return Ok(Received::NotText),
-                        Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {
-                            return Ok(Received::Control)
+                State::Socket(frames) => {
+                    match frames.next(out) {
+                        Ok(Some(Unit::Text(text))) => {
+                            return Ok(hand_up(&mut self.pending, text, buf))
                         }
-                        Ok(Message::Close(_)) => return Ok(Received::Closed),
-                        Err(Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                        Ok(Some(Unit::Binary)) => return Ok(Received::NotText),
+                        Ok(Some(Unit::Control)) => return Ok(Received::Control),
+                        Ok(Some(Unit::Closed)) => {
+                            self.state = State::Done;
+                            return Ok(Received::Closed);
+                        }
+                        Err(code) => {
+                            debug!("websocket closed: {code:?}");
+                            self.state = State::Done;
+                            return Ok(Received::Closed);
+                        }
+                        Ok(None) if read_once => return Ok(Received::Progress),
+                        Ok(None) => {}
+                    }
+                    // One read of the link per call, so the caller's read
+                    // budget sees every byte.
+                    read_once = true;
+                    match lower.read(buf) {
+                        Ok(0) => {
+                            self.state = State::Done;
+                            return Ok(Received::Closed);
+                        }
+                        Ok(n) => frames.feed(&buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             return Ok(Received::WouldBlock)
                         }
-                        Err(Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                             return Ok(Received::Progress)
                         }
-                        Err(Error::Io(e)) => return Err(e),
-                        Err(Error::ConnectionClosed | Error::AlreadyClosed) => {
-                            self.state = State::Done;
-                            return Ok(Received::Closed);
-                        }
-                        Err(e) => {
-                            debug!("websocket closed: {e}");
-                            let code = match e {
-                                Error::Capacity(_) => CloseCode::Size,
-                                Error::Utf8(_) => CloseCode::Invalid,
-                                _ => CloseCode::Protocol,
-                            };
-                            let frame = CloseFrame {
-                                code,
-                                reason: "".into(),
-                            };
-                            let _ = ctx.close(&mut io, Some(frame));
-                            self.state = State::Done;
-                            return Ok(Received::Closed);
-                        }
+                        Err(e) => return Err(e),
                     }
                 }
             }
         }
     }
 
-    /// Hands one text message up as one line: as much as fits now, the
-    /// rest on the next read.
-    fn hand_up(&mut self, text: &[u8], buf: &mut [u8]) -> Received {
-        let needs_end = text.last() != Some(&b'\n');
-        let len = text.len() + usize::from(needs_end);
-        if len <= buf.len() {
-            buf[..text.len()].copy_from_slice(text);
-            if needs_end {
-                buf[text.len()] = b'\n';
-            }
-            return Received::Bytes(len);
-        }
-        let n = buf.len();
-        buf.copy_from_slice(&text[..n]);
-        self.pending.extend_from_slice(&text[n..]);
-        if needs_end {
-            self.pending.push(b'\n');
-        }
-        Received::Bytes(n)
-    }
-
     /// Queues `lines` as one text frame each, once upgraded; before that
     /// (or after the close) there is nobody to read them.
     pub(super) fn queue(&mut self, lines: &[u8], out: &mut OutBuf) {
-        let ctx = match &mut self.state {
-            State::Socket(ctx) if ctx.can_write() => ctx,
-            State::Response { early, .. } => return early.extend_from_slice(lines),
-            _ => return,
-        };
-        if self.client {
-            // A client masks every frame; tungstenite does it.
-            let mut io = Duplex {
-                lower: &mut io::empty(),
-                out,
-            };
-            for line in lines.split_inclusive(|&b| b == b'\n') {
-                let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(line));
-                let _ = ctx.write(&mut io, Message::text(text.into_owned()));
-            }
-            let _ = ctx.flush(&mut io);
-            return;
+        match &mut self.state {
+            State::Socket(frames) => frames.queue(lines, out),
+            State::Response { early, .. } => early.extend_from_slice(lines),
+            _ => {}
         }
-        frame_lines(lines, out);
     }
 
     /// True when a line queued now goes out as a server's text frame, the
     /// same bytes for every recipient (see `broadcast`): upgraded, still
     /// open, and not the (masking) client.
     pub(super) fn frames_lines(&self) -> bool {
-        !self.client && matches!(&self.state, State::Socket(ctx) if ctx.can_write())
+        matches!(&self.state, State::Socket(frames) if frames.shares_frames())
     }
 
     /// The peer logged in: it may send messages up to the server's limit.
     pub(super) fn logged_in(&mut self) {
-        if let State::Socket(ctx) = &mut self.state {
-            let max = Some(self.policy.max_message);
-            ctx.set_config(|config| {
-                config.max_message_size = max;
-                config.max_frame_size = max;
-            });
+        if let State::Socket(frames) = &mut self.state {
+            frames.set_max_message(self.policy.max_message);
         }
     }
 
     /// The connection is ending: a close frame follows what is queued.
     pub(super) fn end(&mut self, out: &mut OutBuf) {
-        if let State::Socket(ctx) = &mut self.state {
-            let mut io = Duplex {
-                lower: &mut io::empty(),
-                out,
-            };
-            let frame = CloseFrame {
-                code: CloseCode::Normal,
-                reason: "".into(),
-            };
-            let _ = ctx.close(&mut io, Some(frame));
+        if let State::Socket(frames) = &mut self.state {
+            frames.close(CloseCode::Normal, out);
         }
     }
 
     /// Frees what an idle connection need not hold.
     pub(super) fn release_idle(&mut self) -> usize {
+        let frames = match &mut self.state {
+            State::Socket(frames) => frames.release_idle(),
+            _ => 0,
+        };
         if self.pending.is_empty() {
-            std::mem::take(&mut self.pending).capacity()
+            frames + std::mem::take(&mut self.pending).capacity()
         } else {
-            0
+            frames
         }
     }
 
-    /// Heap bytes held besides the library's own buffers.
+    /// Heap bytes held.
     pub(super) fn capacity(&self) -> usize {
-        let head = match &self.state {
+        let state = match &self.state {
             State::Request(head) | State::Response { head, .. } => head.capacity(),
-            State::Socket(_) => READ_BUFFER,
+            State::Socket(frames) => frames.capacity(),
             State::Done => 0,
         };
-        head + self.pending.capacity()
+        state + self.pending.capacity()
     }
 }
 
-/// Appends `lines` to `out` as a server's text frames, one per line, the
-/// line end dropped. Unmasked, so the bytes are the same for every peer.
-pub(super) fn frame_lines(lines: &[u8], out: &mut impl io::Write) {
-    let header = FrameHeader {
-        opcode: OpCode::Data(Data::Text),
-        ..FrameHeader::default()
-    };
-    for line in lines.split_inclusive(|&b| b == b'\n') {
-        let text = line.strip_suffix(b"\n").unwrap_or(line);
-        // Both outputs (a Vec, an OutBuf) take everything.
-        let _ = header.format(text.len() as u64, out);
-        let _ = out.write_all(text);
+/// Hands one text message up as one line: as much as fits `buf` now, the
+/// rest into `pending` for the next read.
+fn hand_up(pending: &mut Vec<u8>, text: &[u8], buf: &mut [u8]) -> Received {
+    let needs_end = text.last() != Some(&b'\n');
+    let len = text.len() + usize::from(needs_end);
+    if len <= buf.len() {
+        buf[..text.len()].copy_from_slice(text);
+        if needs_end {
+            buf[text.len()] = b'\n';
+        }
+        return Received::Bytes(len);
     }
+    let n = buf.len();
+    buf.copy_from_slice(&text[..n]);
+    pending.extend_from_slice(&text[n..]);
+    if needs_end {
+        pending.push(b'\n');
+    }
+    Received::Bytes(n)
 }
 
 /// Reads more of a head into `head`, never past one byte over `MAX_HEAD`
