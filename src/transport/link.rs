@@ -11,8 +11,10 @@ use super::outbuf::OutBuf;
 use super::Received;
 
 /// Most plaintext rustls holds encrypted and unsent; the rest waits in the
-/// out buffer, where the sendq counts it.
-const TLS_BUFFER_LIMIT: usize = 16 * 1024;
+/// out buffer, where the sendq counts it. A turn's fan-out to one peer is
+/// often more than one 16 KiB record: at 64 KiB it is encrypted whole and
+/// written in one call, where 16 KiB took a call per record.
+const TLS_BUFFER_LIMIT: usize = 64 * 1024;
 
 /// How bytes cross the socket.
 #[derive(Debug)]
