@@ -8,6 +8,7 @@
 //! and [`store`] the one other thread, which owns the message database.
 //! docs/PROTOCOL.md is the wire contract.
 
+pub mod auth;
 pub mod bench;
 pub mod bus;
 pub mod chat;

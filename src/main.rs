@@ -10,6 +10,7 @@ use log::{error, info, warn, LevelFilter};
 
 use selectchat::bench::target::Target;
 use selectchat::bus::ClusterConfig;
+use selectchat::chat::accounts::Policy;
 use selectchat::chat::Limits;
 use selectchat::config::{defaults, open_file_limit, parse_secs, Config, ConfigError, Secs};
 use selectchat::control::{self, ControlCommand};
@@ -158,6 +159,13 @@ struct BenchArgs {
     /// Which server is at ADDR: selectchat, or Redis pub/sub or NATS to compare with (fanout, idle and storm; NATS also mesh).
     #[arg(long, value_enum, default_value = "selectchat")]
     target: TargetArg,
+}
+
+/// Whether guests may log in (`--accounts`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum AccountsArg {
+    Optional,
+    Required,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -349,6 +357,14 @@ struct ServeArgs {
     /// Most rooms whose history is stored; past it the least recently active room is deleted with its history.
     #[arg(env = "SELECTCHAT_MAX_STORED_ROOMS", long, value_name = "N", default_value_t = defaults::MAX_STORED_ROOMS)]
     max_stored_rooms: u64,
+    /// optional: names without an account log in as guests, as before accounts; required: only registered names log in (`REGISTER` makes one; others get `ERR account-required`).
+    #[arg(
+        env = "SELECTCHAT_ACCOUNTS",
+        long,
+        value_enum,
+        default_value = "optional"
+    )]
+    accounts: AccountsArg,
     /// Seconds after a session ends during which `RESUME` with its token takes it back; 0 turns that off.
     #[arg(env = "SELECTCHAT_RESUME_WINDOW", long, value_name = "SECS", default_value_t = Secs(defaults::RESUME_WINDOW))]
     resume_window: Secs,
@@ -491,6 +507,10 @@ impl ServeArgs {
                 presence_limit: self.presence_limit,
                 resume_window: self.resume_window.0,
                 max_ended: self.max_clients,
+                accounts: match self.accounts {
+                    AccountsArg::Optional => Policy::Optional,
+                    AccountsArg::Required => Policy::Required,
+                },
                 ..Limits::default()
             },
             db: self.db.clone(),

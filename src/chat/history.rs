@@ -17,6 +17,7 @@ use std::ops::Range;
 use slab::Slab;
 
 use super::resume::{Tags, TokenHash};
+use crate::auth::Secret;
 use crate::protocol::reply::MessageId;
 use crate::protocol::{Anchor, HistoryQuery};
 
@@ -65,6 +66,13 @@ pub enum Request {
     },
     /// `name`'s stored session, if any, is over.
     ForgetSession { name: Box<str> },
+    /// Create `name`'s account, or change its password: `hash` is the PHC
+    /// string. Answered under `ticket` once committed (or not).
+    SaveAccount {
+        ticket: u64,
+        name: Box<str>,
+        hash: Secret,
+    },
 }
 
 /// A session the store kept, as a restart restores it.
@@ -113,6 +121,8 @@ pub enum Outcome {
     },
     /// The answer to a `Lookup`.
     Looked { ticket: u64, found: Found },
+    /// The answer to a `SaveAccount`: whether it is committed.
+    AccountSaved { ticket: u64, saved: bool },
 }
 
 /// What the store found when it opened: the state the chat starts from.
@@ -126,6 +136,8 @@ pub struct Stored {
     /// Sessions live when the server stopped or ended within the resume
     /// window, to be held for `RESUME`.
     pub sessions: Vec<SavedSession>,
+    /// Every account: its name as registered and its password's hash.
+    pub accounts: Vec<(Box<str>, Secret)>,
 }
 
 impl Stored {
@@ -136,6 +148,7 @@ impl Stored {
             next_id: 1,
             reserved: MessageId::MAX,
             sessions: Vec::new(),
+            accounts: Vec::new(),
         }
     }
 }

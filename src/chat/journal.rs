@@ -8,6 +8,7 @@
 //! is handed out; messages in flight are in id order; every request that
 //! expects an answer has exactly one pending entry under its ticket.
 
+use crate::auth::Secret;
 use std::collections::vec_deque::Drain;
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
@@ -211,6 +212,13 @@ impl Journal {
         }
     }
 
+    /// Asks the store to create an account or change its password (see
+    /// [`Request::SaveAccount`]).
+    pub fn save_account(&mut self, ticket: u64, name: Box<str>, hash: Secret) {
+        self.requests
+            .push(Request::SaveAccount { ticket, name, hash });
+    }
+
     /// Asks the store to drop `name`'s session.
     pub fn forget_session(&mut self, name: &str) {
         self.requests
@@ -309,6 +317,7 @@ mod tests {
             next_id,
             reserved,
             sessions: Vec::new(),
+            accounts: Vec::new(),
         };
         Journal::new(stored, WallClock::new(Instant::now(), 1_000))
     }

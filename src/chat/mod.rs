@@ -17,11 +17,13 @@
 //! the store the same way, and the asking connection reads nothing more
 //! until the answer is in ([`Step::Wait`]), so its replies stay in order.
 
+pub mod accounts;
 pub mod cluster;
 pub mod event;
 pub mod history;
 pub mod journal;
 pub mod name;
+mod passwords;
 pub mod resume;
 pub mod rooms;
 pub mod tally;
@@ -34,6 +36,7 @@ use crate::config::defaults;
 use crate::protocol::reply::MessageId;
 use crate::protocol::text::{valid_name, valid_room, valid_tag};
 use crate::protocol::{parse, Command, HistoryQuery, ProtocolError, Reply};
+use accounts::{Accounts, Policy};
 use cluster::{Cluster, Effect, OwnKind};
 use event::Event;
 use history::SavedSession;
@@ -102,6 +105,8 @@ pub struct Limits {
     pub max_ended: usize,
     /// Bytes of recent room messages kept in memory to answer `HISTORY`.
     pub history_memory: usize,
+    /// Whether names without an account may log in.
+    pub accounts: Policy,
 }
 
 impl Default for Limits {
@@ -112,6 +117,7 @@ impl Default for Limits {
             resume_window: defaults::RESUME_WINDOW,
             max_ended: defaults::MAX_CLIENTS,
             history_memory: defaults::HISTORY_MEMORY,
+            accounts: Policy::Optional,
         }
     }
 }
@@ -175,6 +181,8 @@ pub struct Chat {
     replays: HashMap<ConnId, VecDeque<Box<str>>>,
     /// This node's part in a cluster, if it is in one.
     cluster: Option<Cluster>,
+    /// Registered names, and password work under way.
+    accounts: Accounts,
     tally: ChatTally,
 }
 
@@ -209,6 +217,7 @@ impl Chat {
     ) -> Self {
         let history = History::new(limits.history_memory);
         let saved = std::mem::take(&mut stored.sessions);
+        let accounts = Accounts::new(limits.accounts, std::mem::take(&mut stored.accounts));
         let mut chat = Chat {
             users: Users::default(),
             rooms: Rooms::default(),
@@ -222,6 +231,7 @@ impl Chat {
             scratch: Vec::new(),
             speaker: String::new(),
             cluster: None,
+            accounts,
             tally: ChatTally::default(),
         };
         chat.restore(saved);
@@ -260,13 +270,14 @@ impl Chat {
         self.held = HeldSessions::new(held);
     }
 
-    /// What the chat asked of the store and the cluster since the last
-    /// call, in order.
+    /// What the chat asked of the store, the cluster and the password
+    /// hasher since the last call, in order.
     pub fn take_effects(&mut self) -> Vec<Effect> {
         let mut effects: Vec<Effect> = self.journal.take_requests().map(Effect::Store).collect();
         if let Some(cluster) = self.cluster.as_mut() {
             effects.extend(cluster.take_requests().map(Effect::Bus));
         }
+        effects.extend(self.accounts.take_jobs().into_iter().map(Effect::Hash));
         effects
     }
 
@@ -407,7 +418,9 @@ impl Chat {
         self.journal.advance(now);
         self.tally.line(&command);
         let attempt = match command {
-            Command::Login(_) => Some(Attempt::Login),
+            Command::Login(_) | Command::LoginWith { .. } | Command::Register { .. } => {
+                Some(Attempt::Login)
+            }
             Command::Resume { .. } => Some(Attempt::Resume),
             _ => None,
         };
@@ -419,6 +432,9 @@ impl Chat {
             Command::Pong => Ok(Step::Continue),
             Command::Quit(_) => Ok(Step::Quit),
             Command::Login(name) => self.login(id, name, out),
+            Command::LoginWith { name, password } => self.login_with(id, name, password, now),
+            Command::Register { name, password } => self.register(id, name, password),
+            Command::Password { old, new } => self.change_password(id, old, new, now),
             Command::Msg(text) => self.msg(id, text, out),
             Command::Dm { to, text } => self.dm(id, to, text, out),
             Command::Who => self.who(id, out),
@@ -462,18 +478,15 @@ impl Chat {
         if self.users.is_taken(name) {
             return Err(ProtocolError::UsernameTaken);
         }
+        if let Some(refusal) = self.guest_refused(name) {
+            return Err(refusal);
+        }
         // In a cluster the registry says whether the name is free.
         if self.cluster.is_some() {
             self.claim(id, name, None);
             return Ok(Step::Wait);
         }
-        self.users.insert(id, name);
-        // The name is someone's now: an ended session under it is over,
-        // and so is one the store may keep from before a restart.
-        self.ended.forget(name);
-        self.forget_session(name);
-        self.reply(id, Reply::Ok, out);
-        self.apply(Event::Arrived { name, home: "" }, out);
+        self.welcome(id, name, out);
         Ok(Step::LoggedIn)
     }
 
@@ -850,8 +863,9 @@ impl Chat {
     }
 
     /// Carries out what the store reported. Returns the connection whose
-    /// wait (a `HISTORY`, a `JOIN`) is over, which may read again.
-    pub fn on_store(&mut self, outcome: Outcome, out: &mut impl Outbox) -> Option<ConnId> {
+    /// wait (a `HISTORY`, a `JOIN`, a new account or password) is over,
+    /// which may read again, and what it is now.
+    pub fn on_store(&mut self, outcome: Outcome, out: &mut impl Outbox) -> Option<(ConnId, Step)> {
         match outcome {
             Outcome::Committed { through, reserved } => {
                 self.tally.store_failing = false;
@@ -899,8 +913,9 @@ impl Chat {
                 if what == Awaited::Replay && self.replay(conn, out) {
                     return None;
                 }
-                Some(conn)
+                Some((conn, Step::Continue))
             }
+            Outcome::AccountSaved { ticket, saved } => self.account_saved(ticket, saved, out),
             Outcome::Looked { ticket, found } => {
                 let (conn, room) = self.answered(ticket, Awaited::Join)?;
                 if self.cluster.is_some() {
@@ -912,7 +927,7 @@ impl Chat {
                         (None, Found::Unknown | Found::Failed) => room,
                     };
                     return (self.enter_named(conn, &spelling, out) == Step::Continue)
-                        .then_some(conn);
+                        .then_some((conn, Step::Continue));
                 }
                 // Someone else may have brought the room in meanwhile.
                 let r = match (self.rooms.find(&room), found) {
@@ -924,7 +939,7 @@ impl Chat {
                     (None, Found::Failed) => self.open_room(&room, self.journal.last_id()),
                 };
                 // In a cluster the wait goes on until the join is in the log.
-                (self.enter(conn, r, out) == Step::Continue).then_some(conn)
+                (self.enter(conn, r, out) == Step::Continue).then_some((conn, Step::Continue))
             }
         }
     }
@@ -1070,6 +1085,7 @@ impl Chat {
     /// call for a logged-in connection announces.
     pub fn leave(&mut self, id: ConnId, out: &mut impl Outbox) {
         self.tally.forget(id);
+        self.accounts.forget_conn(id);
         self.replays.remove(&id);
         self.end_session(id);
         if self.depart_through_log(id) {
@@ -1146,6 +1162,7 @@ impl Chat {
     /// Returns the freed name.
     pub fn remove(&mut self, id: ConnId) -> Option<Box<str>> {
         self.tally.forget(id);
+        self.accounts.forget_conn(id);
         self.replays.remove(&id);
         while let Some(r) = self.rooms.any_of(id) {
             self.vacate(id, r);

@@ -136,6 +136,14 @@ pub fn describe_error(e: ProtocolError) -> &'static str {
         ProtocolError::StorageUnavailable => "the server could not store that message",
         ProtocolError::ClusterUnavailable => "the server cannot reach its cluster; try again",
         ProtocolError::BadTag => "the client sent a malformed message tag",
+        ProtocolError::PasswordRequired => "that name is registered: give its password",
+        ProtocolError::BadPassword => "wrong password",
+        ProtocolError::InvalidPassword => "a password needs at least 8 bytes and no spaces",
+        ProtocolError::AccountRequired => "this server takes registered names only: /register",
+        ProtocolError::NoAccount => "you are logged in without an account",
+        ProtocolError::TooManyAttempts => "too many attempts: wait a little and try again",
+        ProtocolError::AuthBusy => "the server is busy checking passwords: try again",
+        ProtocolError::AccountsUnavailable => "this server keeps no accounts",
     }
 }
 

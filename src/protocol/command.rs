@@ -12,6 +12,14 @@ use super::ProtocolError;
 pub enum Command<'a> {
     /// `LOGIN <name>`: the name is checked by the chat, which knows what is taken.
     Login(&'a str),
+    /// `LOGIN <name> <password>` (accounts). A v1 server read this line as
+    /// one name with a blank in it; for a name with no account the chat
+    /// still answers `ERR invalid-username`.
+    LoginWith { name: &'a str, password: &'a str },
+    /// `REGISTER <name> <password>` (accounts): create an account and log in.
+    Register { name: &'a str, password: &'a str },
+    /// `PASSWORD <old> <new>` (accounts).
+    Password { old: &'a str, new: &'a str },
     /// `MSG <text>`; the text may be empty, which the chat refuses.
     Msg(&'a str),
     /// `DM <name> <text>`.
@@ -59,15 +67,15 @@ pub enum Command<'a> {
 impl Command<'_> {
     /// The command words, numbered as [`Command::word`] numbers them (the
     /// metrics count lines by word).
-    pub const WORDS: [&'static str; 14] = [
+    pub const WORDS: [&'static str; 16] = [
         "LOGIN", "MSG", "DM", "WHO", "JOIN", "PART", "SAY", "ROOMS", "HISTORY", "TOKEN", "RESUME",
-        "PING", "PONG", "QUIT",
+        "PING", "PONG", "QUIT", "REGISTER", "PASSWORD",
     ];
 
     /// The index of this command's word in [`Command::WORDS`].
     pub fn word(&self) -> usize {
         match self {
-            Command::Login(_) => 0,
+            Command::Login(_) | Command::LoginWith { .. } => 0,
             Command::Msg(_) => 1,
             Command::Dm { .. } => 2,
             Command::Who | Command::WhoIn(_) => 3,
@@ -81,6 +89,8 @@ impl Command<'_> {
             Command::Ping(_) => 11,
             Command::Pong => 12,
             Command::Quit(_) => 13,
+            Command::Register { .. } => 14,
+            Command::Password { .. } => 15,
         }
     }
 
@@ -99,6 +109,10 @@ impl Command<'_> {
         }
         let args: [&str; 3] = match *self {
             Command::Login(name) => [name, "", ""],
+            Command::LoginWith { name, password } | Command::Register { name, password } => {
+                [name, password, ""]
+            }
+            Command::Password { old, new } => [old, new, ""],
             Command::Msg(text) => [text, "", ""],
             Command::Dm { to, text } => [to, text, ""],
             Command::Who | Command::Rooms | Command::Token | Command::Pong => ["", "", ""],
@@ -202,7 +216,16 @@ pub fn parse(line: &[u8]) -> Result<Option<Command<'_>>, ProtocolError> {
     let (word, rest) = split_word(text);
     let is = |name: &str| word.eq_ignore_ascii_case(name);
     let command = if is("LOGIN") {
-        Command::Login(rest)
+        match split_word(rest) {
+            (name, "") => Command::Login(name),
+            (name, password) => Command::LoginWith { name, password },
+        }
+    } else if is("REGISTER") {
+        let (name, password) = split_word(rest);
+        Command::Register { name, password }
+    } else if is("PASSWORD") {
+        let (old, new) = split_word(rest);
+        Command::Password { old, new }
     } else if is("MSG") {
         Command::Msg(rest)
     } else if is("DM") {

@@ -38,11 +38,29 @@ pub enum ProtocolError {
     ClusterUnavailable,
     /// v2: a `SAY <room>/<tag>` tag that is not 1 to 32 letters, digits, `_` or `-`.
     BadTag,
+    /// Accounts: `LOGIN <name>` of a registered name.
+    PasswordRequired,
+    /// Accounts: a password that does not match.
+    BadPassword,
+    /// Accounts: a new password shorter than 8 bytes, or with a blank in it.
+    InvalidPassword,
+    /// Accounts: `LOGIN <name>` of a name with no account on a server run
+    /// with `--accounts required`.
+    AccountRequired,
+    /// Accounts: `PASSWORD` from a user logged in without an account.
+    NoAccount,
+    /// Accounts: too many wrong passwords for this name or from this
+    /// address lately, or another attempt on the name is under way.
+    TooManyAttempts,
+    /// Accounts: the password hasher has as much work as it takes.
+    AuthBusy,
+    /// Accounts: this server cannot keep accounts (a cluster node).
+    AccountsUnavailable,
 }
 
 impl ProtocolError {
     /// Every error, for lookups by wire code.
-    pub const ALL: [ProtocolError; 21] = [
+    pub const ALL: [ProtocolError; 29] = [
         ProtocolError::LineTooLong,
         ProtocolError::InvalidUtf8,
         ProtocolError::InvalidText,
@@ -64,6 +82,14 @@ impl ProtocolError {
         ProtocolError::StorageUnavailable,
         ProtocolError::ClusterUnavailable,
         ProtocolError::BadTag,
+        ProtocolError::PasswordRequired,
+        ProtocolError::BadPassword,
+        ProtocolError::InvalidPassword,
+        ProtocolError::AccountRequired,
+        ProtocolError::NoAccount,
+        ProtocolError::TooManyAttempts,
+        ProtocolError::AuthBusy,
+        ProtocolError::AccountsUnavailable,
     ];
 
     /// The error whose wire code is `code`.
@@ -95,6 +121,14 @@ impl ProtocolError {
             ProtocolError::StorageUnavailable => "storage-unavailable",
             ProtocolError::ClusterUnavailable => "cluster-unavailable",
             ProtocolError::BadTag => "bad-tag",
+            ProtocolError::PasswordRequired => "password-required",
+            ProtocolError::BadPassword => "bad-password",
+            ProtocolError::InvalidPassword => "invalid-password",
+            ProtocolError::AccountRequired => "account-required",
+            ProtocolError::NoAccount => "no-account",
+            ProtocolError::TooManyAttempts => "too-many-attempts",
+            ProtocolError::AuthBusy => "auth-busy",
+            ProtocolError::AccountsUnavailable => "accounts-unavailable",
         }
     }
 }

@@ -44,8 +44,9 @@ use log::{debug, info, warn};
 use mio::{Events, Interest, Poll, Token};
 use signal_hook_mio::v1_0::Signals;
 
+use crate::auth::Hasher;
 use crate::chat::resume::OsTokens;
-use crate::chat::{Chat, ConnId, Step, WallClock};
+use crate::chat::{Chat, ConnId, WallClock};
 use crate::config::Config;
 use crate::protocol::{ByeReason, Reply};
 use crate::session::{Departure, Rules, Session, PRE_LOGIN_BYTES};
@@ -116,6 +117,8 @@ pub struct Server {
     per_ip: PerIp,
     chat: Chat,
     store: Store,
+    /// The password hasher's thread.
+    hasher: Hasher,
     /// This node's part in a cluster, if it is in one.
     node: Option<Node>,
     wheel: Wheel<ConnId>,
@@ -184,6 +187,7 @@ impl Server {
             }
             None => None,
         };
+        let hasher = Hasher::spawn(waker.clone())?;
         let store = Store::spawn(db, waker)?;
         let rules = Rules {
             timeouts: cfg.timeouts,
@@ -199,6 +203,7 @@ impl Server {
             per_ip: PerIp::new(cfg.max_per_ip),
             chat,
             store,
+            hasher,
             node,
             wheel: Wheel::new(WHEEL_TICK, WHEEL_SLOTS, Instant::now()),
             cfg,
@@ -282,6 +287,7 @@ impl Server {
                 match event.token() {
                     SIGNALS => self.on_signals(now),
                     WAKE => {
+                        self.on_verdicts(now);
                         self.on_store(now);
                         self.on_bus(now);
                     }
@@ -430,6 +436,7 @@ impl Server {
         // Anonymous connections get the pre-login allowance until they log in.
         let sendq = self.cfg.sendq.min(PRE_LOGIN_BYTES);
         entry.insert(Conn::new(sock, peer, kind, transport, session, sendq, now));
+        self.chat.connected(id, peer.ip());
         self.arm(id);
         info!("conn {id} {peer} connected ({})", kind.as_str());
     }
@@ -481,8 +488,21 @@ impl Server {
         for outcome in outcomes {
             let answered = self.chat.on_store(outcome, &mut self.conns);
             self.settle(None, now);
-            if let Some(id) = answered {
-                self.release(id, Step::Continue, now);
+            if let Some((id, step)) = answered {
+                self.release(id, step, now);
+            }
+        }
+    }
+
+    /// Carries out the password hasher's verdicts: logins, registrations
+    /// and password changes go on or end.
+    fn on_verdicts(&mut self, now: Instant) {
+        let verdicts: Vec<_> = self.hasher.verdicts().collect();
+        for verdict in verdicts {
+            let answered = self.chat.on_verdict(verdict, now, &mut self.conns);
+            self.settle(None, now);
+            if let Some((id, step)) = answered {
+                self.release(id, step, now);
             }
         }
     }

@@ -3,6 +3,7 @@
 //! over the other nodes (burying the dead, and closing this node's users
 //! when it is cut off itself).
 
+use crate::auth::Verdict;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -143,6 +144,18 @@ impl Server {
             match effect {
                 Effect::Store(request) => batch.push(request),
                 Effect::Bus(request) => self.hand_to_bridge(request, now),
+                Effect::Hash(job) => {
+                    if let Err(job) = self.hasher.submit(job) {
+                        let verdict = Verdict::Failed {
+                            ticket: job.ticket(),
+                        };
+                        let released = self.chat.on_verdict(verdict, now, &mut self.conns);
+                        self.settle(None, now);
+                        if let Some((id, step)) = released {
+                            self.release(id, step, now);
+                        }
+                    }
+                }
             }
         }
         self.store.submit(batch);

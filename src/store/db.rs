@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::auth::Secret;
 use crate::chat::history::{Found, Message, Request, SavedSession, Stored};
 use crate::chat::resume::{Tags, TokenHash};
 use crate::protocol::reply::MessageId;
@@ -33,9 +34,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Marks a database as selectchat's (`PRAGMA application_id`): "SCHT".
 const APPLICATION_ID: i32 = 0x5343_4854;
 /// The schema this build writes (`PRAGMA user_version`). Version 0 is the
-/// first release's, which set no version; version 1 had no sessions. Both
-/// are migrated on open.
-const SCHEMA_VERSION: i32 = 2;
+/// first release's, which set no version; version 1 had no sessions, and
+/// version 2 no accounts. All are migrated on open.
+const SCHEMA_VERSION: i32 = 3;
 /// Rooms evicted, or batches of old messages deleted, per pruning pass,
 /// so one pass never holds the writer long.
 const PRUNE_BATCH: i64 = 1000;
@@ -81,6 +82,18 @@ const MIGRATE_FROM_1: &str = "
         tags TEXT NOT NULL DEFAULT '',
         -- When the session ended (Unix ms); NULL while it is live.
         ended_ms INTEGER
+    );
+";
+
+/// From version 2: accounts, by the Argon2id PHC string of their password
+/// (never the password).
+const MIGRATE_FROM_2: &str = "
+    CREATE TABLE accounts (
+        folded TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        -- When it was registered (Unix ms).
+        created_ms INTEGER NOT NULL
     );
 ";
 
@@ -196,10 +209,19 @@ impl Db {
         let reserved = next_id - 1 + RESERVE_AHEAD;
         self.set_reserved(reserved)?;
         let sessions = self.sessions(SystemTime::now())?;
+        let accounts = {
+            let mut rows = self.conn.prepare("SELECT name, hash FROM accounts")?;
+            let rows = rows.query_map([], |r| {
+                let (name, hash): (String, String) = (r.get(0)?, r.get(1)?);
+                Ok((name.into_boxed_str(), Secret::new(&hash)))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
         Ok(Stored {
             next_id,
             reserved,
             sessions,
+            accounts,
         })
     }
 
@@ -605,9 +627,10 @@ fn migrate(conn: &Connection, path: &str) -> Result<(), OpenError> {
         return Ok(());
     }
     let steps = match version {
-        _ if tables.is_empty() => [SCHEMA, MIGRATE_FROM_1].concat(),
-        0 => [MIGRATE_FROM_0, MIGRATE_FROM_1].concat(),
-        _ => MIGRATE_FROM_1.to_string(),
+        _ if tables.is_empty() => [SCHEMA, MIGRATE_FROM_1, MIGRATE_FROM_2].concat(),
+        0 => [MIGRATE_FROM_0, MIGRATE_FROM_1, MIGRATE_FROM_2].concat(),
+        1 => [MIGRATE_FROM_1, MIGRATE_FROM_2].concat(),
+        _ => MIGRATE_FROM_2.to_string(),
     };
     if !tables.is_empty() {
         log::info!("database {path}: migrating from schema version {version} to {SCHEMA_VERSION}");
@@ -631,6 +654,13 @@ fn save_sessions(tx: &rusqlite::Transaction<'_>, requests: &[&Request]) -> rusql
              ended_ms = excluded.ended_ms, tags = excluded.tags",
     )?;
     let mut forget = tx.prepare_cached("DELETE FROM sessions WHERE folded = ?1")?;
+    let mut account = tx.prepare_cached(
+        "INSERT INTO accounts (folded, name, hash, created_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (folded) DO UPDATE SET hash = excluded.hash",
+    )?;
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     for request in requests {
         match request {
             Request::SaveSession {
@@ -651,6 +681,14 @@ fn save_sessions(tx: &rusqlite::Transaction<'_>, requests: &[&Request]) -> rusql
             }
             Request::ForgetSession { name } => {
                 forget.execute([name.to_ascii_lowercase()])?;
+            }
+            Request::SaveAccount { name, hash, .. } => {
+                account.execute(params![
+                    name.to_ascii_lowercase(),
+                    &**name,
+                    hash.expose(),
+                    now_ms
+                ])?;
             }
             _ => {}
         }
@@ -930,6 +968,78 @@ mod tests {
                 tags: Tags::decode("t1:#RUST:2"),
             }],
             "rooms by their stored spelling and newest id"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The schema as the previous release (version 2) wrote it, frozen.
+    const SCHEMA_V2: &str = "
+        CREATE TABLE rooms (
+            id INTEGER PRIMARY KEY,
+            folded TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            last_id INTEGER NOT NULL DEFAULT 0,
+            unpruned INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX rooms_by_activity ON rooms (last_id);
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            room INTEGER NOT NULL REFERENCES rooms (id),
+            ms INTEGER NOT NULL,
+            sender TEXT NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX messages_by_room ON messages (room, id);
+        CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value INTEGER NOT NULL
+        );
+        CREATE TABLE sessions (
+            folded TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            token_hash BLOB NOT NULL,
+            rooms TEXT NOT NULL,
+            tags TEXT NOT NULL DEFAULT '',
+            ended_ms INTEGER
+        );
+        PRAGMA user_version = 2;
+        PRAGMA application_id = 1396918356;
+    ";
+
+    #[test]
+    fn a_database_of_the_last_release_keeps_its_sessions_and_takes_accounts() {
+        let dir = scratch("v2");
+        let path = dir.join("v2.db");
+        let path = path.to_str().unwrap();
+        {
+            let conn = Connection::open(path).unwrap();
+            conn.execute_batch(SCHEMA_V2).unwrap();
+            conn.execute_batch(
+                "INSERT INTO rooms (id, folded, name, last_id) VALUES (1, '#rust', '#Rust', 2);
+                 INSERT INTO messages VALUES (1, 1, 1700000000001, 'bob', 'one'),
+                     (2, 1, 1700000000002, 'amy', 'two');
+                 INSERT INTO meta VALUES ('reserved', 16386);
+                 INSERT INTO sessions VALUES ('amy', 'Amy', zeroblob(32), '#rust', '', NULL);",
+            )
+            .unwrap();
+        }
+        let (mut db, stored) = Db::open(path, keep(100)).unwrap();
+        assert_eq!(stored.next_id, 16387);
+        assert_eq!(stored.sessions.len(), 1, "the session kept");
+        assert_eq!(stored.accounts, []);
+        assert_eq!(ids(&db, "#rust", Anchor::Latest, 50), [1, 2]);
+        let accounts = [Request::SaveAccount {
+            ticket: 1,
+            name: "Amy".into(),
+            hash: Secret::new("$argon2id$stand-in"),
+        }];
+        db.commit(&[], &accounts.iter().collect::<Vec<_>>())
+            .unwrap();
+        drop(db);
+        let (_, stored) = Db::open(path, keep(100)).unwrap();
+        assert_eq!(
+            stored.accounts,
+            [("Amy".into(), Secret::new("$argon2id$stand-in"))]
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

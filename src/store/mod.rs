@@ -128,9 +128,9 @@ impl Writer {
         for request in &batch {
             match request {
                 Request::Append { room, message } => appends.push(Append { room, message }),
-                Request::SaveSession { .. } | Request::ForgetSession { .. } => {
-                    sessions.push(request)
-                }
+                Request::SaveSession { .. }
+                | Request::ForgetSession { .. }
+                | Request::SaveAccount { .. } => sessions.push(request),
                 Request::Fetch { .. } | Request::Lookup { .. } => reads.push(request),
             }
         }
@@ -154,6 +154,15 @@ impl Writer {
                 },
                 Err(_) => Outcome::Failed { through },
             });
+        }
+        // Accounts are answered once their fate is known.
+        for request in &sessions {
+            if let Request::SaveAccount { ticket, .. } = request {
+                outcomes.push(Outcome::AccountSaved {
+                    ticket: *ticket,
+                    saved: committed.is_ok(),
+                });
+            }
         }
         // Reads come after the commit, so they see every message sent
         // before them.

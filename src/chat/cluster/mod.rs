@@ -16,6 +16,7 @@
 
 mod handover;
 
+use crate::auth::Job;
 use std::collections::HashMap;
 
 use super::event::Event;
@@ -34,6 +35,8 @@ pub enum Effect {
     Store(Request),
     /// Work for the cluster's bridge.
     Bus(BusRequest),
+    /// Work for the password hasher.
+    Hash(Job),
 }
 
 /// Work for the cluster's bridge thread.

@@ -46,10 +46,12 @@ impl Node {
                     Effect::Store(Request::Lookup { ticket, .. }) => {
                         let found = Found::Unknown;
                         let looked = Outcome::Looked { ticket, found };
-                        released.extend(self.chat.on_store(looked, &mut self.out));
+                        let answered = self.chat.on_store(looked, &mut self.out);
+                        released.extend(answered.map(|(id, _)| id));
                     }
                     Effect::Store(r) => self.store.push(r),
                     Effect::Bus(r) => self.bus.push(r),
+                    Effect::Hash(job) => panic!("no passwords in a cluster: {job:?}"),
                 }
             }
             effects = self.chat.take_effects();

@@ -5,6 +5,7 @@ use super::*;
 use crate::chat::history::Request;
 use std::collections::HashMap;
 
+mod accounts;
 mod cluster;
 mod events;
 mod sessions;

@@ -268,7 +268,11 @@ fn a_replay_the_ring_cannot_answer_waits_for_the_store_and_keeps_order() {
         ticket: *ticket,
         rows: Some(rows),
     };
-    assert_eq!(chat.on_store(fetched, &mut out), Some(2), "may read again");
+    assert_eq!(
+        chat.on_store(fetched, &mut out),
+        Some((2, Step::Continue)),
+        "may read again"
+    );
     assert_eq!(
         out.take(2),
         "HIST #x 2 5 bob m2\nEND HISTORY #x\nERR not-in-room\n",

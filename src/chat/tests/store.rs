@@ -72,6 +72,7 @@ fn a_read_the_ring_cannot_answer_goes_to_the_store_and_waits() {
         next_id: 42,
         reserved: 100,
         sessions: Vec::new(),
+        accounts: Vec::new(),
     };
     let mut chat = Chat::start(
         Limits::default(),
@@ -104,7 +105,11 @@ fn a_read_the_ring_cannot_answer_goes_to_the_store_and_waits() {
         ticket: *ticket,
         rows: Some(rows),
     };
-    assert_eq!(chat.on_store(fetched, &mut out), Some(0), "may read again");
+    assert_eq!(
+        chat.on_store(fetched, &mut out),
+        Some((0, Step::Continue)),
+        "may read again"
+    );
     assert_eq!(out.take(0), "HIST #Old 40 5 z old\nEND HISTORY #Old\n");
     // A failed read, and an answer for a connection that left meanwhile.
     line(&mut chat, &mut out, 0, "HISTORY #old 5");
@@ -125,7 +130,7 @@ fn a_read_the_ring_cannot_answer_goes_to_the_store_and_waits() {
         ticket: tickets[0],
         rows: None,
     };
-    assert_eq!(chat.on_store(failed, &mut out), Some(0));
+    assert_eq!(chat.on_store(failed, &mut out), Some((0, Step::Continue)));
     assert_eq!(out.take(0), "ERR storage-unavailable\n");
     let gone = Outcome::Fetched {
         ticket: tickets[1],
@@ -177,6 +182,7 @@ fn a_failed_commit_or_a_store_too_far_behind_refuses_say() {
         next_id: 1,
         reserved: 2,
         sessions: Vec::new(),
+        accounts: Vec::new(),
     };
     let mut chat = Chat::start(
         Limits::default(),
