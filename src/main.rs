@@ -65,6 +65,16 @@ enum Sub {
         /// Join this room after login; piped lines are said there instead of the lobby.
         #[arg(long)]
         room: Option<String>,
+        /// The name's password, for a registered name (asked for on a terminal when the server says one is needed; never on the command line).
+        #[arg(
+            long = "password-env",
+            value_name = "VAR",
+            default_value = "SELECTCHAT_PASSWORD"
+        )]
+        password_env: String,
+        /// Register --name with the password first (REGISTER), instead of logging in.
+        #[arg(long, requires = "name")]
+        register: bool,
         /// The server's --rate: typed, pasted and piped lines are paced under it (0: unpaced).
         #[arg(long, default_value_t = 10.0)]
         rate: f64,
@@ -610,6 +620,8 @@ fn main() -> ExitCode {
             addr,
             name,
             room,
+            password_env,
+            register,
             rate,
             burst,
             heartbeat,
@@ -618,6 +630,8 @@ fn main() -> ExitCode {
             addr,
             name,
             room,
+            password: std::env::var(&password_env).ok().filter(|p| !p.is_empty()),
+            register,
             rate,
             burst,
             heartbeat,

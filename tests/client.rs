@@ -139,6 +139,34 @@ fn taken_name_fails_with_piped_stdin() {
 }
 
 #[test]
+fn a_script_registers_then_logs_in_with_the_password_from_its_environment() {
+    let s = Server::start(&[]);
+    let addr = s.addr.to_string();
+    let env = [("SELECTCHAT_PASSWORD", "piped-secret")];
+    let mut first = ChatClient::start_with_env(&addr, &["--name", "alice", "--register"], &env);
+    first.expect("* logged in as alice");
+    first.close_stdin();
+    assert_eq!(first.wait_exit().code(), Some(0));
+
+    let mut guest = ChatClient::start(s.addr, &["--name", "alice"]);
+    guest.expect("! that name is registered: give its password: alice");
+    assert_eq!(guest.wait_exit().code(), Some(1));
+
+    let wrong = [("OTHER_VAR", "not-it-at-all")];
+    let args = ["--name", "alice", "--password-env", "OTHER_VAR"];
+    let mut bad = ChatClient::start_with_env(&addr, &args, &wrong);
+    bad.expect("! wrong password: alice");
+    assert_eq!(bad.wait_exit().code(), Some(1));
+
+    let alice = ChatClient::start_with_env(&addr, &["--name", "alice"], &env);
+    alice.expect("* logged in as alice");
+    assert!(
+        !s.log().contains("piped-secret"),
+        "the password is in no log"
+    );
+}
+
+#[test]
 fn bad_or_missing_name_is_a_usage_error() {
     let s = Server::start(&[]);
     let mut nameless = ChatClient::start(s.addr, &[]);

@@ -9,7 +9,7 @@ use std::time::Instant;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::input::Input;
-use super::session::{Delivery, Effect, Kind, Line, Session, Target, JOIN_HISTORY};
+use super::session::{Delivery, Effect, Kind, Line, Phase, Session, Target, JOIN_HISTORY};
 use crate::protocol::reply::MessageId;
 
 /// Lines a buffer keeps from live traffic; older ones are dropped (and can
@@ -240,7 +240,11 @@ impl App {
         }
         // Ctrl-J is a line feed: what Enter sends to a terminal in cooked mode.
         if key.code == KeyCode::Enter || (ctrl && key.code == KeyCode::Char('j')) {
-            let line = self.input.take();
+            let line = if session.phase() == Phase::AskPassword {
+                self.input.take_secret()
+            } else {
+                self.input.take()
+            };
             let here = self.here().target.clone();
             self.buffers[self.current].scroll = 0;
             session.handle_input(&line, &here, now);
@@ -416,6 +420,8 @@ mod tests {
             let now = Instant::now();
             let cfg = Config {
                 name: Some("alice".into()),
+                password: None,
+                register: false,
                 interactive: true,
                 resilient: true,
                 pace: FloodPolicy::OFF,
@@ -484,6 +490,36 @@ mod tests {
                 .map(|s| s.line.text.clone())
                 .collect()
         }
+    }
+
+    #[test]
+    fn a_typed_password_is_not_kept_for_up() {
+        let now = Instant::now();
+        let cfg = Config {
+            name: Some("alice".into()),
+            password: None,
+            register: false,
+            interactive: true,
+            resilient: true,
+            pace: FloodPolicy::OFF,
+            heartbeat: HEARTBEAT,
+            room: None,
+            seed: 1,
+            wait: std::time::Duration::from_secs(120),
+        };
+        let mut session = Session::new(cfg, now);
+        session.handle_connected(now);
+        let mut r = Rig {
+            app: App::new("test:7007".into()),
+            session,
+            now,
+        };
+        r.server("ERR password-required");
+        r.typed("hunter2-secret");
+        assert_eq!(r.sent(), "LOGIN alice\nLOGIN alice hunter2-secret\n");
+        r.key(KeyCode::Up, KeyModifiers::NONE);
+        assert_eq!(r.app.input.text(), "", "nothing to recall");
+        assert!(!r.texts(0).iter().any(|t| t.contains("hunter2")));
     }
 
     #[test]

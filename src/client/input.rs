@@ -70,6 +70,14 @@ impl Input {
         line
     }
 
+    /// Takes the line without remembering it: a password must not come
+    /// back with Up.
+    pub fn take_secret(&mut self) -> String {
+        self.cursor = 0;
+        self.browsing = None;
+        std::mem::take(&mut self.text)
+    }
+
     /// Replaces the whole line (Tab completion, history).
     pub fn set(&mut self, text: &str, cursor: usize) {
         self.text.clear();

@@ -78,6 +78,10 @@ pub struct Options {
     pub name: Option<String>,
     /// Join this room after login; piped lines are said there.
     pub room: Option<String>,
+    /// The name's password (from the environment), if it is registered.
+    pub password: Option<String>,
+    /// Register the name with the password instead of logging in.
+    pub register: bool,
     /// The server's line rate (`--rate` on the server); 0 sends unpaced.
     pub rate: f64,
     /// The server's burst (`--burst` on the server).
@@ -300,6 +304,8 @@ impl Client {
         };
         let cfg = Config {
             name: opts.name,
+            password: opts.password.clone(),
+            register: opts.register,
             interactive: tty,
             resilient: tty,
             pace,

@@ -268,6 +268,7 @@ fn draw_status(
     let state = match (session.link(), session.phase()) {
         (Link::Up, Phase::Chatting) => "online".to_string(),
         (Link::Up, Phase::AskName) => "choose a name".to_string(),
+        (Link::Up, Phase::AskPassword) => "password".to_string(),
         (Link::Up, Phase::Resuming) => "resuming".to_string(),
         (Link::Up, Phase::Quitting) => "leaving".to_string(),
         (Link::Up, Phase::LoggingIn) => "logging in".to_string(),
@@ -310,7 +311,14 @@ fn draw_status(
 
 fn draw_input(frame: &mut Frame, app: &App, session: &Session, area: Rect) {
     let prompt = session.prompt();
-    let text = app.input.text();
+    // A password is drawn as dots, one per character typed.
+    let masked: String;
+    let text = if session.phase() == Phase::AskPassword {
+        masked = "•".repeat(app.input.text().chars().count());
+        &masked
+    } else {
+        app.input.text()
+    };
     let cursor = width(prompt) + app.input.cursor_column();
     let room = usize::from(area.width).saturating_sub(1).max(1);
     // Scroll sideways so the cursor stays on screen.

@@ -199,6 +199,9 @@ pub enum Effect {
 pub enum Phase {
     /// Waiting for the user to type a name (terminal only).
     AskName,
+    /// Waiting for the user to type the name's password, or a new one
+    /// for `/register` (terminal only); it is not shown as typed.
+    AskPassword,
     /// `LOGIN` sent, or to be sent once connected.
     LoggingIn,
     /// `RESUME` sent; the `PING` behind it marks the end of its `JOINED` lines.
@@ -225,6 +228,10 @@ pub enum Link {
 pub struct Config {
     /// Log in under this name; without it the name is asked for.
     pub name: Option<String>,
+    /// The name's password, if it is registered (or to be).
+    pub password: Option<String>,
+    /// Register the name (`REGISTER`) rather than log in.
+    pub register: bool,
     /// A person who can pick another name when one is refused.
     pub interactive: bool,
     /// Reconnect and resume after a drop, pace typed lines, track delivery.
@@ -319,6 +326,11 @@ pub struct Session {
     phase: Phase,
     link: Link,
     name: String,
+    /// The name's password, once known: a reconnect without a token logs
+    /// in with it.
+    password: Option<String>,
+    /// The next login registers the name.
+    registering: bool,
     to_server: Vec<u8>,
     effects: VecDeque<Effect>,
     /// Numbers the tokens of the client's own PINGs (`p7`, `w8`, `c9`).
@@ -382,6 +394,8 @@ impl Session {
             phase: Phase::AskName,
             link: Link::Down(None),
             name: String::new(),
+            password: cfg.password.clone(),
+            registering: cfg.register,
             to_server: Vec::new(),
             effects: VecDeque::new(),
             seq: 0,
@@ -485,6 +499,8 @@ impl Session {
     pub fn prompt(&self) -> &'static str {
         match self.phase {
             Phase::AskName => "name: ",
+            Phase::AskPassword if self.registering => "new password: ",
+            Phase::AskPassword => "password: ",
             _ => "> ",
         }
     }
@@ -602,7 +618,7 @@ impl Session {
         self.bucket = Bucket::new(now, &self.cfg.pace);
         self.paused_until = None;
         match (self.phase, self.token.clone()) {
-            (Phase::AskName | Phase::Quitting, _) => {}
+            (Phase::AskName | Phase::AskPassword | Phase::Quitting, _) => {}
             (_, Some(token)) => self.resume(&token, true, now),
             (_, None) => self.login(now),
         }
@@ -653,7 +669,30 @@ impl Session {
     fn login(&mut self, now: Instant) {
         self.phase = Phase::LoggingIn;
         let name = self.name.clone();
-        self.send(Command::Login(&name), now);
+        match self.password.clone() {
+            Some(password) if self.registering => self.send(
+                Command::Register {
+                    name: &name,
+                    password: &password,
+                },
+                now,
+            ),
+            Some(password) => self.send(
+                Command::LoginWith {
+                    name: &name,
+                    password: &password,
+                },
+                now,
+            ),
+            None => self.send(Command::Login(&name), now),
+        }
+    }
+
+    /// Asks the user for the password (a new one when registering).
+    fn ask_password(&mut self, why: &str) {
+        self.password = None;
+        self.phase = Phase::AskPassword;
+        self.show(Target::Lobby, Kind::Notice, why);
     }
 
     /// Piped input ended: what is queued still goes out, paced, and the
@@ -695,8 +734,18 @@ impl Session {
     pub fn handle_input(&mut self, line: &str, here: &Target, now: Instant) {
         match self.phase {
             Phase::AskName => {
-                let name = line.trim();
+                let (register, name) = match line.trim().strip_prefix("/register") {
+                    Some(rest) => (true, rest.trim()),
+                    None => (false, line.trim()),
+                };
                 match name_problem(name) {
+                    None if register => {
+                        self.name = name.to_string();
+                        self.registering = true;
+                        self.ask_password(
+                            "choose a password for it: at least 8 characters, no spaces",
+                        );
+                    }
                     Some(problem) => self.show(here.clone(), Kind::Error, problem),
                     None => {
                         self.name = name.to_string();
@@ -705,6 +754,18 @@ impl Session {
                             self.login(now);
                         }
                     }
+                }
+            }
+            Phase::AskPassword => {
+                let password = line.trim();
+                if self.registering && !view::password_ok(password) {
+                    let why = describe_error(ProtocolError::InvalidPassword);
+                    return self.show(here.clone(), Kind::Error, why);
+                }
+                self.password = Some(password.to_string());
+                self.phase = Phase::LoggingIn;
+                if self.link == Link::Up {
+                    self.login(now);
                 }
             }
             Phase::Quitting => {}
@@ -1127,6 +1188,8 @@ impl Session {
         match self.phase {
             Phase::LoggingIn => {
                 self.phase = Phase::Chatting;
+                // Registered now: a later login gives the password.
+                self.registering = false;
                 self.after_login(now, false);
             }
             // The rooms it holds follow; the PONG behind RESUME ends them.
@@ -1370,9 +1433,27 @@ impl Session {
                     }
                 }
             }
-            (Phase::LoggingIn, ProtocolError::UsernameTaken | ProtocolError::InvalidUsername) => {
-                self.on_login_refused(e)
+            (Phase::LoggingIn, ProtocolError::PasswordRequired | ProtocolError::BadPassword)
+                if self.cfg.interactive =>
+            {
+                let why = match e {
+                    ProtocolError::BadPassword => "wrong password: type it again",
+                    _ => "that name is registered: type its password",
+                };
+                self.ask_password(why);
             }
+            (
+                Phase::LoggingIn,
+                ProtocolError::UsernameTaken
+                | ProtocolError::InvalidUsername
+                | ProtocolError::PasswordRequired
+                | ProtocolError::BadPassword
+                | ProtocolError::InvalidPassword
+                | ProtocolError::AccountRequired
+                | ProtocolError::TooManyAttempts
+                | ProtocolError::AuthBusy
+                | ProtocolError::AccountsUnavailable,
+            ) => self.on_login_refused(e),
             (_, ProtocolError::AlreadyJoined | ProtocolError::TooManyRooms) => {
                 let room = self.joins.pop_front();
                 // A room held before a drop that cannot be joined again: stop waiting for it.
@@ -1442,6 +1523,8 @@ impl Session {
         let text = format!("{}: {}", describe_error(e), self.name);
         self.show(Target::Lobby, Kind::Error, &text);
         if self.cfg.interactive {
+            self.password = None;
+            self.registering = false;
             self.phase = Phase::AskName;
         } else {
             self.farewell = Some(text);

@@ -113,6 +113,12 @@ pub fn name_problem(name: &str) -> Option<&'static str> {
 }
 
 /// A readable sentence for a server error.
+/// True for a password the server takes for a new account: at least 8
+/// bytes, no blank (the protocol separates words with blanks).
+pub fn password_ok(password: &str) -> bool {
+    password.len() >= 8 && !password.contains([' ', '\t'])
+}
+
 pub fn describe_error(e: ProtocolError) -> &'static str {
     match e {
         ProtocolError::LineTooLong => "that line was too long for the server",

@@ -458,10 +458,17 @@ impl ChatClient {
 
     /// Starts `selectchat connect ADDRS ARGS`, ADDRS as typed.
     pub fn start_at(addrs: &str, args: &[&str]) -> ChatClient {
+        ChatClient::start_with_env(addrs, args, &[])
+    }
+
+    /// Starts `selectchat connect ADDRS ARGS` with `env` added to its
+    /// environment.
+    pub fn start_with_env(addrs: &str, args: &[&str], env: &[(&str, &str)]) -> ChatClient {
         let mut child = Command::new(BIN)
             .arg("connect")
             .arg(addrs)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

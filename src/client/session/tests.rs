@@ -11,6 +11,8 @@ struct Pair {
 fn config(name: Option<&str>, interactive: bool, resilient: bool) -> Config {
     Config {
         name: name.map(str::to_string),
+        password: None,
+        register: false,
         interactive,
         resilient,
         pace: FloodPolicy::OFF,
@@ -176,6 +178,70 @@ fn a_person_is_asked_again_when_the_name_is_refused() {
     assert!(p
         .shown()
         .contains(&"* logged in as bob2 (/help lists commands)".to_string()));
+}
+
+#[test]
+fn a_person_is_asked_for_the_password_of_a_registered_name_and_again_if_wrong() {
+    let mut p = Pair::with(config(None, true, true));
+    p.typed("alice");
+    assert_eq!(p.sent(), "LOGIN alice\n");
+    p.server("ERR password-required");
+    assert_eq!(p.shown(), ["* that name is registered: type its password"]);
+    assert_eq!(p.session.phase(), Phase::AskPassword);
+    assert_eq!(p.session.prompt(), "password: ");
+    p.typed("wrong-one");
+    assert_eq!(p.sent(), "LOGIN alice wrong-one\n");
+    p.server("ERR bad-password");
+    assert_eq!(p.shown(), ["* wrong password: type it again"]);
+    p.typed("right-one");
+    assert_eq!(p.sent(), "LOGIN alice right-one\n");
+    p.server("OK");
+    p.effects();
+    p.sent();
+    // A drop without a token logs in again with the password.
+    p.session.handle_closed(p.now);
+    p.session.handle_connected(p.now);
+    assert!(p.sent().starts_with("LOGIN alice right-one\n"));
+}
+
+#[test]
+fn register_asks_for_a_new_password_and_logs_in_with_it_after() {
+    let mut p = Pair::with(config(None, true, true));
+    p.typed("/register alice");
+    assert_eq!(p.session.prompt(), "new password: ");
+    assert_eq!(p.sent(), "");
+    p.typed("short");
+    assert_eq!(
+        p.shown().last().unwrap(),
+        "! a password needs at least 8 bytes and no spaces"
+    );
+    p.typed("long-enough");
+    assert_eq!(p.sent(), "REGISTER alice long-enough\n");
+    p.server("OK");
+    p.effects();
+    p.sent();
+    p.session.handle_closed(p.now);
+    p.session.handle_connected(p.now);
+    assert!(
+        p.sent().starts_with("LOGIN alice long-enough\n"),
+        "registered once"
+    );
+}
+
+#[test]
+fn a_script_gives_its_password_and_exits_if_it_is_refused() {
+    let mut cfg = config(Some("bob"), false, false);
+    cfg.password = Some("bobs-password".into());
+    let mut p = Pair::with(cfg);
+    assert_eq!(p.sent(), "LOGIN bob bobs-password\n");
+    p.server("ERR bad-password");
+    assert_eq!(p.shown(), ["! wrong password: bob"]);
+    assert_eq!(p.session.exit(), Some(EXIT_CLOSED));
+    let mut cfg = config(Some("bob"), false, false);
+    cfg.password = Some("bobs-password".into());
+    cfg.register = true;
+    let mut p = Pair::with(cfg);
+    assert_eq!(p.sent(), "REGISTER bob bobs-password\n");
 }
 
 #[test]
