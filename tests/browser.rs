@@ -541,3 +541,85 @@ fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
     );
     b.wait_for(&alice, "window.selectchat.unsent.length === 0");
 }
+
+#[test]
+fn the_login_screen_creates_accounts_and_asks_for_passwords() {
+    let Some(binary) = find_browser() else {
+        eprintln!(
+            "NOT RUN: the browser test needs Chromium (apt-get install chromium; .ci/run installs it)"
+        );
+        return;
+    };
+    let s = Server::start(&["--web-port", "0"]);
+    let web = s.listener("web");
+    let mut nc = s.connect();
+    nc.send("REGISTER alice alices-password");
+    nc.expect("OK");
+    nc.send("QUIT");
+    nc.drain_to_close();
+    let mut b = Browser::launch(binary);
+    let page = b.open(&format!("http://{web}/"));
+    b.wait_for(
+        &page,
+        "document.readyState === 'complete' && !!document.getElementById('login')",
+    );
+    let attempt = |b: &mut Browser, password: &str, button: &str| {
+        b.eval(
+            &page,
+            &format!(
+                "document.getElementById('name').value = 'alice';
+                 document.getElementById('password').value = '{password}';
+                 document.getElementById('login-error').textContent = '';
+                 document.getElementById('login').requestSubmit(document.getElementById('{button}'));
+                 true"
+            ),
+        );
+    };
+    let says =
+        |text: &str| format!("document.getElementById('login-error').textContent === {text:?}");
+    attempt(&mut b, "", "connect");
+    b.wait_for(&page, &says("That name is registered: enter its password."));
+    attempt(&mut b, "not-hers-at-all", "connect");
+    b.wait_for(&page, &says("Wrong password."));
+    assert_eq!(
+        b.eval(&page, "document.getElementById('password').value"),
+        json!(""),
+        "the field is cleared after each try"
+    );
+    attempt(&mut b, "alices-password", "connect");
+    b.wait_for(
+        &page,
+        "document.getElementById('status').textContent === 'connected'",
+    );
+
+    // A second page creates bob's account; bob's name is his from then on.
+    let second = b.open(&format!("http://{web}/"));
+    b.wait_for(
+        &second,
+        "document.readyState === 'complete' && !!document.getElementById('login')",
+    );
+    b.eval(
+        &second,
+        "document.getElementById('name').value = 'bob';
+         document.getElementById('password').value = 'short';
+         document.getElementById('login').requestSubmit(document.getElementById('register')); true",
+    );
+    b.wait_for(
+        &second,
+        "document.getElementById('login-error').textContent.startsWith('A password needs at least 8')",
+    );
+    b.eval(
+        &second,
+        "document.getElementById('name').value = 'bob';
+         document.getElementById('password').value = 'bobs-password';
+         document.getElementById('login').requestSubmit(document.getElementById('register')); true",
+    );
+    b.wait_for(
+        &second,
+        "document.getElementById('status').textContent === 'connected'",
+    );
+    let mut mallory = s.connect();
+    mallory.send("REGISTER bob another-password");
+    mallory.expect("ERR username-taken");
+    assert!(!s.log().contains("bobs-password"));
+}
