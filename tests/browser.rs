@@ -12,6 +12,7 @@ use std::io::{BufRead, BufReader, ErrorKind};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -59,8 +60,12 @@ struct Browser {
 
 impl Browser {
     fn launch(binary: &str) -> Browser {
+        // One profile per browser: tests run in parallel in one process,
+        // and Chromium refuses a profile another instance holds.
+        static LAUNCHED: AtomicUsize = AtomicUsize::new(0);
+        let n = LAUNCHED.fetch_add(1, Ordering::Relaxed);
         let profile =
-            std::env::temp_dir().join(format!("selectchat-chromium-{}", std::process::id()));
+            std::env::temp_dir().join(format!("selectchat-chromium-{}-{n}", std::process::id()));
         let child = Command::new(binary)
             .args([
                 "--headless=new",
