@@ -66,6 +66,16 @@ pub enum Request {
     },
     /// `name`'s stored session, if any, is over.
     ForgetSession { name: Box<str> },
+    /// `name` has read its conversation with `peer` up to message `id`
+    /// (a mark only moves forward).
+    Read {
+        name: Box<str>,
+        peer: Box<str>,
+        id: MessageId,
+    },
+    /// Which of `name`'s conversations hold messages from the other side
+    /// it has not read, answered under `ticket`.
+    Unread { ticket: u64, name: Box<str> },
     /// Create `name`'s account, or change its password: `hash` is the PHC
     /// string. Answered under `ticket` once committed (or not).
     SaveAccount {
@@ -123,6 +133,38 @@ pub enum Outcome {
     Looked { ticket: u64, found: Found },
     /// The answer to a `SaveAccount`: whether it is committed.
     AccountSaved { ticket: u64, saved: bool },
+    /// The answer to an `Unread`: each conversation with unread messages,
+    /// its peer's name, how many, and the read mark they follow; `None` if
+    /// the read failed.
+    Unread {
+        ticket: u64,
+        conversations: Option<Vec<(Box<str>, u64, MessageId)>>,
+    },
+}
+
+/// The key a conversation between `a` and `b` is stored under, the same
+/// from both sides: `@a@b`, the lower-cased names in order. A room name
+/// starts with `#`, so no room can be one.
+pub fn conversation(a: &str, b: &str) -> String {
+    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+    if a <= b {
+        format!("@{a}@{b}")
+    } else {
+        format!("@{b}@{a}")
+    }
+}
+
+/// The other side of conversation `key` for the lower-cased `name`, if
+/// `name` is in it.
+pub fn peer_in<'a>(key: &'a str, name: &str) -> Option<&'a str> {
+    let (a, b) = key.strip_prefix('@')?.split_once('@')?;
+    if a == name {
+        Some(b)
+    } else if b == name {
+        Some(a)
+    } else {
+        None
+    }
 }
 
 /// What the store found when it opened: the state the chat starts from.

@@ -29,6 +29,9 @@ pub struct InFlight {
     pub sender: Option<(ConnId, u64)>,
     /// The room's spelling: it may have left memory by the time of the commit.
     pub room: Box<str>,
+    /// What its `SENT` names, when not the room: `@peer` for a message of
+    /// a one-to-one conversation (stored under the pair's key).
+    pub shown: Option<Box<str>>,
     pub message: Message,
     /// When it was handed to the store.
     pub accepted: Instant,
@@ -56,6 +59,8 @@ pub enum Awaited {
     Join,
     /// Rows for a `RESUME`'s replay of a room.
     Replay,
+    /// The unread conversations of a user just logged in.
+    Unread,
 }
 
 /// Ids, messages in flight, awaited reads and the clock.
@@ -171,8 +176,59 @@ impl Journal {
         self.in_flight.push_back(InFlight {
             sender,
             room: room.into(),
+            shown: None,
             message,
             accepted: self.now,
+        });
+    }
+
+    /// A message of the one-to-one conversation stored as `key`, whose
+    /// `SENT` names it `shown` (`@peer`).
+    pub fn append_direct(
+        &mut self,
+        sender: (ConnId, u64),
+        key: &str,
+        shown: &str,
+        message: Message,
+    ) {
+        self.append(Some(sender), key, message);
+        if let Some(m) = self.in_flight.back_mut() {
+            m.shown = Some(shown.into());
+        }
+    }
+
+    /// Reads of the one-to-one conversation stored as `key` for `conn`,
+    /// answered as `shown` (`@peer`).
+    pub fn fetch_direct(
+        &mut self,
+        (conn, serial): (ConnId, u64),
+        (key, shown): (&str, &str),
+        query: HistoryQuery,
+    ) {
+        let ticket = self.await_answer(Awaited::History, conn, serial, shown);
+        self.requests.push(Request::Fetch {
+            ticket,
+            room: key.into(),
+            query,
+        });
+    }
+
+    /// Asks which of `name`'s conversations have unread messages, for
+    /// `conn`, which waits.
+    pub fn unread(&mut self, (conn, serial): (ConnId, u64), name: &str) {
+        let ticket = self.await_answer(Awaited::Unread, conn, serial, "");
+        self.requests.push(Request::Unread {
+            ticket,
+            name: name.into(),
+        });
+    }
+
+    /// Marks `name`'s conversation with `peer` read up to `id`.
+    pub fn read(&mut self, name: &str, peer: &str, id: MessageId) {
+        self.requests.push(Request::Read {
+            name: name.into(),
+            peer: peer.into(),
+            id,
         });
     }
 

@@ -19,6 +19,7 @@
 
 pub mod accounts;
 pub mod cluster;
+mod direct;
 pub mod event;
 pub mod history;
 pub mod journal;
@@ -435,14 +436,21 @@ impl Chat {
             Command::LoginWith { name, password } => self.login_with(id, name, password, now),
             Command::Register { name, password } => self.register(id, name, password),
             Command::Password { old, new } => self.change_password(id, old, new, now),
+            Command::Read { peer, id: upto } => self.mark_read(id, peer, upto),
             Command::Msg(text) => self.msg(id, text, out),
             Command::Dm { to, text } => self.dm(id, to, text, out),
             Command::Who => self.who(id, out),
             Command::Join(room) => self.join(id, room, out),
             Command::Part(room) => self.part(id, room, out),
+            Command::Say { room, tag, text } if room.starts_with('@') => {
+                self.say_direct(id, (room, tag), text, out)
+            }
             Command::Say { room, tag, text } => self.say(id, (room, tag), text, out),
             Command::Rooms => self.list_rooms(id, out),
             Command::WhoIn(room) => self.who_in(id, room, out),
+            Command::History { room, args } if room.starts_with('@') => {
+                self.history_direct(id, room, args)
+            }
             Command::History { room, args } => self.history(id, room, args, out),
             Command::Token => self.token(id, out),
             Command::Resume {
@@ -877,7 +885,8 @@ impl Chat {
                     }
                     if let Some(conn) = self.users.still(m.sender) {
                         self.scratch.clear();
-                        let (room, id) = (&*m.room, m.message.id);
+                        let room = m.shown.as_deref().unwrap_or(&m.room);
+                        let id = m.message.id;
                         Reply::Sent { room, id }.write_to(&mut self.scratch);
                         out.send(conn, &self.scratch);
                     }
@@ -916,6 +925,10 @@ impl Chat {
                 Some((conn, Step::Continue))
             }
             Outcome::AccountSaved { ticket, saved } => self.account_saved(ticket, saved, out),
+            Outcome::Unread {
+                ticket,
+                conversations,
+            } => self.unread_answered(ticket, conversations, out),
             Outcome::Looked { ticket, found } => {
                 let (conn, room) = self.answered(ticket, Awaited::Join)?;
                 if self.cluster.is_some() {

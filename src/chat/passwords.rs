@@ -200,7 +200,7 @@ impl Chat {
                     return self.refuse(conn, ProtocolError::UsernameTaken, out);
                 }
                 self.welcome(conn, &name, out);
-                Some((conn, Step::LoggedIn))
+                self.logged_in_step(conn)
             }
             Work::CheckOld { name, new } => {
                 let from = self.accounts.address_of(conn);
@@ -266,7 +266,7 @@ impl Chat {
             return Some((conn, Step::Continue));
         }
         self.welcome(conn, &saving.name, out);
-        Some((conn, Step::LoggedIn))
+        self.logged_in_step(conn)
     }
 
     /// `conn` is `name` from now on: `OK`, and everyone is told.
@@ -278,6 +278,15 @@ impl Chat {
         self.forget_session(name);
         self.reply(conn, Reply::Ok, out);
         self.apply(Event::Arrived { name, home: "" }, out);
+    }
+
+    /// What a connection just welcomed becomes: logged in, or still
+    /// waiting (for its unread list) without being released.
+    fn logged_in_step(&mut self, conn: ConnId) -> Option<(ConnId, Step)> {
+        match self.after_welcome(conn) {
+            Step::Wait => None,
+            step => Some((conn, step)),
+        }
     }
 
     fn refuse(

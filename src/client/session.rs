@@ -1071,6 +1071,13 @@ impl Session {
             Reply::Notice(text) => {
                 self.show(Target::Lobby, Kind::Notice, &format!("notice: {text}"))
             }
+            Reply::Unread { peer, count, .. } => {
+                let what = if count == 1 { "message" } else { "messages" };
+                let peer = sanitize(peer);
+                let text = format!("{count} unread {what} from {peer}: /dm {peer}");
+                self.show(Target::Lobby, Kind::Notice, &text);
+            }
+            Reply::EndUnread => {}
             Reply::User(name) => match self.whos.front_mut() {
                 Some(who) => who.names.push(sanitize(name).into_owned()),
                 None => self.show(Target::Lobby, Kind::Notice, &format!("online: {name}")),

@@ -20,6 +20,8 @@ pub enum Command<'a> {
     Register { name: &'a str, password: &'a str },
     /// `PASSWORD <old> <new>` (accounts).
     Password { old: &'a str, new: &'a str },
+    /// `READ @<peer> <id>` (accounts): the conversation is read up to `<id>`.
+    Read { peer: &'a str, id: &'a str },
     /// `MSG <text>`; the text may be empty, which the chat refuses.
     Msg(&'a str),
     /// `DM <name> <text>`.
@@ -67,9 +69,9 @@ pub enum Command<'a> {
 impl Command<'_> {
     /// The command words, numbered as [`Command::word`] numbers them (the
     /// metrics count lines by word).
-    pub const WORDS: [&'static str; 16] = [
+    pub const WORDS: [&'static str; 17] = [
         "LOGIN", "MSG", "DM", "WHO", "JOIN", "PART", "SAY", "ROOMS", "HISTORY", "TOKEN", "RESUME",
-        "PING", "PONG", "QUIT", "REGISTER", "PASSWORD",
+        "PING", "PONG", "QUIT", "REGISTER", "PASSWORD", "READ",
     ];
 
     /// The index of this command's word in [`Command::WORDS`].
@@ -91,6 +93,7 @@ impl Command<'_> {
             Command::Quit(_) => 13,
             Command::Register { .. } => 14,
             Command::Password { .. } => 15,
+            Command::Read { .. } => 16,
         }
     }
 
@@ -113,6 +116,7 @@ impl Command<'_> {
                 [name, password, ""]
             }
             Command::Password { old, new } => [old, new, ""],
+            Command::Read { peer, id } => [peer, id, ""],
             Command::Msg(text) => [text, "", ""],
             Command::Dm { to, text } => [to, text, ""],
             Command::Who | Command::Rooms | Command::Token | Command::Pong => ["", "", ""],
@@ -226,6 +230,9 @@ pub fn parse(line: &[u8]) -> Result<Option<Command<'_>>, ProtocolError> {
     } else if is("PASSWORD") {
         let (old, new) = split_word(rest);
         Command::Password { old, new }
+    } else if is("READ") {
+        let (peer, id) = split_word(rest);
+        Command::Read { peer, id }
     } else if is("MSG") {
         Command::Msg(rest)
     } else if is("DM") {

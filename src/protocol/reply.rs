@@ -281,6 +281,16 @@ pub enum Reply<'a> {
     Token(&'a str),
     /// `NOTICE <text>`: a word from the server's operator.
     Notice(&'a str),
+    /// Accounts: `UNREAD @<peer> <count> <after>` after `OK`: the
+    /// conversation with `<peer>` holds `<count>` messages from them after
+    /// the read mark `<after>`.
+    Unread {
+        peer: &'a str,
+        count: u64,
+        after: MessageId,
+    },
+    /// Accounts: `END UNREAD`, after the last `UNREAD` line.
+    EndUnread,
 }
 
 impl Reply<'_> {
@@ -363,6 +373,14 @@ impl Reply<'_> {
             Reply::MoreHistory(room) => ["END HISTORY ", room, " MORE"],
             Reply::Token(token) => ["TOKEN ", token, ""],
             Reply::Notice(text) => ["NOTICE ", text, ""],
+            Reply::Unread { peer, count, after } => {
+                let (count, after) = (Digits::new(count), Digits::new(after));
+                return join(
+                    out,
+                    &["UNREAD @", peer, " ", count.as_str(), " ", after.as_str()],
+                );
+            }
+            Reply::EndUnread => ["END UNREAD", "", ""],
         };
         join(out, &parts)
     }
@@ -432,6 +450,16 @@ pub fn parse_reply(line: &str) -> Option<Reply<'_>> {
             }
         }
         ("END", Some("ROOMS")) => Reply::EndRooms,
+        ("END", Some("UNREAD")) => Reply::EndUnread,
+        ("UNREAD", rest) => {
+            let (peer, rest) = two(rest)?;
+            let (count, after) = rest.split_once(' ')?;
+            Reply::Unread {
+                peer: peer.strip_prefix('@')?,
+                count: count.parse().ok()?,
+                after: after.parse().ok()?,
+            }
+        }
         ("END", Some(rest)) => match rest.split_once(' ')? {
             ("WHO", room) => Reply::EndWho(room),
             ("HISTORY", room) => match room.strip_suffix(" MORE") {

@@ -86,7 +86,8 @@ const MIGRATE_FROM_1: &str = "
 ";
 
 /// From version 2: accounts, by the Argon2id PHC string of their password
-/// (never the password).
+/// (never the password); and how far each has read each one-to-one
+/// conversation (stored as a room keyed `@a@b`, see `conversation`).
 const MIGRATE_FROM_2: &str = "
     CREATE TABLE accounts (
         folded TEXT PRIMARY KEY,
@@ -94,6 +95,12 @@ const MIGRATE_FROM_2: &str = "
         hash TEXT NOT NULL,
         -- When it was registered (Unix ms).
         created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE reads (
+        folded TEXT NOT NULL,
+        peer TEXT NOT NULL,
+        last_id INTEGER NOT NULL,
+        PRIMARY KEY (folded, peer)
     );
 ";
 
@@ -472,6 +479,43 @@ impl Db {
     }
 
     /// The messages of `room` that `query` names, oldest first.
+    /// `name`'s conversations holding messages from the other side after
+    /// its read mark: each peer (lower-cased), how many, and the mark.
+    pub fn unread(&self, name: &str) -> rusqlite::Result<Vec<(Box<str>, u64, MessageId)>> {
+        let name = name.to_ascii_lowercase();
+        let mut rooms = self.conn.prepare_cached(
+            "SELECT id, folded FROM rooms WHERE folded GLOB '@' || ?1 || '@*'
+                 OR folded GLOB '@*@' || ?1",
+        )?;
+        let rooms = rooms
+            .query_map([&name], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut mark = self
+            .conn
+            .prepare_cached("SELECT last_id FROM reads WHERE folded = ?1 AND peer = ?2")?;
+        let mut count = self.conn.prepare_cached(
+            "SELECT COUNT(*) FROM messages WHERE room = ?1 AND id > ?2 AND lower(sender) != ?3",
+        )?;
+        let mut unread = Vec::new();
+        for (room, key) in rooms {
+            let Some(peer) = crate::chat::history::peer_in(&key, &name) else {
+                continue;
+            };
+            let read: i64 = mark
+                .query_row([&name, peer], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            let n: i64 = count.query_row(params![room, read, name], |r| r.get(0))?;
+            if n > 0 {
+                unread.push((peer.into(), n as u64, read as MessageId));
+            }
+        }
+        unread.sort();
+        Ok(unread)
+    }
+
     pub fn fetch(&self, room: &str, query: HistoryQuery) -> rusqlite::Result<Vec<Message>> {
         let Some(room) = self.room_id(&room.to_ascii_lowercase())? else {
             return Ok(Vec::new());
@@ -654,6 +698,10 @@ fn save_sessions(tx: &rusqlite::Transaction<'_>, requests: &[&Request]) -> rusql
              ended_ms = excluded.ended_ms, tags = excluded.tags",
     )?;
     let mut forget = tx.prepare_cached("DELETE FROM sessions WHERE folded = ?1")?;
+    let mut read = tx.prepare_cached(
+        "INSERT INTO reads (folded, peer, last_id) VALUES (?1, ?2, ?3)
+         ON CONFLICT (folded, peer) DO UPDATE SET last_id = MAX(last_id, excluded.last_id)",
+    )?;
     let mut account = tx.prepare_cached(
         "INSERT INTO accounts (folded, name, hash, created_ms) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (folded) DO UPDATE SET hash = excluded.hash",
@@ -681,6 +729,13 @@ fn save_sessions(tx: &rusqlite::Transaction<'_>, requests: &[&Request]) -> rusql
             }
             Request::ForgetSession { name } => {
                 forget.execute([name.to_ascii_lowercase()])?;
+            }
+            Request::Read { name, peer, id } => {
+                read.execute(params![
+                    name.to_ascii_lowercase(),
+                    peer.to_ascii_lowercase(),
+                    clamp(*id)
+                ])?;
             }
             Request::SaveAccount { name, hash, .. } => {
                 account.execute(params![

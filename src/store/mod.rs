@@ -130,8 +130,11 @@ impl Writer {
                 Request::Append { room, message } => appends.push(Append { room, message }),
                 Request::SaveSession { .. }
                 | Request::ForgetSession { .. }
-                | Request::SaveAccount { .. } => sessions.push(request),
-                Request::Fetch { .. } | Request::Lookup { .. } => reads.push(request),
+                | Request::SaveAccount { .. }
+                | Request::Read { .. } => sessions.push(request),
+                Request::Fetch { .. } | Request::Lookup { .. } | Request::Unread { .. } => {
+                    reads.push(request)
+                }
             }
         }
         let mut outcomes = Vec::with_capacity(1 + reads.len());
@@ -178,6 +181,14 @@ impl Writer {
                         .db
                         .fetch(room, *query)
                         .map_err(|e| warn!("store: cannot read the history of {room}: {e}"))
+                        .ok(),
+                },
+                Request::Unread { ticket, name } => Outcome::Unread {
+                    ticket: *ticket,
+                    conversations: self
+                        .db
+                        .unread(name)
+                        .map_err(|e| warn!("store: cannot count unread messages: {e}"))
                         .ok(),
                 },
                 Request::Lookup { ticket, room } => Outcome::Looked {
