@@ -73,6 +73,14 @@ pub enum Request {
         peer: Box<str>,
         id: MessageId,
     },
+    /// `name` becomes (`member`) or stops being a member of the
+    /// invite-only room `room`; `owner` for the one who made it.
+    Member {
+        room: Box<str>,
+        name: Box<str>,
+        owner: bool,
+        member: bool,
+    },
     /// Which of `name`'s conversations hold messages from the other side
     /// it has not read, answered under `ticket`.
     Unread { ticket: u64, name: Box<str> },
@@ -180,6 +188,8 @@ pub struct Stored {
     pub sessions: Vec<SavedSession>,
     /// Every account: its name as registered and its password's hash.
     pub accounts: Vec<(Box<str>, Secret)>,
+    /// The members of invite-only rooms: room, name, and whether owner.
+    pub members: Vec<(Box<str>, Box<str>, bool)>,
 }
 
 impl Stored {
@@ -191,6 +201,7 @@ impl Stored {
             reserved: MessageId::MAX,
             sessions: Vec::new(),
             accounts: Vec::new(),
+            members: Vec::new(),
         }
     }
 }

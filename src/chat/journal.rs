@@ -61,6 +61,8 @@ pub enum Awaited {
     Replay,
     /// The unread conversations of a user just logged in.
     Unread,
+    /// For a `JOIN <room> invite-only`: whether the room exists.
+    Create,
 }
 
 /// Ids, messages in flight, awaited reads and the clock.
@@ -223,6 +225,17 @@ impl Journal {
         });
     }
 
+    /// Stores that `name` is (`member`), or is no longer, a member of the
+    /// invite-only `room`; `owner` for its maker.
+    pub fn member(&mut self, room: &str, name: &str, owner: bool, member: bool) {
+        self.requests.push(Request::Member {
+            room: room.into(),
+            name: name.into(),
+            owner,
+            member,
+        });
+    }
+
     /// Marks `name`'s conversation with `peer` read up to `id`.
     pub fn read(&mut self, name: &str, peer: &str, id: MessageId) {
         self.requests.push(Request::Read {
@@ -309,7 +322,12 @@ impl Journal {
     /// Asks the store how `room` was first spelled and what of its history
     /// it holds, for `conn` (login `serial`), who joins it.
     pub fn lookup(&mut self, conn: ConnId, serial: u64, room: &str) {
-        let ticket = self.await_answer(Awaited::Join, conn, serial, room);
+        self.lookup_for(Awaited::Join, conn, serial, room);
+    }
+
+    /// Asks how `room` was first spelled, if it was, for `what`.
+    pub fn lookup_for(&mut self, what: Awaited, conn: ConnId, serial: u64, room: &str) {
+        let ticket = self.await_answer(what, conn, serial, room);
         self.requests.push(Request::Lookup {
             ticket,
             room: room.into(),
@@ -374,6 +392,7 @@ mod tests {
             reserved,
             sessions: Vec::new(),
             accounts: Vec::new(),
+            members: Vec::new(),
         };
         Journal::new(stored, WallClock::new(Instant::now(), 1_000))
     }

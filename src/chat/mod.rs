@@ -25,6 +25,7 @@ pub mod history;
 pub mod journal;
 pub mod name;
 mod passwords;
+mod private;
 pub mod resume;
 pub mod rooms;
 pub mod tally;
@@ -44,6 +45,7 @@ use history::SavedSession;
 use history::{Found, History, Message, Outcome, Stored};
 use journal::{Awaited, Journal};
 use name::Folded;
+use private::Private;
 use resume::{CountingTokens, EndedSessions, HeldSessions, Tags, Token, TokenSource};
 use rooms::{RoomId, Rooms};
 use tally::{Attempt, ChatTally};
@@ -184,6 +186,8 @@ pub struct Chat {
     cluster: Option<Cluster>,
     /// Registered names, and password work under way.
     accounts: Accounts,
+    /// Invite-only rooms and their members.
+    private: Private,
     tally: ChatTally,
 }
 
@@ -219,6 +223,7 @@ impl Chat {
         let history = History::new(limits.history_memory);
         let saved = std::mem::take(&mut stored.sessions);
         let accounts = Accounts::new(limits.accounts, std::mem::take(&mut stored.accounts));
+        let private = Private::new(std::mem::take(&mut stored.members));
         let mut chat = Chat {
             users: Users::default(),
             rooms: Rooms::default(),
@@ -233,6 +238,7 @@ impl Chat {
             speaker: String::new(),
             cluster: None,
             accounts,
+            private,
             tally: ChatTally::default(),
         };
         chat.restore(saved);
@@ -440,7 +446,9 @@ impl Chat {
             Command::Msg(text) => self.msg(id, text, out),
             Command::Dm { to, text } => self.dm(id, to, text, out),
             Command::Who => self.who(id, out),
-            Command::Join(room) => self.join(id, room, out),
+            Command::Join(room) => self.join_with(id, room, out),
+            Command::Invite { room, name } => self.invite(id, room, name, out),
+            Command::Remove { room, name } => self.remove_member(id, room, name, out),
             Command::Part(room) => self.part(id, room, out),
             Command::Say { room, tag, text } if room.starts_with('@') => {
                 self.say_direct(id, (room, tag), text, out)
@@ -595,6 +603,9 @@ impl Chat {
         out: &mut impl Outbox,
     ) -> Result<Step, ProtocolError> {
         let room = self.room_arg(id, room)?;
+        if !self.admitted(id, room) {
+            return Err(ProtocolError::NotInvited);
+        }
         if self
             .rooms
             .find(room)
@@ -929,8 +940,24 @@ impl Chat {
                 ticket,
                 conversations,
             } => self.unread_answered(ticket, conversations, out),
+            Outcome::Looked { ticket, found }
+                if self.journal.awaited(ticket) == Some(Awaited::Create) =>
+            {
+                let (conn, room) = self.answered(ticket, Awaited::Create)?;
+                if found == Found::Failed {
+                    self.reply(conn, Reply::Err(ProtocolError::StorageUnavailable), out);
+                    return Some((conn, Step::Continue));
+                }
+                let stored = matches!(found, Found::Stored { .. });
+                self.private_looked(conn, &room, stored, out)
+            }
             Outcome::Looked { ticket, found } => {
                 let (conn, room) = self.answered(ticket, Awaited::Join)?;
+                // The room may have been made invite-only meanwhile.
+                if !self.admitted(conn, &room) {
+                    self.reply(conn, Reply::Err(ProtocolError::NotInvited), out);
+                    return Some((conn, Step::Continue));
+                }
                 if self.cluster.is_some() {
                     // The room comes into memory when the join comes back
                     // through the log, under the spelling it names.
@@ -1063,7 +1090,11 @@ impl Chat {
         self.users.name(id).ok_or(ProtocolError::NotLoggedIn)?;
         let rooms = self.rooms.sorted();
         let mut lines = Vec::with_capacity((rooms.len() + 1) * 24);
-        for (room, members) in rooms {
+        // An invite-only room is listed to its members only.
+        for (room, members) in rooms
+            .into_iter()
+            .filter(|(room, _)| self.admitted(id, room))
+        {
             Reply::RoomInfo { room, members }.write_to(&mut lines);
         }
         Reply::EndRooms.write_to(&mut lines);
@@ -1078,7 +1109,11 @@ impl Chat {
         out: &mut impl Outbox,
     ) -> Result<Step, ProtocolError> {
         let room = self.room_arg(id, room)?;
-        let r = self.rooms.find(room).ok_or(ProtocolError::NoSuchRoom)?;
+        let r = self
+            .rooms
+            .find(room)
+            .filter(|_| self.admitted(id, room))
+            .ok_or(ProtocolError::NoSuchRoom)?;
         let mut names = self.users.sorted_names_of(self.rooms.members(r));
         names.extend(self.rooms.remote_members(r));
         names.sort_unstable_by(|a, b| Folded::new(a).cmp(Folded::new(b)));

@@ -822,6 +822,9 @@ impl Session {
                 Kind::Error,
                 "not connected: only messages are queued",
             ),
+            Action::Create(room) => self.create(room, now),
+            Action::Invite { room, name } => self.send(Command::Invite { room, name }, now),
+            Action::Remove { room, name } => self.send(Command::Remove { room, name }, now),
             Action::Join(room) => {
                 if let Some(r) = self.room(room) {
                     let room = Target::Room(r.name.clone());
@@ -894,6 +897,12 @@ impl Session {
 
     fn join(&mut self, room: &str, now: Instant) {
         self.send(Command::Join(room), now);
+        self.joins.push_back(room.to_string());
+    }
+
+    /// Makes `room` invite-only and joins it: `JOINED` answers as for a join.
+    fn create(&mut self, room: &str, now: Instant) {
+        self.send(Command::Join(&format!("{room} invite-only")), now);
         self.joins.push_back(room.to_string());
     }
 
@@ -1078,6 +1087,19 @@ impl Session {
                 self.show(Target::Lobby, Kind::Notice, &text);
             }
             Reply::EndUnread => {}
+            Reply::Invited { room, name } => {
+                let text = format!("{} may join {} now", sanitize(name), sanitize(room));
+                self.show(Target::Room(room.to_string()), Kind::Notice, &text);
+            }
+            Reply::Removed { room, name } => {
+                let text = format!("{} is no longer in {}", sanitize(name), sanitize(room));
+                self.show(Target::Room(room.to_string()), Kind::Notice, &text);
+            }
+            Reply::InvitedBy { room, owner } => {
+                let room = sanitize(room);
+                let text = format!("{} invited you to {room}: /join {room}", sanitize(owner));
+                self.show(Target::Lobby, Kind::Notice, &text);
+            }
             Reply::User(name) => match self.whos.front_mut() {
                 Some(who) => who.names.push(sanitize(name).into_owned()),
                 None => self.show(Target::Lobby, Kind::Notice, &format!("online: {name}")),
@@ -1461,7 +1483,13 @@ impl Session {
                 | ProtocolError::AuthBusy
                 | ProtocolError::AccountsUnavailable,
             ) => self.on_login_refused(e),
-            (_, ProtocolError::AlreadyJoined | ProtocolError::TooManyRooms) => {
+            (
+                _,
+                ProtocolError::AlreadyJoined
+                | ProtocolError::TooManyRooms
+                | ProtocolError::NotInvited
+                | ProtocolError::RoomExists,
+            ) => {
                 let room = self.joins.pop_front();
                 // A room held before a drop that cannot be joined again: stop waiting for it.
                 if let Some(room) = &room {

@@ -15,6 +15,12 @@ pub enum Action<'a> {
     Dm { to: &'a str, text: &'a str },
     /// Join a room (its name checked).
     Join(&'a str),
+    /// Make an invite-only room and join it (`/join #room invite-only`).
+    Create(&'a str),
+    /// Invite someone to an invite-only room the user owns.
+    Invite { room: &'a str, name: &'a str },
+    /// Take someone out of an invite-only room the user owns.
+    Remove { room: &'a str, name: &'a str },
     /// Leave a room: the one named, or the one being looked at.
     Part(Option<&'a str>),
     /// List the rooms that have members.
@@ -41,6 +47,8 @@ pub enum Action<'a> {
 pub const HELP: &[&str] = &[
     "text              say text here (lobby, room or DM)",
     "/join #room       join a room and open its buffer",
+    "/join #room invite-only   make a room only those you invite can join",
+    "/invite #room NAME, /remove #room NAME   who may be in your invite-only room",
     "/part [#room]     leave this room (or the one named)",
     "/rooms            rooms that have members",
     "/who              who is online (in a room: who is in it)",
@@ -81,10 +89,21 @@ pub fn parse_input(line: &str) -> Action<'_> {
                 Action::Dm { to, text }
             }
         }
-        "join" | "j" => match rest {
-            room if valid_room(room) => Action::Join(room),
-            "" => Action::Hint("usage: /join #room".into()),
+        "join" | "j" => match split_word(rest) {
+            (room, "") if valid_room(room) => Action::Join(room),
+            (room, "invite-only") if valid_room(room) => Action::Create(room),
+            ("", _) => Action::Hint("usage: /join #room [invite-only]".into()),
             _ => Action::Hint(describe_error(ProtocolError::InvalidRoom).into()),
+        },
+        "invite" | "remove" => match split_word(rest) {
+            (room, name) if valid_room(room) && valid_name(name) => {
+                if word.eq_ignore_ascii_case("invite") {
+                    Action::Invite { room, name }
+                } else {
+                    Action::Remove { room, name }
+                }
+            }
+            _ => Action::Hint(format!("usage: /{} #room NAME", word.to_ascii_lowercase())),
         },
         "part" | "leave" => match rest {
             "" => Action::Part(None),
@@ -150,6 +169,9 @@ pub fn describe_error(e: ProtocolError) -> &'static str {
         ProtocolError::TooManyAttempts => "too many attempts: wait a little and try again",
         ProtocolError::AuthBusy => "the server is busy checking passwords: try again",
         ProtocolError::AccountsUnavailable => "this server keeps no accounts",
+        ProtocolError::NotInvited => "that room is invite-only",
+        ProtocolError::NotOwner => "only the room's owner can do that",
+        ProtocolError::RoomExists => "that room exists already",
     }
 }
 
@@ -173,6 +195,36 @@ pub fn describe_bye(reason: Option<ByeReason>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invite_only_rooms_are_made_and_kept_with_commands() {
+        assert_eq!(
+            parse_input("/join #team invite-only"),
+            Action::Create("#team")
+        );
+        assert_eq!(
+            parse_input("/invite #team bob"),
+            Action::Invite {
+                room: "#team",
+                name: "bob"
+            }
+        );
+        assert_eq!(
+            parse_input("/REMOVE #team bob"),
+            Action::Remove {
+                room: "#team",
+                name: "bob"
+            }
+        );
+        assert_eq!(
+            parse_input("/invite bob"),
+            Action::Hint("usage: /invite #room NAME".into())
+        );
+        assert!(matches!(
+            parse_input("/join #team private"),
+            Action::Hint(_)
+        ));
+    }
 
     #[test]
     fn plain_lines_are_said_and_commands_parsed() {

@@ -22,6 +22,11 @@ pub enum Command<'a> {
     Password { old: &'a str, new: &'a str },
     /// `READ @<peer> <id>` (accounts): the conversation is read up to `<id>`.
     Read { peer: &'a str, id: &'a str },
+    /// `INVITE <room> <name>` (accounts): the owner of an invite-only room
+    /// makes `<name>` a member.
+    Invite { room: &'a str, name: &'a str },
+    /// `REMOVE <room> <name>` (accounts): the owner takes a member out.
+    Remove { room: &'a str, name: &'a str },
     /// `MSG <text>`; the text may be empty, which the chat refuses.
     Msg(&'a str),
     /// `DM <name> <text>`.
@@ -69,9 +74,9 @@ pub enum Command<'a> {
 impl Command<'_> {
     /// The command words, numbered as [`Command::word`] numbers them (the
     /// metrics count lines by word).
-    pub const WORDS: [&'static str; 17] = [
+    pub const WORDS: [&'static str; 19] = [
         "LOGIN", "MSG", "DM", "WHO", "JOIN", "PART", "SAY", "ROOMS", "HISTORY", "TOKEN", "RESUME",
-        "PING", "PONG", "QUIT", "REGISTER", "PASSWORD", "READ",
+        "PING", "PONG", "QUIT", "REGISTER", "PASSWORD", "READ", "INVITE", "REMOVE",
     ];
 
     /// The index of this command's word in [`Command::WORDS`].
@@ -94,6 +99,8 @@ impl Command<'_> {
             Command::Register { .. } => 14,
             Command::Password { .. } => 15,
             Command::Read { .. } => 16,
+            Command::Invite { .. } => 17,
+            Command::Remove { .. } => 18,
         }
     }
 
@@ -117,6 +124,7 @@ impl Command<'_> {
             }
             Command::Password { old, new } => [old, new, ""],
             Command::Read { peer, id } => [peer, id, ""],
+            Command::Invite { room, name } | Command::Remove { room, name } => [room, name, ""],
             Command::Msg(text) => [text, "", ""],
             Command::Dm { to, text } => [to, text, ""],
             Command::Who | Command::Rooms | Command::Token | Command::Pong => ["", "", ""],
@@ -233,6 +241,12 @@ pub fn parse(line: &[u8]) -> Result<Option<Command<'_>>, ProtocolError> {
     } else if is("READ") {
         let (peer, id) = split_word(rest);
         Command::Read { peer, id }
+    } else if is("INVITE") {
+        let (room, name) = split_word(rest);
+        Command::Invite { room, name }
+    } else if is("REMOVE") {
+        let (room, name) = split_word(rest);
+        Command::Remove { room, name }
     } else if is("MSG") {
         Command::Msg(rest)
     } else if is("DM") {

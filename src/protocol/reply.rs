@@ -56,11 +56,17 @@ pub enum ProtocolError {
     AuthBusy,
     /// Accounts: this server cannot keep accounts (a cluster node).
     AccountsUnavailable,
+    /// Invite-only rooms: `JOIN` of a room the user was not invited to.
+    NotInvited,
+    /// Invite-only rooms: `INVITE` or `REMOVE` by someone not its owner.
+    NotOwner,
+    /// Invite-only rooms: `JOIN <room> invite-only` of a room that exists.
+    RoomExists,
 }
 
 impl ProtocolError {
     /// Every error, for lookups by wire code.
-    pub const ALL: [ProtocolError; 29] = [
+    pub const ALL: [ProtocolError; 32] = [
         ProtocolError::LineTooLong,
         ProtocolError::InvalidUtf8,
         ProtocolError::InvalidText,
@@ -90,6 +96,9 @@ impl ProtocolError {
         ProtocolError::TooManyAttempts,
         ProtocolError::AuthBusy,
         ProtocolError::AccountsUnavailable,
+        ProtocolError::NotInvited,
+        ProtocolError::NotOwner,
+        ProtocolError::RoomExists,
     ];
 
     /// The error whose wire code is `code`.
@@ -129,6 +138,9 @@ impl ProtocolError {
             ProtocolError::TooManyAttempts => "too-many-attempts",
             ProtocolError::AuthBusy => "auth-busy",
             ProtocolError::AccountsUnavailable => "accounts-unavailable",
+            ProtocolError::NotInvited => "not-invited",
+            ProtocolError::NotOwner => "not-owner",
+            ProtocolError::RoomExists => "room-exists",
         }
     }
 }
@@ -291,6 +303,21 @@ pub enum Reply<'a> {
     },
     /// Accounts: `END UNREAD`, after the last `UNREAD` line.
     EndUnread,
+    /// Invite-only rooms: `INVITED <room> <name>`, the answer to `INVITE`.
+    Invited {
+        room: &'a str,
+        name: &'a str,
+    },
+    /// Invite-only rooms: `REMOVED <room> <name>`, the answer to `REMOVE`.
+    Removed {
+        room: &'a str,
+        name: &'a str,
+    },
+    /// Invite-only rooms: `INVITE <room> <owner>`, to someone just invited.
+    InvitedBy {
+        room: &'a str,
+        owner: &'a str,
+    },
 }
 
 impl Reply<'_> {
@@ -381,6 +408,9 @@ impl Reply<'_> {
                 );
             }
             Reply::EndUnread => ["END UNREAD", "", ""],
+            Reply::Invited { room, name } => return join(out, &["INVITED ", room, " ", name]),
+            Reply::Removed { room, name } => return join(out, &["REMOVED ", room, " ", name]),
+            Reply::InvitedBy { room, owner } => return join(out, &["INVITE ", room, " ", owner]),
         };
         join(out, &parts)
     }
@@ -451,6 +481,9 @@ pub fn parse_reply(line: &str) -> Option<Reply<'_>> {
         }
         ("END", Some("ROOMS")) => Reply::EndRooms,
         ("END", Some("UNREAD")) => Reply::EndUnread,
+        ("INVITED", rest) => two(rest).map(|(room, name)| Reply::Invited { room, name })?,
+        ("REMOVED", rest) => two(rest).map(|(room, name)| Reply::Removed { room, name })?,
+        ("INVITE", rest) => two(rest).map(|(room, owner)| Reply::InvitedBy { room, owner })?,
         ("UNREAD", rest) => {
             let (peer, rest) = two(rest)?;
             let (count, after) = rest.split_once(' ')?;

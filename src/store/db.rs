@@ -96,6 +96,15 @@ const MIGRATE_FROM_2: &str = "
         -- When it was registered (Unix ms).
         created_ms INTEGER NOT NULL
     );
+    CREATE TABLE members (
+        -- An invite-only room (lower-cased) and one of its members.
+        room TEXT NOT NULL,
+        folded TEXT NOT NULL,
+        name TEXT NOT NULL,
+        room_name TEXT NOT NULL,
+        owner INTEGER NOT NULL,
+        PRIMARY KEY (room, folded)
+    );
     CREATE TABLE reads (
         folded TEXT NOT NULL,
         peer TEXT NOT NULL,
@@ -224,11 +233,22 @@ impl Db {
             })?;
             rows.collect::<rusqlite::Result<_>>()?
         };
+        let members = {
+            let mut rows = self
+                .conn
+                .prepare("SELECT room_name, name, owner FROM members ORDER BY room, owner DESC")?;
+            let rows = rows.query_map([], |r| {
+                let (room, name, owner): (String, String, bool) = (r.get(0)?, r.get(1)?, r.get(2)?);
+                Ok((room.into_boxed_str(), name.into_boxed_str(), owner))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
         Ok(Stored {
             next_id,
             reserved,
             sessions,
             accounts,
+            members,
         })
     }
 
@@ -698,6 +718,11 @@ fn save_sessions(tx: &rusqlite::Transaction<'_>, requests: &[&Request]) -> rusql
              ended_ms = excluded.ended_ms, tags = excluded.tags",
     )?;
     let mut forget = tx.prepare_cached("DELETE FROM sessions WHERE folded = ?1")?;
+    let mut member = tx.prepare_cached(
+        "INSERT OR REPLACE INTO members (room, folded, name, room_name, owner)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut unmember = tx.prepare_cached("DELETE FROM members WHERE room = ?1 AND folded = ?2")?;
     let mut read = tx.prepare_cached(
         "INSERT INTO reads (folded, peer, last_id) VALUES (?1, ?2, ?3)
          ON CONFLICT (folded, peer) DO UPDATE SET last_id = MAX(last_id, excluded.last_id)",
@@ -729,6 +754,23 @@ fn save_sessions(tx: &rusqlite::Transaction<'_>, requests: &[&Request]) -> rusql
             }
             Request::ForgetSession { name } => {
                 forget.execute([name.to_ascii_lowercase()])?;
+            }
+            Request::Member {
+                room,
+                name,
+                owner,
+                member: true,
+            } => {
+                member.execute(params![
+                    room.to_ascii_lowercase(),
+                    name.to_ascii_lowercase(),
+                    &**name,
+                    &**room,
+                    owner
+                ])?;
+            }
+            Request::Member { room, name, .. } => {
+                unmember.execute([room.to_ascii_lowercase(), name.to_ascii_lowercase()])?;
             }
             Request::Read { name, peer, id } => {
                 read.execute(params![

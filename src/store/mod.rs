@@ -131,7 +131,8 @@ impl Writer {
                 Request::SaveSession { .. }
                 | Request::ForgetSession { .. }
                 | Request::SaveAccount { .. }
-                | Request::Read { .. } => sessions.push(request),
+                | Request::Read { .. }
+                | Request::Member { .. } => sessions.push(request),
                 Request::Fetch { .. } | Request::Lookup { .. } | Request::Unread { .. } => {
                     reads.push(request)
                 }

@@ -73,6 +73,7 @@ fn a_read_the_ring_cannot_answer_goes_to_the_store_and_waits() {
         reserved: 100,
         sessions: Vec::new(),
         accounts: Vec::new(),
+        members: Vec::new(),
     };
     let mut chat = Chat::start(
         Limits::default(),
@@ -183,6 +184,7 @@ fn a_failed_commit_or_a_store_too_far_behind_refuses_say() {
         reserved: 2,
         sessions: Vec::new(),
         accounts: Vec::new(),
+        members: Vec::new(),
     };
     let mut chat = Chat::start(
         Limits::default(),
