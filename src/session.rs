@@ -256,6 +256,14 @@ impl Session {
 
     /// Reads nothing more until [`Session::release`]: what the connection
     /// asked for (a resumed session's replay) waits for the store.
+    /// True once the login deadline no longer applies: logged in, or
+    /// waiting for the server to answer a login (a password check queued
+    /// behind a storm of them, a name claim in a cluster). A waiting
+    /// connection reads nothing, so the idle timeout bounds the wait.
+    fn past_login(&self) -> bool {
+        self.logged_in || self.waiting
+    }
+
     pub fn wait(&mut self) {
         self.waiting = true;
     }
@@ -434,7 +442,7 @@ impl Session {
     pub fn poll_timeout(&self, rules: &Rules) -> Option<Instant> {
         match self.phase {
             Phase::Open => {
-                let due = self.live.next_deadline(self.logged_in, &rules.timeouts);
+                let due = self.live.next_deadline(self.past_login(), &rules.timeouts);
                 Some(self.paused_until.map_or(due, |resume| resume.min(due)))
             }
             Phase::Draining { until } => Some(until),
@@ -454,7 +462,7 @@ impl Session {
                 Timed::Nothing
             }
             Phase::Open => {
-                match self.live.check(now, self.logged_in, &rules.timeouts) {
+                match self.live.check(now, self.past_login(), &rules.timeouts) {
                     Verdict::Expire(ByeReason::LoginTimeout) => {
                         self.depart(Departure::LoginTimeout, now, rules);
                         return Timed::Nothing;
@@ -595,6 +603,18 @@ mod tests {
         assert!(p.send(b"LOGIN a\r\nMSG h"));
         assert!(p.send(b"i\n"));
         assert_eq!(p.lines(), text(&["LOGIN a", "MSG hi"]));
+    }
+
+    #[test]
+    fn a_login_waiting_for_the_server_is_bounded_by_the_idle_timeout_instead() {
+        let mut p = Pair::new(rules());
+        p.session.wait();
+        assert_eq!(p.at(20 * S), Timed::Ping);
+        assert_eq!(p.at(30 * S), Timed::Nothing);
+        assert_eq!(p.session.take_departure(), None, "past the login deadline");
+        assert_eq!(p.next(), 60 * S);
+        assert_eq!(p.at(60 * S), Timed::Nothing);
+        assert_eq!(p.session.take_departure(), Some(Departure::IdleTimeout));
     }
 
     #[test]
