@@ -628,3 +628,80 @@ fn the_login_screen_creates_accounts_and_asks_for_passwords() {
     mallory.expect("ERR username-taken");
     assert!(!s.log().contains("bobs-password"));
 }
+
+#[test]
+fn a_stored_conversation_reaches_someone_who_was_away_and_is_read_there() {
+    let Some(binary) = find_browser() else {
+        eprintln!(
+            "NOT RUN: the browser test needs Chromium (apt-get install chromium; .ci/run installs it)"
+        );
+        return;
+    };
+    let s = Server::start(&["--web-port", "0", "--rate", "0"]);
+    let web = s.listener("web");
+    for name in ["alice", "bob"] {
+        let mut c = s.connect();
+        c.send(&format!("REGISTER {name} {name}-password"));
+        c.expect("OK");
+        c.expect("END UNREAD");
+        c.send("QUIT");
+        c.drain_to_close();
+    }
+    let mut b = Browser::launch(binary);
+    let log_in_with_password = |b: &mut Browser, page: &Page, name: &str| {
+        b.wait_for(
+            page,
+            "document.readyState === 'complete' && !!document.getElementById('login')",
+        );
+        b.eval(
+            page,
+            &format!(
+                "document.getElementById('name').value = '{name}';
+                 document.getElementById('password').value = '{name}-password';
+                 document.getElementById('login').requestSubmit(); true"
+            ),
+        );
+        b.wait_for(
+            page,
+            "document.getElementById('status').textContent === 'connected'",
+        );
+    };
+    let alice = b.open(&format!("http://{web}/"));
+    log_in_with_password(&mut b, &alice, "alice");
+    type_line(&mut b, &alice, "/dm bob while you were out");
+    b.wait_for(
+        &alice,
+        "(() => { const b = window.selectchat.buffers.get('@bob');
+                  return !!b && b.lines.some(l => l.text === 'while you were out' && l.kind === ''); })()",
+    );
+    let mut nc = s.connect();
+    nc.send("LOGIN bob bob-password");
+    nc.expect("OK");
+    nc.expect("UNREAD @alice 1 0");
+    nc.send("QUIT");
+    nc.drain_to_close();
+
+    let bob = b.open(&format!("http://{web}/"));
+    log_in_with_password(&mut b, &bob, "bob");
+    b.wait_for(
+        &bob,
+        "(() => { const b = window.selectchat.buffers.get('@alice'); return !!b && b.unread === 1; })()",
+    );
+    b.eval(&bob, "show('@alice'); true");
+    b.wait_for(&bob, &shows("while you were out"));
+    // Read there: told nothing at the next login. The page's READ and its
+    // QUIT are read in order, so once the name is free the mark is in.
+    b.eval(&bob, "send('QUIT'); true");
+    let mut later = s.connect();
+    let mut answer = String::new();
+    for _ in 0..100 {
+        later.send("LOGIN bob bob-password");
+        answer = later.line();
+        if answer != "ERR username-taken" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(answer, "OK");
+    assert_eq!(later.line(), "END UNREAD", "nothing unread any more");
+}
