@@ -85,6 +85,7 @@ pub(super) struct Scrape {
     users: u64,
     rooms: u64,
     resumable: u64,
+    accounts: u64,
     history_bytes: u64,
     queued_bytes: u64,
     buffer_bytes: u64,
@@ -126,6 +127,7 @@ impl Server {
             users: self.chat.users() as u64,
             rooms: self.chat.rooms() as u64,
             resumable: self.chat.resumable() as u64,
+            accounts: self.chat.accounts() as u64,
             history_bytes: self.chat.history_bytes() as u64,
             queued_bytes,
             buffer_bytes,
@@ -326,6 +328,7 @@ impl Collector for Scrape {
                 "Ended sessions that can still be resumed.",
                 self.resumable,
             ),
+            ("accounts", "Registered names.", self.accounts),
             (
                 "history_ring_bytes",
                 "Bytes of recent room history held in memory.",
