@@ -251,11 +251,6 @@ impl Accounts {
     pub fn succeeded(&mut self, name: &str) {
         self.failed_names.forget(Folded::new(name));
     }
-
-    /// Names and addresses the limiter holds.
-    pub fn tracked(&self) -> usize {
-        self.failed_names.len() + self.failed_addresses.len()
-    }
 }
 
 /// Failed attempts per key: after [`FREE_FAILURES`], each failure closes
@@ -313,10 +308,6 @@ impl<K: std::hash::Hash + Eq> Limiter<K> {
         Q: std::hash::Hash + Eq + ?Sized,
     {
         self.keys.remove(key);
-    }
-
-    fn len(&self) -> usize {
-        self.keys.len()
     }
 }
 
@@ -387,9 +378,9 @@ mod tests {
                 l.failed(key, t + Duration::from_millis(key as u64));
             }
         }
-        assert_eq!(l.len(), TRACKED);
+        assert_eq!(l.keys.len(), TRACKED);
         l.failed(u32::MAX, t);
-        assert_eq!(l.len(), TRACKED, "bounded");
+        assert_eq!(l.keys.len(), TRACKED, "bounded");
         assert!(
             !l.keys.contains_key(&0),
             "the one whose wait ended first went"
