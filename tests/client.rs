@@ -296,3 +296,28 @@ fn a_piped_client_whose_server_dies_exits_nonzero_with_a_count() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_scripts_direct_line_to_someone_away_is_stored_for_them() {
+    let s = Server::start(&[]);
+    let addr = s.addr.to_string();
+    for name in ["alice", "bob"] {
+        let mut c = s.connect();
+        c.send(&format!("REGISTER {name} {name}-secret"));
+        c.expect("OK");
+        c.expect("END UNREAD");
+        c.send("QUIT");
+        c.drain_to_close();
+    }
+    let env = [("SELECTCHAT_PASSWORD", "alice-secret")];
+    let mut alice = ChatClient::start_with_env(&addr, &["--name", "alice"], &env);
+    alice.expect("* logged in as alice");
+    alice.type_line("/dm bob kept for you");
+    alice.close_stdin();
+    assert_eq!(alice.wait_exit().code(), Some(0), "confirmed by its SENT");
+    let mut bob = s.connect();
+    bob.send("LOGIN bob bob-secret");
+    bob.expect("OK");
+    bob.expect("UNREAD @alice 1 0");
+    bob.expect("END UNREAD");
+}

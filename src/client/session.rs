@@ -37,6 +37,15 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const RETRY_FIRST: Duration = Duration::from_millis(500);
 /// Longest wait between reconnect attempts.
 pub const RETRY_CAP: Duration = Duration::from_secs(30);
+/// Where a line of `room` is shown: a room's buffer, or for a stored
+/// conversation (`@name`) the direct conversation with that name.
+fn target_of(room: &str) -> Target {
+    match room.strip_prefix('@') {
+        Some(peer) => Target::Dm(peer.to_string()),
+        None => Target::Room(room.to_string()),
+    }
+}
+
 /// `n` lines, in words: "1 line", "3 lines".
 fn lines(n: usize) -> String {
     if n == 1 {
@@ -331,6 +340,11 @@ pub struct Session {
     password: Option<String>,
     /// The next login registers the name.
     registering: bool,
+    /// Logged in with a password: direct lines go to stored conversations
+    /// (`SAY @name`), except with the peers in `v1_peers`, who have no
+    /// account and get v1 `DM`s.
+    account: bool,
+    v1_peers: Vec<String>,
     to_server: Vec<u8>,
     effects: VecDeque<Effect>,
     /// Numbers the tokens of the client's own PINGs (`p7`, `w8`, `c9`).
@@ -396,6 +410,8 @@ impl Session {
             name: String::new(),
             password: cfg.password.clone(),
             registering: cfg.register,
+            account: false,
+            v1_peers: Vec::new(),
             to_server: Vec::new(),
             effects: VecDeque::new(),
             seq: 0,
@@ -1026,6 +1042,20 @@ impl Session {
                 self.send(Command::Msg(&out.text), now);
                 self.track(out);
             }
+            Target::Dm(to) if self.stored(to) => {
+                let room = format!("@{to}");
+                out.tagged = self.tags;
+                let tag = format!("l{}", out.local);
+                self.send(
+                    Command::Say {
+                        room: &room,
+                        tag: out.tagged.then_some(tag.as_str()),
+                        text: &out.text,
+                    },
+                    now,
+                );
+                self.unsent.push_back(out);
+            }
             Target::Dm(to) => {
                 let to = to.clone();
                 self.send(
@@ -1080,11 +1110,20 @@ impl Session {
             Reply::Notice(text) => {
                 self.show(Target::Lobby, Kind::Notice, &format!("notice: {text}"))
             }
-            Reply::Unread { peer, count, .. } => {
+            Reply::Unread { peer, count, after } => {
                 let what = if count == 1 { "message" } else { "messages" };
-                let peer = sanitize(peer);
-                let text = format!("{count} unread {what} from {peer}: /dm {peer}");
+                let text = format!("{count} unread {what} from {}", sanitize(peer));
                 self.show(Target::Lobby, Kind::Notice, &text);
+                // Fetched into the conversation now, and read once shown.
+                let room = format!("@{peer}");
+                let limit = view::MAX_HISTORY;
+                self.request_history(
+                    &room,
+                    &format!("AFTER {after} {limit}"),
+                    Fetch::Recent,
+                    limit,
+                    now,
+                );
             }
             Reply::EndUnread => {}
             Reply::Invited { room, name } => {
@@ -1166,15 +1205,21 @@ impl Session {
                 self.saw(room, id);
                 let mut line = Line::message(Kind::Chat, from, text);
                 line.id = Some(id);
-                self.effects
-                    .push_back(Effect::Show(Target::Room(room.into()), line));
+                self.effects.push_back(Effect::Show(target_of(room), line));
+                // Shown as it came: read.
+                if room.starts_with('@') {
+                    self.send(
+                        Command::Read {
+                            peer: room,
+                            id: &id.to_string(),
+                        },
+                        now,
+                    );
+                }
             }
             Reply::Sent { room, id } => {
                 self.saw(room, id);
-                let mine = self
-                    .unsent
-                    .iter()
-                    .position(|o| o.to == Target::Room(room.into()));
+                let mine = self.unsent.iter().position(|o| o.to == target_of(room));
                 if let Some(out) = mine.and_then(|i| self.unsent.remove(i)) {
                     self.deliver(out.local, Delivery::Delivered, Some(id));
                 }
@@ -1219,6 +1264,7 @@ impl Session {
                 self.phase = Phase::Chatting;
                 // Registered now: a later login gives the password.
                 self.registering = false;
+                self.account = self.password.is_some();
                 self.after_login(now, false);
             }
             // The rooms it holds follow; the PONG behind RESUME ends them.
@@ -1396,15 +1442,25 @@ impl Session {
         line.id = Some(id);
         line.at = Some(ms);
         line.history = true;
-        self.effects
-            .push_back(Effect::Show(Target::Room(room.into()), line));
+        self.effects.push_back(Effect::Show(target_of(room), line));
     }
 
     fn on_end_history(&mut self, room: &str, now: Instant) {
         let Some(done) = self.history.pop_front() else {
             return;
         };
-        let target = Target::Room(room.into());
+        // A stored conversation fetched is read up to its last line.
+        if let (true, Some(last)) = (room.starts_with('@'), done.last) {
+            let id = last.to_string();
+            self.send(
+                Command::Read {
+                    peer: room,
+                    id: &id,
+                },
+                now,
+            );
+        }
+        let target = target_of(room);
         match done.fetch {
             Fetch::CatchUp if done.got == done.limit && done.limit == view::MAX_HISTORY => {
                 let after = done.last.unwrap_or(0);
@@ -1536,6 +1592,22 @@ impl Session {
                     self.fail(out.local, out.to, e);
                 }
             }
+            // A stored line to someone without an account: v1 DMs to them
+            // from now on, this line first.
+            (_, ProtocolError::NoSuchUser)
+                if self
+                    .unsent
+                    .front()
+                    .is_some_and(|o| matches!(o.to, Target::Dm(_))) =>
+            {
+                if let Some(out) = self.unsent.pop_front() {
+                    if let Target::Dm(to) = &out.to {
+                        self.v1_peers.push(to.to_ascii_lowercase());
+                    }
+                    self.outbox.push_front(out);
+                }
+                self.pump(now);
+            }
             (_, ProtocolError::NoSuchUser) => {
                 // A DM to nobody: the oldest unconfirmed DM is the one refused.
                 match self
@@ -1552,6 +1624,11 @@ impl Session {
             }
             _ => self.show(Target::Lobby, Kind::Error, describe_error(e)),
         }
+    }
+
+    /// True if lines to `peer` go to a stored conversation.
+    fn stored(&self, peer: &str) -> bool {
+        self.account && !self.v1_peers.contains(&peer.to_ascii_lowercase())
     }
 
     fn on_login_refused(&mut self, e: ProtocolError) {
@@ -1675,7 +1752,16 @@ impl Session {
             });
             return;
         }
-        self.unsure.extend(self.unsent.drain(..));
+        // Stored direct lines go again after the resume under their tags,
+        // which the server answers once; room lines are looked for first.
+        let (direct, rooms): (Vec<Out>, Vec<Out>) = self
+            .unsent
+            .drain(..)
+            .partition(|o| matches!(o.to, Target::Dm(_)));
+        self.unsure.extend(rooms);
+        for out in direct.into_iter().rev() {
+            self.outbox.push_front(out);
+        }
         for (out, _) in std::mem::take(&mut self.unconfirmed) {
             self.deliver(out.local, Delivery::Unconfirmed, None);
         }

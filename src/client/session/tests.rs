@@ -825,3 +825,62 @@ fn scrollback_asks_before_the_oldest_id_until_the_start() {
     p.typed("/history");
     assert!(p.shown()[0].contains("rooms only"));
 }
+
+/// A piped session logged in with a password (an account), and what it sent.
+fn with_account(name: &str) -> Pair {
+    let mut cfg = config(Some(name), false, false);
+    cfg.password = Some("the-password".into());
+    let mut p = Pair::with(cfg);
+    p.server("OK");
+    p.sent();
+    p.effects();
+    p
+}
+
+#[test]
+fn an_account_talks_in_stored_conversations_and_reads_what_waited() {
+    let mut p = with_account("alice");
+    let bob = Target::Dm("bob".into());
+    p.typed_in("hi bob", &bob);
+    assert_eq!(p.sent(), "SAY @bob/l1 hi bob\n");
+    assert_eq!(p.session.pending(), 1);
+    p.server("SENT @bob 7");
+    assert_eq!(p.session.pending(), 0, "confirmed by its SENT");
+    assert_eq!(p.shown(), ["[dm to bob] alice: hi bob"]);
+
+    p.server("SAY @carol 9 carol yo");
+    assert_eq!(p.shown(), ["[dm] carol: yo"]);
+    assert_eq!(p.sent(), "READ @carol 9\n", "shown: read");
+
+    p.server("UNREAD @dave 2 5");
+    assert_eq!(p.shown(), ["* 2 unread messages from dave"]);
+    assert_eq!(p.sent(), "HISTORY @dave AFTER 5 500\n");
+    p.server("HIST @dave 6 1700000000000 dave one");
+    p.server("HIST @dave 8 1700000000001 dave two");
+    p.server("END HISTORY @dave");
+    assert_eq!(p.shown(), ["[dm] dave: one", "[dm] dave: two"]);
+    assert_eq!(p.sent(), "READ @dave 8\n");
+}
+
+#[test]
+fn a_peer_without_an_account_gets_v1_dms() {
+    let mut p = with_account("alice");
+    let guest = Target::Dm("guest".into());
+    p.typed_in("hello", &guest);
+    assert_eq!(p.sent(), "SAY @guest/l1 hello\n");
+    p.server("ERR no-such-user");
+    assert_eq!(
+        p.sent(),
+        "DM guest hello\nPING c1\n",
+        "the same line, as a v1 DM"
+    );
+    p.typed_in("again", &guest);
+    assert_eq!(p.sent(), "DM guest again\nPING c2\n");
+}
+
+#[test]
+fn a_guest_keeps_v1_dms() {
+    let mut p = Pair::piped("alice");
+    p.typed_in("hi", &Target::Dm("bob".into()));
+    assert_eq!(p.sent(), "DM bob hi\nPING c1\n");
+}
