@@ -66,6 +66,9 @@ pub mod defaults {
     pub const STATS_INTERVAL: Secs = Secs::whole(60);
     /// Rooms one user may be in at once.
     pub const MAX_ROOMS: usize = 32;
+    /// Registered names at most: about 207 bytes of memory each, so
+    /// 100,000 hold some 20 MB.
+    pub const MAX_ACCOUNTS: usize = 100_000;
     /// Most users in the lobby or a room for whom joins and departures are
     /// still announced (Twitch stops at 1,000 for the same reason).
     pub const PRESENCE_LIMIT: usize = 1000;

@@ -367,6 +367,9 @@ struct ServeArgs {
     /// Most rooms whose history is stored; past it the least recently active room is deleted with its history.
     #[arg(env = "SELECTCHAT_MAX_STORED_ROOMS", long, value_name = "N", default_value_t = defaults::MAX_STORED_ROOMS)]
     max_stored_rooms: u64,
+    /// Most registered names; past it `REGISTER` gets `ERR too-many-accounts` (each account holds about 207 bytes of memory).
+    #[arg(env = "SELECTCHAT_MAX_ACCOUNTS", long, value_name = "N", default_value_t = defaults::MAX_ACCOUNTS)]
+    max_accounts: usize,
     /// optional: names without an account log in as guests, as before accounts; required: only registered names log in (`REGISTER` makes one; others get `ERR account-required`).
     #[arg(
         env = "SELECTCHAT_ACCOUNTS",
@@ -521,6 +524,7 @@ impl ServeArgs {
                     AccountsArg::Optional => Policy::Optional,
                     AccountsArg::Required => Policy::Required,
                 },
+                max_accounts: self.max_accounts,
                 ..Limits::default()
             },
             db: self.db.clone(),

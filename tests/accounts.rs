@@ -127,13 +127,26 @@ fn accounts_survive_a_crash_once_ok_was_sent() {
 
 #[test]
 fn a_server_that_requires_accounts_refuses_guests() {
-    let s = Server::start(&["--accounts", "required", "--metrics-port", "0"]);
+    let args = [
+        "--accounts",
+        "required",
+        "--metrics-port",
+        "0",
+        "--max-accounts",
+        "1",
+    ];
+    let s = Server::start(&args);
     let mut c = s.connect();
     assert_eq!(ask(&mut c, "LOGIN guest"), "ERR account-required");
     enter(&mut c, "REGISTER member password1");
     let (status, metrics) = common::http(s.listener("metrics"), "GET", "/metrics");
     assert_eq!(status, 200);
     assert!(metrics.contains("\nselectchat_accounts 1\n"), "{metrics}");
+    let mut more = s.connect();
+    assert_eq!(
+        ask(&mut more, "REGISTER another password1"),
+        "ERR too-many-accounts"
+    );
     c.send("QUIT");
     c.drain_to_close();
     let mut d = s.connect();

@@ -162,6 +162,11 @@ impl Accounts {
         })
     }
 
+    /// Accounts held or being made: what `--max-accounts` counts.
+    pub fn counted(&self) -> usize {
+        self.hashes.len() + self.reserved.len()
+    }
+
     /// True when the hasher has as much work as it may.
     pub fn busy(&self) -> bool {
         self.pending.len() >= MAX_IN_FLIGHT

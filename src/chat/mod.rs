@@ -110,6 +110,8 @@ pub struct Limits {
     pub history_memory: usize,
     /// Whether names without an account may log in.
     pub accounts: Policy,
+    /// Most registered names.
+    pub max_accounts: usize,
 }
 
 impl Default for Limits {
@@ -121,6 +123,7 @@ impl Default for Limits {
             max_ended: defaults::MAX_CLIENTS,
             history_memory: defaults::HISTORY_MEMORY,
             accounts: Policy::Optional,
+            max_accounts: defaults::MAX_ACCOUNTS,
         }
     }
 }

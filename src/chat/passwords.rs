@@ -76,6 +76,10 @@ impl Chat {
         {
             return Err(ProtocolError::UsernameTaken);
         }
+        // Every account is memory for as long as the server runs.
+        if self.accounts.counted() >= self.limits.max_accounts {
+            return Err(ProtocolError::TooManyAccounts);
+        }
         if self.accounts.busy() {
             return Err(ProtocolError::AuthBusy);
         }

@@ -172,6 +172,7 @@ pub fn describe_error(e: ProtocolError) -> &'static str {
         ProtocolError::NotInvited => "that room is invite-only",
         ProtocolError::NotOwner => "only the room's owner can do that",
         ProtocolError::RoomExists => "that room exists already",
+        ProtocolError::TooManyAccounts => "the server takes no more accounts",
     }
 }
 

@@ -62,11 +62,13 @@ pub enum ProtocolError {
     NotOwner,
     /// Invite-only rooms: `JOIN <room> invite-only` of a room that exists.
     RoomExists,
+    /// Accounts: the server holds `--max-accounts` accounts already.
+    TooManyAccounts,
 }
 
 impl ProtocolError {
     /// Every error, for lookups by wire code.
-    pub const ALL: [ProtocolError; 32] = [
+    pub const ALL: [ProtocolError; 33] = [
         ProtocolError::LineTooLong,
         ProtocolError::InvalidUtf8,
         ProtocolError::InvalidText,
@@ -99,6 +101,7 @@ impl ProtocolError {
         ProtocolError::NotInvited,
         ProtocolError::NotOwner,
         ProtocolError::RoomExists,
+        ProtocolError::TooManyAccounts,
     ];
 
     /// The error whose wire code is `code`.
@@ -141,6 +144,7 @@ impl ProtocolError {
             ProtocolError::NotInvited => "not-invited",
             ProtocolError::NotOwner => "not-owner",
             ProtocolError::RoomExists => "room-exists",
+            ProtocolError::TooManyAccounts => "too-many-accounts",
         }
     }
 }
