@@ -39,6 +39,7 @@ const LANES: u32 = 1;
 pub struct Secret(Box<str>);
 
 impl Secret {
+    /// Wraps `text`.
     pub fn new(text: &str) -> Secret {
         Secret(text.into())
     }

@@ -104,6 +104,7 @@ impl Accounts {
         }
     }
 
+    /// Whether guests may log in.
     pub fn policy(&self) -> Policy {
         self.policy
     }

@@ -34,6 +34,8 @@ impl Chat {
         Ok((me.to_string(), peer.to_string()))
     }
 
+    /// `SAY @<name> <text>`: stored, `SENT` after the commit, delivered at
+    /// once if the peer is online here.
     pub(super) fn say_direct(
         &mut self,
         id: ConnId,
@@ -86,6 +88,7 @@ impl Chat {
         Ok(Step::Continue)
     }
 
+    /// `HISTORY @<name> ...`: the conversation, from the store.
     pub(super) fn history_direct(
         &mut self,
         id: ConnId,
@@ -101,6 +104,7 @@ impl Chat {
         Ok(Step::Wait)
     }
 
+    /// `READ @<name> <id>`: the read mark moves forward.
     pub(super) fn mark_read(
         &mut self,
         id: ConnId,

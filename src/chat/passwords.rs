@@ -50,6 +50,8 @@ impl Chat {
         }
     }
 
+    /// `REGISTER <name> <password>`: the name is reserved and the password
+    /// hashed; the account is stored, and the connection logged in, later.
     pub(super) fn register(
         &mut self,
         id: ConnId,
@@ -90,6 +92,7 @@ impl Chat {
         Ok(Step::Wait)
     }
 
+    /// `LOGIN <name> <password>` of a registered name: checked by the hasher.
     pub(super) fn login_with(
         &mut self,
         id: ConnId,
@@ -124,6 +127,8 @@ impl Chat {
         Ok(Step::Wait)
     }
 
+    /// `PASSWORD <old> <new>`: the old one is checked, then the new one
+    /// hashed and stored.
     pub(super) fn change_password(
         &mut self,
         id: ConnId,

@@ -158,6 +158,7 @@ impl Chat {
         Ok((spelling, target.into()))
     }
 
+    /// `INVITE <room> <name>`, by the room's owner.
     pub(super) fn invite(
         &mut self,
         id: ConnId,
@@ -193,6 +194,8 @@ impl Chat {
         Ok(Step::Continue)
     }
 
+    /// `REMOVE <room> <name>`, by the room's owner: a member in the room
+    /// leaves it at once.
     pub(super) fn remove_member(
         &mut self,
         id: ConnId,
