@@ -74,7 +74,7 @@ fn a_conversation_is_stored_read_by_its_two_people_and_told_once_as_unread() {
     bob.send("QUIT");
     bob.drain_to_close();
     let second = sent_id(&ask(&mut alice, "SAY @bob are you there?"), "bob");
-    let third = sent_id(&ask(&mut alice, "SAY @Bob/t1 call me"), "Bob");
+    let third = sent_id(&ask(&mut alice, "SAY @Bob/t1 call me"), "bob");
     assert!(first < second && second < third);
     s.signal(libc::SIGKILL);
     s.wait_exit();

@@ -19,6 +19,12 @@ use crate::protocol::reply::MessageId;
 use crate::protocol::text::{valid_name, valid_tag};
 use crate::protocol::{HistoryQuery, ProtocolError, Reply};
 
+/// How a conversation with `name` is named on the wire: `@` and the name
+/// lower-cased, the same in every line about it, however it was typed.
+fn conversation_name(name: &str) -> String {
+    format!("@{}", name.to_ascii_lowercase())
+}
+
 impl Chat {
     /// The sender's and the peer's names for a conversation with `@peer`:
     /// both must have an account.
@@ -51,7 +57,7 @@ impl Chat {
             return Err(ProtocolError::BadTag);
         }
         let serial = self.users.serial(id).unwrap_or_default();
-        let shown = format!("@{peer}");
+        let shown = conversation_name(&peer);
         // Said already: the first one's answer, and nothing said again.
         if let Some((_, message)) = tag.and_then(|t| self.users.tags(id)?.find(t)) {
             if !self.journal.resend(message, (id, serial)) {
@@ -70,7 +76,7 @@ impl Chat {
         if let Some(to) = self.users.find(&peer) {
             self.scratch.clear();
             Reply::Said {
-                room: &format!("@{me}"),
+                room: &conversation_name(&me),
                 id: message.id,
                 from: &me,
                 text,
@@ -100,7 +106,7 @@ impl Chat {
         let serial = self.users.serial(id).unwrap_or_default();
         let key = conversation(&me, &peer);
         self.journal
-            .fetch_direct((id, serial), (&key, &format!("@{peer}")), query);
+            .fetch_direct((id, serial), (&key, &conversation_name(&peer)), query);
         Ok(Step::Wait)
     }
 
