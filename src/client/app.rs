@@ -416,7 +416,19 @@ mod tests {
     }
 
     impl Rig {
+        /// Logged in as alice, with bob and Bella online.
         fn new() -> Rig {
+            let mut rig = Rig::connected();
+            for line in ["OK", "USER alice", "USER bob", "USER Bella"] {
+                rig.server(line);
+            }
+            let seq = rig.sent().lines().last().unwrap().to_string();
+            rig.server(&seq.replace("PING", "PONG"));
+            rig
+        }
+
+        /// Connected as alice, `LOGIN` sent and not answered.
+        fn connected() -> Rig {
             let now = Instant::now();
             let cfg = Config {
                 name: Some("alice".into()),
@@ -432,17 +444,11 @@ mod tests {
             };
             let mut session = Session::new(cfg, now);
             session.handle_connected(now);
-            let mut rig = Rig {
+            Rig {
                 app: App::new("test:7007".into()),
                 session,
                 now,
-            };
-            for line in ["OK", "USER alice", "USER bob", "USER Bella"] {
-                rig.server(line);
             }
-            let seq = rig.sent().lines().last().unwrap().to_string();
-            rig.server(&seq.replace("PING", "PONG"));
-            rig
         }
 
         fn server(&mut self, line: &str) {
@@ -494,26 +500,7 @@ mod tests {
 
     #[test]
     fn a_typed_password_is_not_kept_for_up() {
-        let now = Instant::now();
-        let cfg = Config {
-            name: Some("alice".into()),
-            password: None,
-            register: false,
-            interactive: true,
-            resilient: true,
-            pace: FloodPolicy::OFF,
-            heartbeat: HEARTBEAT,
-            room: None,
-            seed: 1,
-            wait: std::time::Duration::from_secs(120),
-        };
-        let mut session = Session::new(cfg, now);
-        session.handle_connected(now);
-        let mut r = Rig {
-            app: App::new("test:7007".into()),
-            session,
-            now,
-        };
+        let mut r = Rig::connected();
         r.server("ERR password-required");
         r.typed("hunter2-secret");
         assert_eq!(r.sent(), "LOGIN alice\nLOGIN alice hunter2-secret\n");

@@ -1016,23 +1016,11 @@ impl Session {
         waiting > 0 && (self.outbox.is_empty() || waiting >= CONFIRM_EVERY)
     }
 
-    fn transmit(&mut self, mut out: Out, now: Instant) {
+    fn transmit(&mut self, out: Out, now: Instant) {
         match &out.to {
             Target::Room(room) if self.in_room(room) => {
                 let room = room.clone();
-                // Its tag lets the server recognise a resend after a lost
-                // SENT: the line is said once, whatever happens.
-                out.tagged = self.tags;
-                let tag = format!("l{}", out.local);
-                self.send(
-                    Command::Say {
-                        room: &room,
-                        tag: out.tagged.then_some(tag.as_str()),
-                        text: &out.text,
-                    },
-                    now,
-                );
-                self.unsent.push_back(out);
+                self.say(&room, out, now);
             }
             Target::Room(room) => {
                 let room = room.clone();
@@ -1044,17 +1032,7 @@ impl Session {
             }
             Target::Dm(to) if self.stored(to) => {
                 let room = format!("@{to}");
-                out.tagged = self.tags;
-                let tag = format!("l{}", out.local);
-                self.send(
-                    Command::Say {
-                        room: &room,
-                        tag: out.tagged.then_some(tag.as_str()),
-                        text: &out.text,
-                    },
-                    now,
-                );
-                self.unsent.push_back(out);
+                self.say(&room, out, now);
             }
             Target::Dm(to) => {
                 let to = to.clone();
@@ -1068,6 +1046,23 @@ impl Session {
                 self.track(out);
             }
         }
+    }
+
+    /// Sends `out` as `SAY` to `room` (or a stored conversation, `@name`),
+    /// to wait for its `SENT`. Its tag lets the server recognise a resend
+    /// after a lost `SENT`: the line is said once, whatever happens.
+    fn say(&mut self, room: &str, mut out: Out, now: Instant) {
+        out.tagged = self.tags;
+        let tag = format!("l{}", out.local);
+        self.send(
+            Command::Say {
+                room,
+                tag: out.tagged.then_some(tag.as_str()),
+                text: &out.text,
+            },
+            now,
+        );
+        self.unsent.push_back(out);
     }
 
     fn track(&mut self, out: Out) {
