@@ -232,6 +232,28 @@ fn log_in(b: &mut Browser, page: &Page, name: &str) {
     );
 }
 
+/// Fills the login form once it is there and presses `button` (`connect`,
+/// or `register` for "Create account").
+fn submit_login(b: &mut Browser, page: &Page, name: &str, password: &str, button: &str) {
+    b.wait_for(
+        page,
+        "document.readyState === 'complete' && !!document.getElementById('login')",
+    );
+    b.eval(
+        page,
+        &format!(
+            "document.getElementById('name').value = '{name}';
+             document.getElementById('password').value = '{password}';
+             document.getElementById('login-error').textContent = '';
+             document.getElementById('login').requestSubmit(document.getElementById('{button}'));
+             true"
+        ),
+    );
+}
+
+/// True once the page says it is connected.
+const CONNECTED: &str = "document.getElementById('status').textContent === 'connected'";
+
 fn type_line(b: &mut Browser, page: &Page, text: &str) {
     let text = serde_json::to_string(text).unwrap();
     b.eval(
@@ -564,65 +586,29 @@ fn the_login_screen_creates_accounts_and_asks_for_passwords() {
     nc.drain_to_close();
     let mut b = Browser::launch(binary);
     let page = b.open(&format!("http://{web}/"));
-    b.wait_for(
-        &page,
-        "document.readyState === 'complete' && !!document.getElementById('login')",
-    );
-    let attempt = |b: &mut Browser, password: &str, button: &str| {
-        b.eval(
-            &page,
-            &format!(
-                "document.getElementById('name').value = 'alice';
-                 document.getElementById('password').value = '{password}';
-                 document.getElementById('login-error').textContent = '';
-                 document.getElementById('login').requestSubmit(document.getElementById('{button}'));
-                 true"
-            ),
-        );
-    };
     let says =
         |text: &str| format!("document.getElementById('login-error').textContent === {text:?}");
-    attempt(&mut b, "", "connect");
+    submit_login(&mut b, &page, "alice", "", "connect");
     b.wait_for(&page, &says("That name is registered: enter its password."));
-    attempt(&mut b, "not-hers-at-all", "connect");
+    submit_login(&mut b, &page, "alice", "not-hers-at-all", "connect");
     b.wait_for(&page, &says("Wrong password."));
     assert_eq!(
         b.eval(&page, "document.getElementById('password').value"),
         json!(""),
         "the field is cleared after each try"
     );
-    attempt(&mut b, "alices-password", "connect");
-    b.wait_for(
-        &page,
-        "document.getElementById('status').textContent === 'connected'",
-    );
+    submit_login(&mut b, &page, "alice", "alices-password", "connect");
+    b.wait_for(&page, CONNECTED);
 
     // A second page creates bob's account; bob's name is his from then on.
     let second = b.open(&format!("http://{web}/"));
-    b.wait_for(
-        &second,
-        "document.readyState === 'complete' && !!document.getElementById('login')",
-    );
-    b.eval(
-        &second,
-        "document.getElementById('name').value = 'bob';
-         document.getElementById('password').value = 'short';
-         document.getElementById('login').requestSubmit(document.getElementById('register')); true",
-    );
+    submit_login(&mut b, &second, "bob", "short", "register");
     b.wait_for(
         &second,
         "document.getElementById('login-error').textContent.startsWith('A password needs at least 8')",
     );
-    b.eval(
-        &second,
-        "document.getElementById('name').value = 'bob';
-         document.getElementById('password').value = 'bobs-password';
-         document.getElementById('login').requestSubmit(document.getElementById('register')); true",
-    );
-    b.wait_for(
-        &second,
-        "document.getElementById('status').textContent === 'connected'",
-    );
+    submit_login(&mut b, &second, "bob", "bobs-password", "register");
+    b.wait_for(&second, CONNECTED);
     let mut mallory = s.connect();
     mallory.send("REGISTER bob another-password");
     mallory.expect("ERR username-taken");
@@ -649,22 +635,8 @@ fn a_stored_conversation_reaches_someone_who_was_away_and_is_read_there() {
     }
     let mut b = Browser::launch(binary);
     let log_in_with_password = |b: &mut Browser, page: &Page, name: &str| {
-        b.wait_for(
-            page,
-            "document.readyState === 'complete' && !!document.getElementById('login')",
-        );
-        b.eval(
-            page,
-            &format!(
-                "document.getElementById('name').value = '{name}';
-                 document.getElementById('password').value = '{name}-password';
-                 document.getElementById('login').requestSubmit(); true"
-            ),
-        );
-        b.wait_for(
-            page,
-            "document.getElementById('status').textContent === 'connected'",
-        );
+        submit_login(b, page, name, &format!("{name}-password"), "connect");
+        b.wait_for(page, CONNECTED);
     };
     let alice = b.open(&format!("http://{web}/"));
     log_in_with_password(&mut b, &alice, "alice");
