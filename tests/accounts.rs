@@ -230,3 +230,34 @@ fn no_password_and_no_hash_reaches_a_log_or_a_reply() {
         );
     }
 }
+
+#[test]
+fn the_password_takes_back_a_name_held_since_a_restart_and_a_wrong_one_does_not() {
+    let dir = TempDir::new();
+    let db = dir.file("chat.db");
+    let args = ["--db", db.as_str()];
+    let mut s = Server::start(&args);
+    let mut alice = register(&s, "alice", "alices-password");
+    assert!(ask(&mut alice, "TOKEN").starts_with("TOKEN "));
+    s.signal(libc::SIGTERM);
+    alice.drain_to_close();
+    s.wait_exit();
+
+    let s = Server::start(&args);
+    let mut watcher = s.login("watcher");
+    let mut c = s.connect();
+    assert_eq!(
+        ask(&mut c, "LOGIN alice"),
+        "ERR username-taken",
+        "held, as for v1"
+    );
+    assert_eq!(ask(&mut c, "LOGIN alice wrong-one"), "ERR bad-password");
+    watcher.send("WHO");
+    assert!(
+        watcher.sync().contains(&"USER alice".to_string()),
+        "a wrong password leaves the held session alone"
+    );
+    enter(&mut c, "LOGIN alice alices-password");
+    watcher.expect("INFO alice disconnected");
+    watcher.expect("INFO alice joined");
+}

@@ -109,7 +109,9 @@ impl Chat {
             Some(hash) if valid_name(name) => hash.clone(),
             _ => return Err(ProtocolError::InvalidUsername),
         };
-        if self.users.is_taken(name) {
+        // A session held since a restart is the account's own: the
+        // password ends it (below). Anyone else using the name keeps it.
+        if self.users.is_taken(name) && !self.held.holds(name) {
             return Err(ProtocolError::UsernameTaken);
         }
         self.check(id, name, now)?;
@@ -204,7 +206,12 @@ impl Chat {
                 }
                 self.accounts.succeeded(&name);
                 let conn = conn?;
-                // A RESUME may have taken the name while the check ran.
+                // A session of the name held since a restart ends (the
+                // others see it leave), as if its window had passed. A
+                // RESUME may have taken the name while the check ran.
+                if self.held.holds(&name) {
+                    self.drop_held(&name, out);
+                }
                 if self.users.is_taken(&name) {
                     return self.refuse(conn, ProtocolError::UsernameTaken, out);
                 }

@@ -347,6 +347,11 @@ impl HeldSessions {
         Some(key.as_str().into())
     }
 
+    /// True if a session of `name` is held.
+    pub fn holds(&self, name: &str) -> bool {
+        self.by_name.contains_key(Folded::new(name))
+    }
+
     /// The names held, in no particular order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.by_name.keys().map(NameKey::as_str)
