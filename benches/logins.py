@@ -60,7 +60,7 @@ async def pinger(port,stop,rtts):
         rtts.append(time.perf_counter()-t); await asyncio.sleep(0.01)
 async def main():
     port=free_port()
-    proc=subprocess.Popen([BIN,str(port),"--db",":memory:","--rate","0","--max-per-ip","0","--max-clients","5000","--log-level","warn"])
+    proc=subprocess.Popen([BIN,str(port),"--db",":memory:","--rate","0","--max-per-ip","0","--max-clients","5000","--registrations-per-hour","0","--log-level","warn"])
     await asyncio.sleep(0.5)
     sem=asyncio.Semaphore(64)
     t=time.time(); await asyncio.gather(*(register(port,i,sem) for i in range(N)))

@@ -69,6 +69,8 @@ pub mod defaults {
     /// Registered names at most: about 207 bytes of memory each, so
     /// 100,000 hold some 20 MB.
     pub const MAX_ACCOUNTS: usize = 100_000;
+    /// Names one address may register an hour, all at once if it likes.
+    pub const REGISTRATIONS_PER_HOUR: u32 = 20;
     /// Most users in the lobby or a room for whom joins and departures are
     /// still announced (Twitch stops at 1,000 for the same reason).
     pub const PRESENCE_LIMIT: usize = 1000;

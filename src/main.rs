@@ -370,6 +370,9 @@ struct ServeArgs {
     /// Most registered names; past it `REGISTER` gets `ERR too-many-accounts` (each account holds about 207 bytes of memory).
     #[arg(env = "SELECTCHAT_MAX_ACCOUNTS", long, value_name = "N", default_value_t = defaults::MAX_ACCOUNTS)]
     max_accounts: usize,
+    /// Names one address (an IPv6 /64) may register an hour, all at once if it likes; past it `REGISTER` gets `ERR too-many-attempts`. 0: any number (load tests from one machine).
+    #[arg(env = "SELECTCHAT_REGISTRATIONS_PER_HOUR", long, value_name = "N", default_value_t = defaults::REGISTRATIONS_PER_HOUR)]
+    registrations_per_hour: u32,
     /// optional: names without an account log in as guests, as before accounts; required: only registered names log in (`REGISTER` makes one; others get `ERR account-required`).
     #[arg(
         env = "SELECTCHAT_ACCOUNTS",
@@ -525,6 +528,7 @@ impl ServeArgs {
                     AccountsArg::Required => Policy::Required,
                 },
                 max_accounts: self.max_accounts,
+                registrations_per_hour: self.registrations_per_hour,
                 ..Limits::default()
             },
             db: self.db.clone(),

@@ -261,3 +261,21 @@ fn the_password_takes_back_a_name_held_since_a_restart_and_a_wrong_one_does_not(
     watcher.expect("INFO alice disconnected");
     watcher.expect("INFO alice joined");
 }
+
+#[test]
+fn an_address_registers_its_hourly_allowance_and_no_more() {
+    let s = Server::start(&["--registrations-per-hour", "2"]);
+    drop(register(&s, "one", "password1"));
+    drop(register(&s, "two", "password2"));
+    let mut c = s.connect();
+    assert_eq!(
+        ask(&mut c, "REGISTER three password3"),
+        "ERR too-many-attempts"
+    );
+    let mut taken = s.connect();
+    assert_eq!(
+        ask(&mut taken, "REGISTER one password1"),
+        "ERR username-taken",
+        "refusals before the allowance cost none of it"
+    );
+}

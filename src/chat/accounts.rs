@@ -88,11 +88,13 @@ pub struct Accounts {
     jobs: Vec<Job>,
     failed_names: Limiter<NameKey>,
     failed_addresses: Limiter<IpAddr>,
+    registrations: Allowance,
 }
 
 impl Accounts {
-    /// The accounts the store holds, as `(name, hash)` pairs.
-    pub fn new(policy: Policy, stored: Vec<(Box<str>, Secret)>) -> Accounts {
+    /// The accounts the store holds, as `(name, hash)` pairs; each address
+    /// may register `per_hour` names an hour (0: any number).
+    pub fn new(policy: Policy, stored: Vec<(Box<str>, Secret)>, per_hour: u32) -> Accounts {
         let hashes = stored
             .into_iter()
             .map(|(name, hash): (Box<str>, Secret)| (NameKey::new(&name), hash))
@@ -100,8 +102,15 @@ impl Accounts {
         Accounts {
             policy,
             hashes,
+            registrations: Allowance::per_hour(per_hour),
             ..Accounts::default()
         }
+    }
+
+    /// Takes one registration from `from`'s allowance, if it has one left
+    /// at `now`.
+    pub fn may_register(&mut self, from: Option<IpAddr>, now: Instant) -> bool {
+        from.is_none_or(|ip| self.registrations.take(ip, now))
     }
 
     /// Whether guests may log in.
@@ -317,6 +326,60 @@ impl<K: std::hash::Hash + Eq> Limiter<K> {
     }
 }
 
+/// Registrations per address: a bucket of `per_hour` that fills again at
+/// `per_hour` an hour, so an address can make a few accounts at once but
+/// not fill the server's `--max-accounts` alone. At most [`TRACKED`]
+/// addresses: a full bucket is the same as none, so those go first.
+#[derive(Debug, Default)]
+struct Allowance {
+    /// 0: no limit.
+    per_hour: u32,
+    buckets: HashMap<IpAddr, (f64, Instant)>,
+}
+
+impl Allowance {
+    fn per_hour(per_hour: u32) -> Allowance {
+        Allowance {
+            per_hour,
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// The tokens `bucket` holds at `now`.
+    fn level(&self, (tokens, since): (f64, Instant), now: Instant) -> f64 {
+        let hours = now.saturating_duration_since(since).as_secs_f64() / 3600.0;
+        (tokens + hours * f64::from(self.per_hour)).min(f64::from(self.per_hour))
+    }
+
+    fn take(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if self.per_hour == 0 {
+            return true;
+        }
+        let full = f64::from(self.per_hour);
+        let tokens = match self.buckets.get(&ip) {
+            Some(&bucket) => self.level(bucket, now),
+            None => full,
+        };
+        if tokens < 1.0 {
+            return false;
+        }
+        if self.buckets.len() >= TRACKED && !self.buckets.contains_key(&ip) {
+            let kept: HashMap<IpAddr, (f64, Instant)> = self
+                .buckets
+                .iter()
+                .filter(|(_, &b)| self.level(b, now) < full)
+                .map(|(&ip, &b)| (ip, b))
+                .collect();
+            self.buckets = kept;
+            if self.buckets.len() >= TRACKED {
+                return false;
+            }
+        }
+        self.buckets.insert(ip, (tokens - 1.0, now));
+        true
+    }
+}
+
 /// How long the key is closed after its `failures`th failure in a row.
 fn delay(failures: u32) -> Duration {
     match failures.checked_sub(FREE_FAILURES + 1) {
@@ -361,6 +424,24 @@ mod tests {
         }
         assert!(a.blocked("someone", Some(ip), t));
         assert!(!a.blocked("someone", None, t));
+    }
+
+    #[test]
+    fn an_address_registers_its_allowance_then_one_per_share_of_the_hour() {
+        let mut a = Allowance::per_hour(3);
+        let t = Instant::now();
+        let ip: IpAddr = "192.0.2.9".parse().unwrap();
+        let other: IpAddr = "192.0.2.10".parse().unwrap();
+        assert!((0..3).all(|_| a.take(ip, t)));
+        assert!(!a.take(ip, t), "the allowance is spent");
+        assert!(a.take(other, t), "another address has its own");
+        assert!(!a.take(ip, t + Duration::from_secs(1199)));
+        assert!(
+            a.take(ip, t + Duration::from_secs(1200)),
+            "a third of an hour: one more"
+        );
+        let mut none = Allowance::per_hour(0);
+        assert!((0..1000).all(|_| none.take(ip, t)), "0: no limit");
     }
 
     #[test]

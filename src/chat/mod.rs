@@ -112,6 +112,8 @@ pub struct Limits {
     pub accounts: Policy,
     /// Most registered names.
     pub max_accounts: usize,
+    /// Names one address may register an hour (0: any number).
+    pub registrations_per_hour: u32,
 }
 
 impl Default for Limits {
@@ -124,6 +126,7 @@ impl Default for Limits {
             history_memory: defaults::HISTORY_MEMORY,
             accounts: Policy::Optional,
             max_accounts: defaults::MAX_ACCOUNTS,
+            registrations_per_hour: defaults::REGISTRATIONS_PER_HOUR,
         }
     }
 }
@@ -225,7 +228,11 @@ impl Chat {
     ) -> Self {
         let history = History::new(limits.history_memory);
         let saved = std::mem::take(&mut stored.sessions);
-        let accounts = Accounts::new(limits.accounts, std::mem::take(&mut stored.accounts));
+        let accounts = Accounts::new(
+            limits.accounts,
+            std::mem::take(&mut stored.accounts),
+            limits.registrations_per_hour,
+        );
         let private = Private::new(std::mem::take(&mut stored.members));
         let mut chat = Chat {
             users: Users::default(),
@@ -443,7 +450,7 @@ impl Chat {
             Command::Quit(_) => Ok(Step::Quit),
             Command::Login(name) => self.login(id, name, out),
             Command::LoginWith { name, password } => self.login_with(id, name, password, now),
-            Command::Register { name, password } => self.register(id, name, password),
+            Command::Register { name, password } => self.register(id, name, password, now),
             Command::Password { old, new } => self.change_password(id, old, new, now),
             Command::Read { peer, id: upto } => self.mark_read(id, peer, upto),
             Command::Msg(text) => self.msg(id, text, out),

@@ -57,6 +57,7 @@ impl Chat {
         id: ConnId,
         name: &str,
         password: &str,
+        now: Instant,
     ) -> Result<Step, ProtocolError> {
         if self.users.name(id).is_some() {
             return Err(ProtocolError::AlreadyLoggedIn);
@@ -78,9 +79,14 @@ impl Chat {
         {
             return Err(ProtocolError::UsernameTaken);
         }
-        // Every account is memory for as long as the server runs.
+        // Every account is memory for as long as the server runs, and one
+        // address must not take all of `--max-accounts`.
         if self.accounts.counted() >= self.limits.max_accounts {
             return Err(ProtocolError::TooManyAccounts);
+        }
+        let from = self.accounts.address(id);
+        if !self.accounts.may_register(from, now) {
+            return Err(ProtocolError::TooManyAttempts);
         }
         if self.accounts.busy() {
             return Err(ProtocolError::AuthBusy);
