@@ -631,3 +631,108 @@ fn a_node_declared_dead_while_cut_off_comes_back_as_a_new_incarnation() {
     bo.wait_for("INFO cy disconnected");
     b.login("cy");
 }
+
+/// Sends a line that logs a registered name in, and checks `OK` and an
+/// empty list of unread conversations.
+fn enter(c: &mut Client, line: &str) {
+    c.send(line);
+    c.expect("OK");
+    c.expect("END UNREAD");
+}
+
+#[test]
+fn accounts_conversations_and_invite_only_rooms_span_the_nodes() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let dir = Dir::new();
+    let a = node(&url, "a", Some(&dir.db("a")));
+    let b = node(&url, "b", Some(&dir.db("b")));
+    let mut alice = a.connect();
+    enter(&mut alice, "REGISTER alice password1");
+    let mut bob = b.connect();
+    enter(&mut bob, "REGISTER bob password2");
+    // alice's name is an account on b as well.
+    let mut carol = b.connect();
+    carol.send("REGISTER alice password9");
+    carol.expect("ERR username-taken");
+    carol.send("LOGIN carol");
+    carol.expect("OK");
+
+    // A conversation across nodes, live, then while bob is away.
+    alice.send("SAY @bob hello bob");
+    let first = id_of(&alice.wait_line(|l| l.starts_with("SENT @bob ")));
+    bob.wait_for(&format!("SAY @alice {first} alice hello bob"));
+    bob.send(&format!("READ @alice {first}"));
+    bob.send("QUIT");
+    alice.wait_for("INFO bob disconnected");
+    alice.send("SAY @bob while you were away");
+    let second = id_of(&alice.wait_line(|l| l.starts_with("SENT @bob ")));
+    let mut bob = b.connect();
+    bob.send("LOGIN bob password2");
+    bob.expect("OK");
+    bob.expect(&format!("UNREAD @alice 1 {first}"));
+    bob.expect("END UNREAD");
+    bob.send("HISTORY @alice 10");
+    let hist = bob.wait_line(|l| l.starts_with("HIST @alice "));
+    assert!(hist.ends_with("alice hello bob"), "{hist}");
+    let hist = bob.line();
+    assert!(
+        hist.starts_with(&format!("HIST @alice {second} ")),
+        "{hist}"
+    );
+
+    // An invite-only room made on a, kept to its members on b.
+    alice.send("JOIN #team invite-only");
+    alice.wait_for("JOINED #team 1");
+    carol.send("JOIN #team");
+    carol.wait_for("ERR not-invited");
+    carol.send("ROOMS");
+    assert_eq!(carol.wait_line(|l| l.contains("ROOM")), "END ROOMS");
+    alice.send("INVITE #team bob");
+    alice.wait_for("INVITED #team bob");
+    bob.wait_for("INVITE #team alice");
+    bob.send("JOIN #team");
+    bob.expect("JOINED #team 2");
+    alice.send("SAY #team members only");
+    bob.wait_line(|l| l.ends_with(" alice members only"));
+    alice.send("REMOVE #team bob");
+    alice.wait_for("REMOVED #team bob");
+    bob.wait_for("PARTED #team");
+    bob.send("JOIN #team");
+    bob.expect("ERR not-invited");
+
+    // A new password counts on every node.
+    alice.send("PASSWORD password1 password3");
+    alice.wait_for("OK");
+    alice.send("QUIT");
+    carol.wait_for("INFO alice disconnected");
+    let mut again = b.connect();
+    again.send("LOGIN alice password1");
+    again.expect("ERR bad-password");
+    enter(&mut again, "LOGIN alice password3");
+    again.send("QUIT");
+
+    // b restarts: its accounts, conversations and memberships are back.
+    kill(b);
+    let b = node(&url, "b", Some(&dir.db("b")));
+    let mut bob = b.connect();
+    // The killed incarnation holds bob's name until it is declared dead.
+    let back = Instant::now() + Duration::from_secs(TIMEOUT + 5);
+    loop {
+        bob.send("LOGIN bob password2");
+        match bob.line().as_str() {
+            "OK" => break,
+            "ERR username-taken" if Instant::now() < back => {
+                thread::sleep(Duration::from_millis(200))
+            }
+            other => panic!("LOGIN bob after the restart: {other}"),
+        }
+    }
+    bob.expect(&format!("UNREAD @alice 1 {first}"));
+    bob.expect("END UNREAD");
+    bob.send("JOIN #team");
+    bob.expect("ERR not-invited");
+    let mut dave = b.connect();
+    dave.send("LOGIN alice");
+    dave.expect("ERR password-required");
+}

@@ -64,7 +64,9 @@ pub enum Work {
 pub struct Saving {
     pub conn: Option<ConnId>,
     pub name: Box<str>,
-    pub hash: Secret,
+    /// The hash that counts once committed; `None` when it counts already
+    /// (a cluster applies an account from its log before storing it).
+    pub hash: Option<Secret>,
     /// True for a new account (`REGISTER`), false for a changed password.
     pub new: bool,
 }
@@ -218,11 +220,16 @@ impl Accounts {
     pub fn saved(&mut self, ticket: u64, ok: bool) -> Option<Saving> {
         let saving = self.saving.remove(&ticket)?;
         self.reserved.remove(Folded::new(&saving.name));
-        if ok {
-            self.hashes
-                .insert(NameKey::new(&saving.name), saving.hash.clone());
+        if let (true, Some(hash)) = (ok, &saving.hash) {
+            self.hashes.insert(NameKey::new(&saving.name), hash.clone());
         }
         Some(saving)
+    }
+
+    /// Makes `name` an account with the password `hash`, or gives it that
+    /// password, at once: a cluster's log said so.
+    pub fn record(&mut self, name: &str, hash: Secret) {
+        self.hashes.insert(NameKey::new(name), hash);
     }
 
     /// A registration that will not be stored: the name is free again.

@@ -12,6 +12,8 @@
 //! is sent, so it comes before any other answer. A v1 `DM` is not stored
 //! and stays exactly as it was.
 
+use super::cluster::OwnKind;
+use super::event::Event;
 use super::history::{conversation, Message};
 use super::journal::Awaited;
 use super::{Chat, ConnId, Outbox, Step};
@@ -66,32 +68,64 @@ impl Chat {
             }
             return Ok(Step::Continue);
         }
-        let key = conversation(&me, &peer);
-        let message = Message {
-            id: self.journal.next_id()?,
-            ms: self.journal.stamp(),
-            from: me.as_str().into(),
-            text: text.into(),
+        // In a cluster the log numbers it.
+        let said = if self.cluster.is_some() {
+            0
+        } else {
+            self.journal.next_id()?
         };
-        if let Some(to) = self.users.find(&peer) {
-            self.scratch.clear();
-            Reply::Said {
-                room: &conversation_name(&me),
-                id: message.id,
-                from: &me,
-                text,
-            }
-            .write_to(&mut self.scratch);
-            out.send(to, &self.scratch);
+        let direct = Event::Direct {
+            from: &me,
+            to: &peer,
+            id: said,
+            ms: self.journal.stamp(),
+            text,
+        };
+        if self.publish(&direct, OwnKind::Say(id, serial)) {
+            return Ok(Step::Continue);
         }
-        let said = message.id;
-        self.journal
-            .append_direct((id, serial), &key, &shown, message);
+        self.record(direct, Some((id, serial)), true, out);
         if let Some(tag) = tag {
             self.users.tag(id, tag, &shown, said);
             self.save_session(id, false);
         }
         Ok(Step::Continue)
+    }
+
+    /// Applies a direct message: the peer gets it if online here, and the
+    /// store keeps it (if `fresh`: not stored before a restart), telling
+    /// the sender (`asker`) `SENT` once committed.
+    pub(super) fn direct(
+        &mut self,
+        (from, to, id, ms, text): (&str, &str, MessageId, u64, &str),
+        asker: Option<(ConnId, u64)>,
+        fresh: bool,
+        out: &mut impl Outbox,
+    ) {
+        // A restarted node's replay is not news to anyone.
+        if !fresh {
+            return;
+        }
+        if let Some(peer) = self.users.find(to) {
+            self.scratch.clear();
+            Reply::Said {
+                room: &conversation_name(from),
+                id,
+                from,
+                text,
+            }
+            .write_to(&mut self.scratch);
+            out.send(peer, &self.scratch);
+        }
+        let message = Message {
+            id,
+            ms,
+            from: from.into(),
+            text: text.into(),
+        };
+        let key = conversation(from, to);
+        self.journal
+            .append_direct(asker, &key, &conversation_name(to), message);
     }
 
     /// `HISTORY @<name> ...`: the conversation, from the store.
@@ -119,7 +153,14 @@ impl Chat {
     ) -> Result<Step, ProtocolError> {
         let (me, peer) = self.pair(id, target)?;
         let upto: MessageId = upto.parse().map_err(|_| ProtocolError::BadId)?;
-        self.journal.read(&me, &peer, upto);
+        let read = Event::Read {
+            name: &me,
+            peer: &peer,
+            id: upto,
+        };
+        if !self.publish(&read, OwnKind::Quiet) {
+            self.journal.read(&me, &peer, upto);
+        }
         Ok(Step::Continue)
     }
 

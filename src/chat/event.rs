@@ -58,12 +58,78 @@ pub enum Event<'a> {
     /// `name` resumed its session on the node incarnation `home`, taking
     /// it over from the node it lived on; nobody is told.
     Moved { name: &'a str, home: &'a str },
+    /// `name` became an account with the password `hash`, unless an
+    /// earlier entry of the log made it one.
+    Registered { name: &'a str, hash: Phc<'a> },
+    /// The account `name` has a new password, `hash`.
+    Rekeyed { name: &'a str, hash: Phc<'a> },
+    /// A message of the conversation between `from` and `to`, its id and
+    /// when it was accepted (Unix ms).
+    Direct {
+        from: &'a str,
+        to: &'a str,
+        id: MessageId,
+        ms: u64,
+        text: &'a str,
+    },
+    /// `name` read its conversation with `peer` up to message `id`.
+    Read {
+        name: &'a str,
+        peer: &'a str,
+        id: MessageId,
+    },
+    /// `owner` made the invite-only room `room`, unless it exists already.
+    Created { room: &'a str, owner: &'a str },
+    /// The owner of the invite-only `room`, `by`, invited `name`.
+    Invited {
+        room: &'a str,
+        name: &'a str,
+        by: &'a str,
+    },
+    /// `name` is no longer a member of the invite-only `room`.
+    Removed { room: &'a str, name: &'a str },
+}
+
+/// A password's PHC hash as the log carries it: never shown in a log line
+/// or a `Debug` print.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Phc<'a>(pub &'a str);
+
+impl std::fmt::Debug for Phc<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Phc(<redacted>)")
+    }
+}
+
+/// Longest password hash the log may carry, in bytes: the server's own
+/// are under 100.
+const MAX_PHC: usize = 256;
+
+/// True when `hash` looks like a PHC string: `$` first, no blank, and not
+/// longer than [`MAX_PHC`].
+fn valid_phc(hash: &str) -> bool {
+    hash.starts_with('$') && hash.len() <= MAX_PHC && hash.bytes().all(|b| b.is_ascii_graphic())
 }
 
 impl<'a> Event<'a> {
+    /// True for a record (see `records`): an account, a direct message,
+    /// a read mark or a membership, which the store keeps.
+    pub fn is_record(&self) -> bool {
+        matches!(
+            self,
+            Event::Registered { .. }
+                | Event::Rekeyed { .. }
+                | Event::Direct { .. }
+                | Event::Read { .. }
+                | Event::Created { .. }
+                | Event::Invited { .. }
+                | Event::Removed { .. }
+        )
+    }
+
     /// Writes the event as the cluster's log holds it: one line of words,
     /// a letter for the kind first, free text last. A `SAY`'s id is not
-    /// written: the log's sequence number is the id.
+    /// written, nor a direct message's: the log's sequence number is the id.
     pub fn encode(&self, buf: &mut Vec<u8>) {
         let words: [&[u8]; 4] = match *self {
             Event::Arrived { name, home } => [b"A", name.as_bytes(), home.as_bytes(), b""],
@@ -73,6 +139,23 @@ impl<'a> Event<'a> {
             Event::Left { room, name } => [b"L", room.as_bytes(), name.as_bytes(), b""],
             Event::Gone { home } => [b"G", home.as_bytes(), b"", b""],
             Event::Moved { name, home } => [b"V", name.as_bytes(), home.as_bytes(), b""],
+            Event::Registered { name, hash } => [b"R", name.as_bytes(), hash.0.as_bytes(), b""],
+            Event::Rekeyed { name, hash } => [b"K", name.as_bytes(), hash.0.as_bytes(), b""],
+            Event::Created { room, owner } => [b"C", room.as_bytes(), owner.as_bytes(), b""],
+            Event::Invited { room, name, by } => {
+                [b"I", room.as_bytes(), name.as_bytes(), by.as_bytes()]
+            }
+            Event::Removed { room, name } => [b"X", room.as_bytes(), name.as_bytes(), b""],
+            Event::Read { name, peer, id } => {
+                buf.extend_from_slice(format!("Q {name} {peer} {id}").as_bytes());
+                return;
+            }
+            Event::Direct {
+                from, to, ms, text, ..
+            } => {
+                buf.extend_from_slice(format!("P {from} {to} {ms} {text}").as_bytes());
+                return;
+            }
             Event::Said {
                 room,
                 ms,
@@ -128,13 +211,53 @@ impl<'a> Event<'a> {
                     text: text(t)?,
                 }
             }
-            "E" | "L" => {
+            "E" | "L" | "C" | "X" => {
                 let (r, n) = pair(rest)?;
                 let (room, name) = (room(r)?, name(n)?);
-                if kind == "E" {
-                    Event::Entered { room, name }
+                match kind {
+                    "E" => Event::Entered { room, name },
+                    "L" => Event::Left { room, name },
+                    "C" => Event::Created { room, owner: name },
+                    _ => Event::Removed { room, name },
+                }
+            }
+            "R" | "K" => {
+                let (n, hash) = pair(rest)?;
+                let (name, hash) = (name(n)?, Phc(valid_phc(hash).then_some(hash)?));
+                if kind == "R" {
+                    Event::Registered { name, hash }
                 } else {
-                    Event::Left { room, name }
+                    Event::Rekeyed { name, hash }
+                }
+            }
+            "I" => {
+                let (r, rest) = pair(rest)?;
+                let (n, by) = pair(rest)?;
+                Event::Invited {
+                    room: room(r)?,
+                    name: name(n)?,
+                    by: name(by)?,
+                }
+            }
+            "Q" => {
+                let (n, rest) = pair(rest)?;
+                let (peer, id) = pair(rest)?;
+                Event::Read {
+                    name: name(n)?,
+                    peer: name(peer)?,
+                    id: id.parse().ok()?,
+                }
+            }
+            "P" => {
+                let (from, rest) = pair(rest)?;
+                let (to, rest) = pair(rest)?;
+                let (ms, t) = pair(rest)?;
+                Event::Direct {
+                    from: name(from)?,
+                    to: name(to)?,
+                    id: seq,
+                    ms: ms.parse().ok()?,
+                    text: text(t)?,
                 }
             }
             "G" => Event::Gone {
@@ -219,6 +342,10 @@ impl Chat {
                 .write_to(&mut self.scratch);
                 out.send_to_all(self.rooms.members(r), except, &self.scratch);
             }
+            // Every other event is a record (see `records`).
+            record => {
+                self.record(record, None, true, out);
+            }
         }
     }
 
@@ -271,6 +398,11 @@ impl Chat {
     }
 
     fn entered(&mut self, room: &str, name: &str, out: &mut impl Outbox) {
+        // A join decided before the room became invite-only (on another
+        // node, or a resumed seat) does not get in.
+        if !self.private.admits(room, name) {
+            return;
+        }
         let Some((local, name)) = self.user(name) else {
             return;
         };

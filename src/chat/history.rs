@@ -91,6 +91,9 @@ pub enum Request {
         name: Box<str>,
         hash: Secret,
     },
+    /// A cluster node applied its log's entry `seq` (an account, a read
+    /// mark or a membership): a restart replays those only past it.
+    Applied { seq: MessageId },
 }
 
 /// A session the store kept, as a restart restores it.

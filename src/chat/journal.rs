@@ -188,12 +188,12 @@ impl Journal {
     /// `SENT` names it `shown` (`@peer`).
     pub fn append_direct(
         &mut self,
-        sender: (ConnId, u64),
+        sender: Option<(ConnId, u64)>,
         key: &str,
         shown: &str,
         message: Message,
     ) {
-        self.append(Some(sender), key, message);
+        self.append(sender, key, message);
         if let Some(m) = self.in_flight.back_mut() {
             m.shown = Some(shown.into());
         }
@@ -243,6 +243,13 @@ impl Journal {
             peer: peer.into(),
             id,
         });
+    }
+
+    /// Records that a cluster node applied entry `seq` of its log: a
+    /// restart replays accounts, read marks and memberships only past it
+    /// (and past the last stored message).
+    pub fn applied(&mut self, seq: MessageId) {
+        self.requests.push(Request::Applied { seq });
     }
 
     /// When the oldest message still waiting for the store was handed to it.

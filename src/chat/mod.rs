@@ -26,6 +26,7 @@ pub mod journal;
 pub mod name;
 mod passwords;
 mod private;
+mod records;
 pub mod resume;
 pub mod rooms;
 pub mod tally;

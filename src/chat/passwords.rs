@@ -65,11 +65,6 @@ impl Chat {
         if !valid_name(name) {
             return Err(ProtocolError::InvalidUsername);
         }
-        // Accounts are not shared between nodes yet: one registered on
-        // one node would be a free name on the others.
-        if self.cluster.is_some() {
-            return Err(ProtocolError::AccountsUnavailable);
-        }
         if !valid_password(password) {
             return Err(ProtocolError::InvalidPassword);
         }
@@ -212,6 +207,11 @@ impl Chat {
                 }
                 self.accounts.succeeded(&name);
                 let conn = conn?;
+                // In a cluster the registry says whether the name is free.
+                if self.cluster.is_some() {
+                    self.claim(conn, &name, None);
+                    return None;
+                }
                 // A session of the name held since a restart ends (the
                 // others see it leave), as if its window had passed. A
                 // RESUME may have taken the name while the check ran.
@@ -260,10 +260,14 @@ impl Chat {
             }
             return self.refuse(conn?, ProtocolError::AuthBusy, out);
         };
+        if self.cluster.is_some() {
+            self.share_account(conn, name, hash, new);
+            return None;
+        }
         let ticket = self.accounts.saving(Saving {
             conn,
             name: name.clone(),
-            hash: hash.clone(),
+            hash: Some(hash.clone()),
             new,
         });
         self.journal.save_account(ticket, name, hash);
@@ -279,6 +283,9 @@ impl Chat {
         out: &mut impl Outbox,
     ) -> Option<(ConnId, Step)> {
         let saving = self.accounts.saved(ticket, saved)?;
+        if let Some(login) = self.registered(ticket) {
+            return self.registration_stored(login, saved, out);
+        }
         let conn = saving.conn?;
         if !saved {
             return self.refuse(conn, ProtocolError::StorageUnavailable, out);
@@ -304,7 +311,7 @@ impl Chat {
 
     /// What a connection just welcomed becomes: logged in, or still
     /// waiting (for its unread list) without being released.
-    fn logged_in_step(&mut self, conn: ConnId) -> Option<(ConnId, Step)> {
+    pub(super) fn logged_in_step(&mut self, conn: ConnId) -> Option<(ConnId, Step)> {
         match self.after_welcome(conn) {
             Step::Wait => None,
             step => Some((conn, step)),

@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::event::Event;
 use super::journal::Awaited;
 use super::name::{Folded, NameKey};
 use super::{Chat, ConnId, Outbox, Step};
@@ -49,6 +50,41 @@ impl Private {
     /// True if `room` is invite-only.
     pub fn is_private(&self, room: &str) -> bool {
         self.rooms.contains_key(Folded::new(room))
+    }
+
+    /// Makes `room` invite-only, owned by `owner`, its first member.
+    fn create(&mut self, room: &str, owner: &str) {
+        let mut members = Members {
+            owner: owner.into(),
+            names: HashSet::new(),
+        };
+        members.names.insert(NameKey::new(owner));
+        self.rooms.insert(NameKey::new(room), members);
+    }
+
+    /// Adds `name` to the invite-only `room`; true if it was not in it.
+    fn invite(&mut self, room: &str, name: &str) -> bool {
+        self.rooms
+            .get_mut(Folded::new(room))
+            .is_some_and(|m| m.names.insert(NameKey::new(name)))
+    }
+
+    /// Takes `name` out of the invite-only `room`; true if it was a member
+    /// other than the owner, who stays: a room always has one.
+    fn remove(&mut self, room: &str, name: &str) -> bool {
+        self.removable(room, name)
+            && self
+                .rooms
+                .get_mut(Folded::new(room))
+                .is_some_and(|m| m.names.remove(Folded::new(name)))
+    }
+
+    /// True if `name` is a member of the invite-only `room` other than
+    /// its owner.
+    fn removable(&self, room: &str, name: &str) -> bool {
+        self.rooms.get(Folded::new(room)).is_some_and(|m| {
+            !Folded::new(&m.owner).eq(Folded::new(name)) && m.names.contains(Folded::new(name))
+        })
     }
 
     /// True if `name` may be in `room`: it is public, or `name` is invited.
@@ -93,15 +129,36 @@ impl Chat {
             return Some((conn, Step::Continue));
         }
         let owner: Box<str> = self.users.name(conn)?.into();
-        let mut members = Members {
-            owner: owner.clone(),
-            names: HashSet::new(),
+        let created = Event::Created {
+            room,
+            owner: &owner,
         };
-        members.names.insert(NameKey::new(&owner));
-        self.private.rooms.insert(NameKey::new(room), members);
-        self.journal.member(room, &owner, true, true);
-        let r = self.open_room(room, self.journal.last_id());
-        Some((conn, self.enter(conn, r, out)))
+        self.share(created, conn, out)
+    }
+
+    /// Applies the making of `room`, owned by `owner`, unless a room of
+    /// that name came first; the owner's connection (`asker`) joins it.
+    pub(super) fn created(
+        &mut self,
+        (room, owner): (&str, &str),
+        asker: Option<ConnId>,
+        fresh: bool,
+        out: &mut impl Outbox,
+    ) -> Option<(ConnId, Step)> {
+        if self.rooms.find(room).is_some() || self.private.is_private(room) {
+            let conn = asker?;
+            self.reply(conn, Reply::Err(ProtocolError::RoomExists), out);
+            return Some((conn, Step::Continue));
+        }
+        self.private.create(room, owner);
+        if fresh {
+            self.journal.member(room, owner, true, true);
+        }
+        let conn = asker?;
+        match self.enter_named(conn, room, out) {
+            Step::Wait => None,
+            step => Some((conn, step)),
+        }
     }
 
     /// True unless `room` is invite-only and `id` is not in it.
@@ -167,31 +224,33 @@ impl Chat {
         out: &mut impl Outbox,
     ) -> Result<Step, ProtocolError> {
         let (room, target) = self.owned(id, room, target)?;
-        if let Some(members) = self.private.rooms.get_mut(Folded::new(&room)) {
-            if members.names.insert(NameKey::new(&target)) {
-                self.journal.member(&room, &target, false, true);
-            }
+        let by: Box<str> = self.users.name(id).unwrap_or_default().into();
+        let invited = Event::Invited {
+            room: &room,
+            name: &target,
+            by: &by,
+        };
+        Ok(self.share_step(invited, id, out))
+    }
+
+    /// Applies `by`'s invitation of `name` to `room`: the owner's
+    /// connection (`asker`) hears `INVITED`, the one invited `INVITE`.
+    pub(super) fn invited(
+        &mut self,
+        (room, name, by): (&str, &str, &str),
+        asker: Option<ConnId>,
+        fresh: bool,
+        out: &mut impl Outbox,
+    ) -> Option<(ConnId, Step)> {
+        if self.private.invite(room, name) && fresh {
+            self.journal.member(room, name, false, true);
         }
-        self.reply(
-            id,
-            Reply::Invited {
-                room: &room,
-                name: &target,
-            },
-            out,
-        );
-        if let Some(to) = self.users.find(&target).filter(|&to| to != id) {
-            let owner: Box<str> = self.users.name(id).unwrap_or_default().into();
-            self.reply(
-                to,
-                Reply::InvitedBy {
-                    room: &room,
-                    owner: &owner,
-                },
-                out,
-            );
+        if let Some(to) = self.users.find(name).filter(|&to| Some(to) != asker) {
+            self.reply(to, Reply::InvitedBy { room, owner: by }, out);
         }
-        Ok(Step::Continue)
+        let conn = asker?;
+        self.reply(conn, Reply::Invited { room, name }, out);
+        Some((conn, Step::Continue))
     }
 
     /// `REMOVE <room> <name>`, by the room's owner: a member in the room
@@ -204,36 +263,42 @@ impl Chat {
         out: &mut impl Outbox,
     ) -> Result<Step, ProtocolError> {
         let (room, target) = self.owned(id, room, target)?;
-        let members = self
-            .private
-            .rooms
-            .get_mut(Folded::new(&room))
-            .ok_or(ProtocolError::NoSuchRoom)?;
-        // The owner stays: a room always has one.
-        if Folded::new(&members.owner).eq(Folded::new(&target))
-            || !members.names.remove(Folded::new(&target))
-        {
+        if !self.private.removable(&room, &target) {
             return Err(ProtocolError::NoSuchUser);
         }
-        self.journal.member(&room, &target, false, false);
-        self.reply(
-            id,
-            Reply::Removed {
-                room: &room,
-                name: &target,
-            },
-            out,
-        );
-        // Someone removed while in the room leaves it now, as by PART.
-        if let Some(to) = self.users.find(&target) {
-            let inside = self
-                .rooms
-                .find(&room)
-                .is_some_and(|r| self.rooms.is_member(to, r));
-            if inside {
-                let _ = self.part(to, &room, out);
-            }
+        let removed = Event::Removed {
+            room: &room,
+            name: &target,
+        };
+        Ok(self.share_step(removed, id, out))
+    }
+
+    /// Applies the removal of `name` from `room`: the owner's connection
+    /// (`asker`) hears `REMOVED`, and a member in the room leaves it, as
+    /// by `PART`, on every node alike.
+    pub(super) fn removed(
+        &mut self,
+        (room, name): (&str, &str),
+        asker: Option<ConnId>,
+        fresh: bool,
+        out: &mut impl Outbox,
+    ) -> Option<(ConnId, Step)> {
+        if !self.private.remove(room, name) {
+            // Removed (or made owner) by an earlier entry of the log.
+            let conn = asker?;
+            self.reply(conn, Reply::Err(ProtocolError::NoSuchUser), out);
+            return Some((conn, Step::Continue));
         }
-        Ok(Step::Continue)
+        if fresh {
+            self.journal.member(room, name, false, false);
+        }
+        if let Some(conn) = asker {
+            self.reply(conn, Reply::Removed { room, name }, out);
+        }
+        self.apply(Event::Left { room, name }, out);
+        if let Some(to) = self.users.find(name) {
+            self.save_session(to, false);
+        }
+        asker.map(|conn| (conn, Step::Continue))
     }
 }

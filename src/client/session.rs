@@ -1531,8 +1531,7 @@ impl Session {
                 | ProtocolError::InvalidPassword
                 | ProtocolError::AccountRequired
                 | ProtocolError::TooManyAttempts
-                | ProtocolError::AuthBusy
-                | ProtocolError::AccountsUnavailable,
+                | ProtocolError::AuthBusy,
             ) => self.on_login_refused(e),
             (
                 _,

@@ -168,7 +168,6 @@ pub fn describe_error(e: ProtocolError) -> &'static str {
         ProtocolError::NoAccount => "you are logged in without an account",
         ProtocolError::TooManyAttempts => "too many attempts: wait a little and try again",
         ProtocolError::AuthBusy => "the server is busy checking passwords: try again",
-        ProtocolError::AccountsUnavailable => "this server keeps no accounts",
         ProtocolError::NotInvited => "that room is invite-only",
         ProtocolError::NotOwner => "only the room's owner can do that",
         ProtocolError::RoomExists => "that room exists already",

@@ -54,8 +54,6 @@ pub enum ProtocolError {
     TooManyAttempts,
     /// Accounts: the password hasher has as much work as it takes.
     AuthBusy,
-    /// Accounts: this server cannot keep accounts (a cluster node).
-    AccountsUnavailable,
     /// Invite-only rooms: `JOIN` of a room the user was not invited to.
     NotInvited,
     /// Invite-only rooms: `INVITE` or `REMOVE` by someone not its owner.
@@ -68,7 +66,7 @@ pub enum ProtocolError {
 
 impl ProtocolError {
     /// Every error, for lookups by wire code.
-    pub const ALL: [ProtocolError; 33] = [
+    pub const ALL: [ProtocolError; 32] = [
         ProtocolError::LineTooLong,
         ProtocolError::InvalidUtf8,
         ProtocolError::InvalidText,
@@ -97,7 +95,6 @@ impl ProtocolError {
         ProtocolError::NoAccount,
         ProtocolError::TooManyAttempts,
         ProtocolError::AuthBusy,
-        ProtocolError::AccountsUnavailable,
         ProtocolError::NotInvited,
         ProtocolError::NotOwner,
         ProtocolError::RoomExists,
@@ -140,7 +137,6 @@ impl ProtocolError {
             ProtocolError::NoAccount => "no-account",
             ProtocolError::TooManyAttempts => "too-many-attempts",
             ProtocolError::AuthBusy => "auth-busy",
-            ProtocolError::AccountsUnavailable => "accounts-unavailable",
             ProtocolError::NotInvited => "not-invited",
             ProtocolError::NotOwner => "not-owner",
             ProtocolError::RoomExists => "room-exists",

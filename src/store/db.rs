@@ -319,12 +319,16 @@ impl Db {
         self.rooms
     }
 
-    /// The newest stored message's id (0 if none): in a cluster, every
+    /// The newest stored message's id, or the last entry of a cluster's
+    /// log applied, whichever is later (0 if none): in a cluster, every
     /// entry of the log up to it has been stored.
     pub fn last_stored(&self) -> rusqlite::Result<MessageId> {
-        let last: Option<i64> = self
-            .conn
-            .query_row("SELECT MAX(id) FROM messages", [], |r| r.get(0))?;
+        let last: Option<i64> = self.conn.query_row(
+            "SELECT MAX(COALESCE((SELECT MAX(id) FROM messages), 0),
+                        COALESCE((SELECT value FROM meta WHERE key = 'applied'), 0))",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(last.unwrap_or(0) as MessageId)
     }
 
@@ -498,7 +502,6 @@ impl Db {
         })
     }
 
-    /// The messages of `room` that `query` names, oldest first.
     /// `name`'s conversations holding messages from the other side after
     /// its read mark: each peer (lower-cased), how many, and the mark.
     pub fn unread(&self, name: &str) -> rusqlite::Result<Vec<(Box<str>, u64, MessageId)>> {
@@ -536,6 +539,7 @@ impl Db {
         Ok(unread)
     }
 
+    /// The messages of `room` that `query` names, oldest first.
     pub fn fetch(&self, room: &str, query: HistoryQuery) -> rusqlite::Result<Vec<Message>> {
         let Some(room) = self.room_id(&room.to_ascii_lowercase())? else {
             return Ok(Vec::new());
@@ -786,6 +790,13 @@ fn save_sessions(tx: &rusqlite::Transaction<'_>, requests: &[&Request]) -> rusql
                     hash.expose(),
                     now_ms
                 ])?;
+            }
+            Request::Applied { seq } => {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('applied', ?1)
+                     ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
+                    [clamp(*seq)],
+                )?;
             }
             _ => {}
         }

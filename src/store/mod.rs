@@ -132,7 +132,8 @@ impl Writer {
                 | Request::ForgetSession { .. }
                 | Request::SaveAccount { .. }
                 | Request::Read { .. }
-                | Request::Member { .. } => sessions.push(request),
+                | Request::Member { .. }
+                | Request::Applied { .. } => sessions.push(request),
                 Request::Fetch { .. } | Request::Lookup { .. } | Request::Unread { .. } => {
                     reads.push(request)
                 }

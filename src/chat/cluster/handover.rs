@@ -92,6 +92,7 @@ impl Chat {
             conn,
             name: name.into(),
             resumed: Some(Ended::handed_over(name, token, Vec::new(), now)),
+            account: None,
             abandoned: false,
         };
         cluster.takes.insert(ticket, login);

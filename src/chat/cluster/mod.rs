@@ -16,11 +16,12 @@
 
 mod handover;
 
-use crate::auth::Job;
+use crate::auth::{Job, Secret};
 use std::collections::HashMap;
 
-use super::event::Event;
+use super::event::{Event, Phc};
 use super::history::{Message, Request};
+use super::private::Private;
 use super::resume::Ended;
 use super::{Chat, ConnId, Outbox, Reply, Step};
 use crate::protocol::reply::MessageId;
@@ -106,13 +107,17 @@ enum Own {
     Quiet,
 }
 
-/// A login on its way: the name claimed, then its arrival in the log.
+/// A login on its way: the name claimed, then (for a `REGISTER`) the
+/// account in the log and the store, then its arrival in the log.
 #[derive(Debug)]
-struct Login {
+pub(in crate::chat) struct Login {
     conn: ConnId,
     name: Box<str>,
     /// The session a `RESUME` takes back.
     resumed: Option<Ended>,
+    /// The password hash of an account this login makes, until it is
+    /// published.
+    account: Option<Secret>,
     /// The connection left before the login was through.
     abandoned: bool,
 }
@@ -131,6 +136,9 @@ pub struct Cluster {
     /// Sessions handed over by another node, awaiting their move through
     /// the log, by lower-cased name.
     moving: HashMap<Box<str>, Login>,
+    /// Registrations applied from the log, awaiting the store's commit of
+    /// their account, by the store's ticket.
+    registering: HashMap<u64, Login>,
     requests: Vec<BusRequest>,
     /// Room messages up to this id are in the store already: a restarted
     /// node replays them from the log without storing them twice.
@@ -149,6 +157,7 @@ impl Cluster {
             claims: HashMap::new(),
             takes: HashMap::new(),
             moving: HashMap::new(),
+            registering: HashMap::new(),
             requests: Vec::new(),
             stored_through,
         }
@@ -163,9 +172,12 @@ impl Cluster {
         let stamp = self.next_stamp;
         self.next_stamp += 1;
         let room = match *event {
-            Event::Entered { room, .. } | Event::Left { room, .. } | Event::Said { room, .. } => {
-                Some(room.into())
-            }
+            Event::Entered { room, .. }
+            | Event::Left { room, .. }
+            | Event::Said { room, .. }
+            | Event::Created { room, .. }
+            | Event::Invited { room, .. }
+            | Event::Removed { room, .. } => Some(room.into()),
             _ => None,
         };
         let mut payload = Vec::with_capacity(64);
@@ -189,6 +201,26 @@ impl Cluster {
         self.claims.insert(ticket, login);
     }
 
+    /// Publishes the arrival of `login`, whose name is won (and account
+    /// stored); it is logged in when the arrival comes back.
+    fn arrive(&mut self, login: Login) {
+        let arrived = Event::Arrived {
+            name: &login.name,
+            home: &self.home,
+        };
+        let mut payload = Vec::new();
+        arrived.encode(&mut payload);
+        let stamp = self.next_stamp;
+        self.next_stamp += 1;
+        self.requests.push(BusRequest::Publish {
+            stamp,
+            room: None,
+            payload,
+            release: None,
+        });
+        self.own.insert(stamp, Own::Login(login));
+    }
+
     /// Bridge work asked for since the last call, in order.
     pub fn take_requests(&mut self) -> impl Iterator<Item = BusRequest> + '_ {
         self.requests.drain(..)
@@ -205,6 +237,7 @@ impl Cluster {
             .values_mut()
             .chain(self.takes.values_mut())
             .chain(self.moving.values_mut())
+            .chain(self.registering.values_mut())
             .chain(own);
         for login in logins.filter(|l| l.conn == conn) {
             login.abandoned = true;
@@ -231,6 +264,9 @@ impl Chat {
     /// and message ids are the log's sequence numbers.
     pub fn join_cluster(&mut self, home: &str, stored_through: MessageId) {
         self.journal.restart_at(stored_through);
+        // Rebuilt from the log, so each JOIN in it is judged against the
+        // members of its moment.
+        self.private = Private::default();
         self.cluster = Some(Cluster::new(home, stored_through));
     }
 
@@ -280,6 +316,7 @@ impl Chat {
                 conn,
                 name: name.into(),
                 resumed,
+                account: None,
                 abandoned: false,
             });
         }
@@ -347,7 +384,7 @@ impl Chat {
         out: &mut impl Outbox,
     ) -> Option<(ConnId, Step)> {
         let cluster = self.cluster.as_mut()?;
-        let Some(login) = cluster.claims.remove(&ticket) else {
+        let Some(mut login) = cluster.claims.remove(&ticket) else {
             // Not asked for: never keep a name nobody will use.
             if claim == Claim::Won {
                 cluster
@@ -356,6 +393,11 @@ impl Chat {
             }
             return None;
         };
+        if login.account.is_some() {
+            // The registry holds the name for the rest of the registration.
+            self.accounts.unreserve(&login.name);
+        }
+        let cluster = self.cluster.as_mut()?;
         match claim {
             Claim::Won if login.abandoned => {
                 cluster
@@ -364,21 +406,17 @@ impl Chat {
                 None
             }
             Claim::Won => {
-                let arrived = Event::Arrived {
-                    name: &login.name,
-                    home: &cluster.home,
-                };
-                let mut payload = Vec::new();
-                arrived.encode(&mut payload);
-                let stamp = cluster.next_stamp;
-                cluster.next_stamp += 1;
-                cluster.requests.push(BusRequest::Publish {
-                    stamp,
-                    room: None,
-                    payload,
-                    release: None,
-                });
-                cluster.own.insert(stamp, Own::Login(login));
+                match login.account.take() {
+                    Some(hash) => {
+                        let name = login.name.clone();
+                        let registered = Event::Registered {
+                            name: &name,
+                            hash: Phc(hash.expose()),
+                        };
+                        cluster.publish(&registered, Own::Login(login), None);
+                    }
+                    None => cluster.arrive(login),
+                }
                 None
             }
             Claim::Taken | Claim::Unavailable if login.abandoned => None,
@@ -460,6 +498,23 @@ impl Chat {
                 cluster.publish(&Event::Departed { name }, Own::Quiet, release);
                 None
             }
+            (Event::Registered { name, hash }, Some(Own::Login(login))) => {
+                self.own_registration(login, (name, hash), seq, out)
+            }
+            (event, own) if event.is_record() => {
+                let fresh = seq > cluster.stored_through;
+                let asker = match own {
+                    Some(Own::Seat { conn, serial } | Own::Say { conn, serial }) => {
+                        Some((conn, serial))
+                    }
+                    _ => None,
+                };
+                let released = self.record(event, asker, fresh, out);
+                if fresh {
+                    self.journal.applied(seq);
+                }
+                released
+            }
             (
                 Event::Said {
                     room,
@@ -491,8 +546,17 @@ impl Chat {
                 None
             }
             (event, Some(Own::Seat { conn, serial })) => {
+                // A room made invite-only since the JOIN was decided.
+                let refused = matches!(event, Event::Entered { room, name }
+                    if !self.private.admits(room, name));
                 self.apply(event, out);
-                (self.users.serial(conn) == Some(serial)).then_some((conn, Step::Continue))
+                if self.users.serial(conn) != Some(serial) {
+                    return None;
+                }
+                if refused {
+                    self.reply(conn, Reply::Err(ProtocolError::NotInvited), out);
+                }
+                Some((conn, Step::Continue))
             }
             (event, _) => {
                 self.apply(event, out);
@@ -527,14 +591,120 @@ impl Chat {
         self.ended.forget(&name);
         self.reply(conn, Reply::Ok, out);
         self.apply(event, out);
-        if let Some(ended) = resumed {
-            self.users.set_token(conn, ended.token);
-            for room in &ended.rooms {
-                let entered = Event::Entered { room, name: &name };
-                self.publish(&entered, OwnKind::Quiet);
-            }
+        let Some(ended) = resumed else {
+            // A registered user hears of unread conversations first.
+            return self.logged_in_step(conn);
+        };
+        self.users.set_token(conn, ended.token);
+        for room in &ended.rooms {
+            let entered = Event::Entered { room, name: &name };
+            self.publish(&entered, OwnKind::Quiet);
         }
         Some((conn, Step::LoggedIn))
+    }
+
+    /// In a cluster, a new account (`new`) or password goes through the
+    /// log: a new account's name is claimed first, as a login's is.
+    pub(in crate::chat) fn share_account(
+        &mut self,
+        conn: Option<ConnId>,
+        name: Box<str>,
+        hash: Secret,
+        new: bool,
+    ) {
+        let asker = conn.and_then(|c| Some((c, self.users.serial(c)?)));
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        if !new {
+            let own = match asker {
+                Some((conn, serial)) => Own::Seat { conn, serial },
+                None => Own::Quiet,
+            };
+            let rekeyed = Event::Rekeyed {
+                name: &name,
+                hash: Phc(hash.expose()),
+            };
+            cluster.publish(&rekeyed, own, None);
+            return;
+        }
+        match conn {
+            Some(conn) => cluster.claim(Login {
+                conn,
+                name,
+                resumed: None,
+                account: Some(hash),
+                abandoned: false,
+            }),
+            None => self.accounts.unreserve(&name),
+        }
+    }
+
+    /// This node's registration came back through the log: the account
+    /// is made and stored, unless an earlier entry made the name one.
+    fn own_registration(
+        &mut self,
+        login: Login,
+        (name, hash): (&str, Phc<'_>),
+        seq: MessageId,
+        out: &mut impl Outbox,
+    ) -> Option<(ConnId, Step)> {
+        if self.accounts.is_registered(name) {
+            let cluster = self.cluster.as_mut()?;
+            cluster
+                .requests
+                .push(BusRequest::Release { name: login.name });
+            if login.abandoned {
+                return None;
+            }
+            self.reply(login.conn, Reply::Err(ProtocolError::UsernameTaken), out);
+            return Some((login.conn, Step::Continue));
+        }
+        // Every node makes the account, whoever still waits for it here.
+        let ticket = self.keep_account(None, name, hash, (true, true));
+        self.journal.applied(seq);
+        let cluster = self.cluster.as_mut()?;
+        if login.abandoned {
+            cluster
+                .requests
+                .push(BusRequest::Release { name: login.name });
+            return None;
+        }
+        cluster.registering.insert(ticket?, login);
+        None
+    }
+
+    /// The registration the store's account write `ticket` is for, if it
+    /// is one of this node's in a cluster.
+    pub(in crate::chat) fn registered(&mut self, ticket: u64) -> Option<Login> {
+        self.cluster.as_mut()?.registering.remove(&ticket)
+    }
+
+    /// A registration's account is stored (or failed to be): the user
+    /// arrives through the log, or hears why not.
+    pub(in crate::chat) fn registration_stored(
+        &mut self,
+        login: Login,
+        saved: bool,
+        out: &mut impl Outbox,
+    ) -> Option<(ConnId, Step)> {
+        let cluster = self.cluster.as_mut()?;
+        if saved && !login.abandoned {
+            cluster.arrive(login);
+            return None;
+        }
+        cluster
+            .requests
+            .push(BusRequest::Release { name: login.name });
+        if login.abandoned {
+            return None;
+        }
+        self.reply(
+            login.conn,
+            Reply::Err(ProtocolError::StorageUnavailable),
+            out,
+        );
+        Some((login.conn, Step::Continue))
     }
 }
 

@@ -2,19 +2,13 @@
 //! are run in process with a cheap Argon2 cost, and account writes are
 //! answered when the test says.
 
-use argon2::{Algorithm, Argon2, Params, Version};
-
 use super::*;
 use crate::auth::{self, Job};
 
 /// The chat's pending hasher jobs, run now, their verdicts fed back;
 /// returns what each released connection became.
 fn hash_all(chat: &mut Chat, out: &mut Recorder) -> Vec<(ConnId, Step)> {
-    let argon = Argon2::new(
-        Algorithm::Argon2id,
-        Version::V0x13,
-        Params::new(64, 1, 1, None).unwrap(),
-    );
+    let argon = cheap_argon();
     let jobs: Vec<Job> = chat.accounts.take_jobs();
     jobs.into_iter()
         .filter_map(|job| chat.on_verdict(auth::run(&argon, job), t0(), out))
@@ -144,12 +138,4 @@ fn a_password_change_checks_the_old_then_stores_the_new() {
     );
     assert_eq!(store_all(&mut chat, &mut out, true), [(2, Step::LoggedIn)]);
     assert_eq!(out.take(2), "OK\nEND UNREAD\n");
-}
-
-#[test]
-fn a_cluster_node_keeps_no_accounts() {
-    let (mut chat, mut out) = setup(&[]);
-    chat.join_cluster("n1", 0);
-    chat.on_line(1, b"REGISTER alice password1", t0(), &mut out);
-    assert_eq!(out.take(1), "ERR accounts-unavailable\n");
 }

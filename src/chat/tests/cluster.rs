@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::chat::cluster::{BusRequest, Claim, Effect};
+use crate::chat::event::Phc;
 use crate::chat::history::Request;
 
 const HOME: &str = "n1-aa";
@@ -51,7 +52,11 @@ impl Node {
                     }
                     Effect::Store(r) => self.store.push(r),
                     Effect::Bus(r) => self.bus.push(r),
-                    Effect::Hash(job) => panic!("no passwords in a cluster: {job:?}"),
+                    Effect::Hash(job) => {
+                        let verdict = crate::auth::run(&cheap_argon(), job);
+                        let answered = self.chat.on_verdict(verdict, t0(), &mut self.out);
+                        released.extend(answered.map(|(id, _)| id));
+                    }
                 }
             }
             effects = self.chat.take_effects();
@@ -116,6 +121,41 @@ impl Node {
         self.entry(Some(("n2-bb", 1)), &payload);
     }
 
+    /// Commits every account write asked of the store (or fails them),
+    /// and answers every unread list with nothing unread; returns the
+    /// released connections.
+    fn store_accounts(&mut self, saved: bool) -> Vec<(ConnId, Step)> {
+        let mut released = Vec::new();
+        for r in std::mem::take(&mut self.store) {
+            let outcome = match r {
+                Request::SaveAccount { ticket, .. } => Outcome::AccountSaved { ticket, saved },
+                Request::Unread { ticket, .. } => Outcome::Unread {
+                    ticket,
+                    conversations: Some(Vec::new()),
+                },
+                other => {
+                    self.store.push(other);
+                    continue;
+                }
+            };
+            released.extend(self.chat.on_store(outcome, &mut self.out));
+        }
+        self.collect();
+        released
+    }
+
+    /// Registers `name` on connection `id` through the registry, the log
+    /// and the store.
+    fn register(&mut self, id: ConnId, name: &str) {
+        self.line(id, &format!("REGISTER {name} password1"));
+        self.claims(Claim::Won);
+        self.publish_all();
+        self.store_accounts(true);
+        self.publish_all();
+        assert_eq!(self.store_accounts(true), [(id, Step::LoggedIn)]);
+        assert_eq!(self.out.take(id), "OK\nEND UNREAD\n");
+    }
+
     fn login(&mut self, id: ConnId, name: &str) {
         assert_eq!(self.line(id, &format!("LOGIN {name}")), Step::Wait);
         assert!(self.claims(Claim::Won).is_empty());
@@ -154,11 +194,48 @@ fn every_event_reads_back_as_it_was_written() {
             text: "hi there",
         },
         Event::Gone { home: "n2-bb" },
+        Event::Registered {
+            name: "amy",
+            hash: Phc(HASH),
+        },
+        Event::Rekeyed {
+            name: "amy",
+            hash: Phc(HASH),
+        },
+        Event::Direct {
+            from: "amy",
+            to: "zed",
+            id: 42,
+            ms: 1_700_000_000_123,
+            text: "a  b ",
+        },
+        Event::Read {
+            name: "amy",
+            peer: "zed",
+            id: 7,
+        },
+        Event::Created {
+            room: "#r",
+            owner: "amy",
+        },
+        Event::Invited {
+            room: "#r",
+            name: "zed",
+            by: "amy",
+        },
+        Event::Removed {
+            room: "#r",
+            name: "zed",
+        },
     ];
     for event in events {
         let mut payload = Vec::new();
         event.encode(&mut payload);
         assert_eq!(Event::decode(&payload, 42), Some(event), "{payload:?}");
+        assert!(
+            !format!("{event:?}").contains(HASH),
+            "a hash is never shown"
+        );
     }
     for bad in [
         &b""[..],
@@ -172,6 +249,15 @@ fn every_event_reads_back_as_it_was_written() {
         b"S #r 5 amy",
         b"X amy",
         b"D \xff",
+        b"R amy hash",
+        b"R amy $a b",
+        b"K amy",
+        b"P amy zed x hi",
+        b"P amy #r 1 hi",
+        b"Q amy zed x",
+        b"C r amy",
+        b"I #r zed",
+        b"X #r",
     ] {
         assert_eq!(Event::decode(bad, 1), None, "{bad:?}");
     }
@@ -473,4 +559,164 @@ fn a_session_moves_between_nodes_through_take_and_the_log() {
         Taken::Ended(vec!["#a".into()])
     );
     assert_eq!(Taken::decode(b"ended #a b"), Taken::No, "a room without #");
+}
+
+/// A PHC string as another node's hasher would have made it.
+const HASH: &str = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo";
+
+#[test]
+fn an_account_is_made_through_the_registry_the_log_and_the_store() {
+    let mut node = Node::new(0);
+    node.login(0, "watcher");
+    assert_eq!(node.line(1, "REGISTER alice password1"), Step::Wait);
+    assert!(node.claims(Claim::Won).is_empty());
+    assert!(node.publish_all().is_empty(), "waits for the commit");
+    assert!(node.chat.accounts.is_registered("alice"));
+    assert!(node.store_accounts(true).is_empty(), "then for the arrival");
+    assert_eq!(node.out.take(1), "");
+    assert!(node.publish_all().is_empty(), "then for its unread list");
+    assert_eq!(node.out.take(1), "OK\n");
+    assert_eq!(node.store_accounts(true), [(1, Step::LoggedIn)]);
+    assert_eq!(node.out.take(1), "END UNREAD\n");
+    assert_eq!(node.out.take(0), "INFO alice joined\n");
+    // An account another node made: a guest may not take its name, and
+    // this node checks its password.
+    node.remote(Event::Registered {
+        name: "bob",
+        hash: Phc(HASH),
+    });
+    node.line(2, "LOGIN bob");
+    node.line(2, "REGISTER bob password2");
+    node.line(2, "LOGIN bob password2");
+    assert_eq!(
+        node.out.take(2),
+        "ERR password-required\nERR username-taken\nERR bad-password\n"
+    );
+    // Its password changes through the log too.
+    assert_eq!(node.line(1, "PASSWORD password1 password9"), Step::Wait);
+    assert!(node.publish_all().is_empty(), "waits for the commit");
+    assert_eq!(node.store_accounts(true), [(1, Step::Continue)]);
+    assert_eq!(node.out.take(1), "OK\n");
+}
+
+#[test]
+fn of_two_registrations_of_one_name_the_log_keeps_the_first() {
+    let mut node = Node::new(0);
+    node.line(1, "REGISTER carol password1");
+    node.claims(Claim::Won);
+    // Another node's registration of the name got into the log first (its
+    // user gone since, so the registry let this one claim the name).
+    node.remote(Event::Registered {
+        name: "Carol",
+        hash: Phc(HASH),
+    });
+    assert_eq!(node.publish_all(), [(1, Step::Continue)]);
+    assert_eq!(node.out.take(1), "ERR username-taken\n");
+    assert_eq!(
+        node.bus,
+        [BusRequest::Release {
+            name: "carol".into()
+        }]
+    );
+    let saves = node
+        .store
+        .iter()
+        .filter(|r| matches!(r, Request::SaveAccount { name, .. } if &**name == "Carol"));
+    assert_eq!(saves.count(), 1, "the first one's account only");
+}
+
+#[test]
+fn direct_messages_are_numbered_by_the_log_and_cross_nodes() {
+    let mut node = Node::new(0);
+    node.register(0, "amy");
+    node.remote(Event::Registered {
+        name: "zed",
+        hash: Phc(HASH),
+    });
+    // zed is offline: the message is stored all the same, and SENT
+    // follows the commit.
+    assert_eq!(node.line(0, "SAY @Zed hello"), Step::Continue);
+    node.publish_all();
+    let appended: Vec<_> = node
+        .store
+        .iter()
+        .filter_map(|r| match r {
+            Request::Append { room, message } => Some((room.to_string(), message.id)),
+            _ => None,
+        })
+        .collect();
+    let [(key, id)] = &appended[..] else {
+        panic!("one append: {appended:?}")
+    };
+    assert_eq!(key, "@amy@zed");
+    let committed = Outcome::Committed {
+        through: *id,
+        reserved: *id,
+    };
+    node.chat.on_store(committed, &mut node.out);
+    assert_eq!(node.out.take(0), format!("SENT @zed {id}\n"));
+    // zed, on another node, answers.
+    node.remote(Event::Direct {
+        from: "zed",
+        to: "amy",
+        id: 0,
+        ms: 1,
+        text: "hi amy",
+    });
+    let seq = node.seq - 1;
+    assert_eq!(node.out.take(0), format!("SAY @zed {seq} zed hi amy\n"));
+    // A read mark goes through the log.
+    node.line(0, &format!("READ @zed {seq}"));
+    node.publish_all();
+    assert!(node.store.iter().any(
+        |r| matches!(r, Request::Read { name, peer, id } if (&**name, &**peer, *id) == ("amy", "zed", seq))
+    ));
+}
+
+#[test]
+fn invite_only_rooms_are_decided_by_the_log() {
+    let mut node = Node::new(0);
+    node.register(0, "amy");
+    node.remote(Event::Registered {
+        name: "zed",
+        hash: Phc(HASH),
+    });
+    node.remote(Event::Arrived {
+        name: "zed",
+        home: "n2-bb",
+    });
+    node.out.take(0);
+    assert_eq!(node.line(0, "JOIN #team invite-only"), Step::Wait);
+    assert_eq!(node.publish_all(), [(0, Step::Continue)]);
+    assert_eq!(node.out.take(0), "JOINED #team 1\n");
+    // zed's JOIN was decided on its node before the room was made there:
+    // the log says no.
+    node.remote(Event::Entered {
+        room: "#team",
+        name: "zed",
+    });
+    assert_eq!(node.out.take(0), "");
+    node.line(0, "WHO #team");
+    assert_eq!(node.out.take(0), "USER amy\nEND WHO #team\n");
+    node.line(0, "INVITE #team zed");
+    assert_eq!(node.publish_all(), [(0, Step::Continue)]);
+    assert_eq!(node.out.take(0), "INVITED #team zed\n");
+    node.remote(Event::Entered {
+        room: "#team",
+        name: "zed",
+    });
+    assert_eq!(node.out.take(0), "INFO #team zed joined\n");
+    // Removed: out of the room on every node at once.
+    node.line(0, "REMOVE #team zed");
+    assert_eq!(node.publish_all(), [(0, Step::Continue)]);
+    assert_eq!(node.out.take(0), "REMOVED #team zed\nINFO #team zed left\n");
+    // A room another node made first: this node's JOIN of it is refused
+    // when it comes back through the log.
+    node.line(0, "JOIN #den");
+    node.remote(Event::Created {
+        room: "#den",
+        owner: "zed",
+    });
+    assert_eq!(node.publish_all(), [(0, Step::Continue)]);
+    assert_eq!(node.out.take(0), "ERR not-invited\n");
 }

@@ -42,6 +42,17 @@ fn t0() -> Instant {
     Instant::now()
 }
 
+/// Argon2id at the least cost it takes: the tests check what the chat
+/// does with verdicts, not the server's cost.
+fn cheap_argon() -> argon2::Argon2<'static> {
+    use argon2::{Algorithm, Argon2, Params, Version};
+    Argon2::new(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(64, 1, 1, None).unwrap(),
+    )
+}
+
 /// Records every line each connection would receive; the second
 /// field is what the store holds of rooms (spelling, last id), which
 /// answers the chat's lookups.
