@@ -159,7 +159,7 @@ fn serve(inbox: Receiver<Job>, reply: Sender<Verdict>, waker: Arc<Waker>) {
             std::io::Error::last_os_error()
         );
     }
-    let argon = argon2();
+    let argon = server_cost();
     while let Ok(job) = inbox.recv() {
         if reply.send(run(&argon, job)).is_err() {
             return;
@@ -170,7 +170,8 @@ fn serve(inbox: Receiver<Job>, reply: Sender<Verdict>, waker: Arc<Waker>) {
     }
 }
 
-fn argon2() -> Argon2<'static> {
+/// Argon2id at the server's cost (19 MiB, 2 passes, 1 lane).
+pub fn server_cost() -> Argon2<'static> {
     let params = Params::new(MEMORY_KIB, PASSES, LANES, None).unwrap_or_default();
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
@@ -283,7 +284,7 @@ mod tests {
         let Verdict::Hashed {
             hash: Some(hash), ..
         } = run(
-            &argon2(),
+            &server_cost(),
             Job::Hash {
                 ticket: 1,
                 password: Secret::new("password"),
