@@ -279,3 +279,36 @@ fn an_address_registers_its_hourly_allowance_and_no_more() {
         "refusals before the allowance cost none of it"
     );
 }
+
+#[test]
+fn the_password_takes_a_name_over_from_a_connection_still_open() {
+    let s = Server::start(&[]);
+    let mut watcher = s.login("watcher");
+    let mut old = register(&s, "alice", "password1");
+    old.send("JOIN #r");
+    old.expect("JOINED #r 1");
+    old.send("TOKEN");
+    let token = old.line();
+    watcher.expect("INFO alice joined");
+    // A wrong password changes nothing.
+    let mut new = s.connect();
+    assert_eq!(ask(&mut new, "LOGIN alice wrong-one"), "ERR bad-password");
+    old.send("PING still");
+    old.expect("PONG still");
+    // The right one: the old connection is told and closed, its session
+    // ends for good (its token resumes nothing), and the name is the new
+    // connection's, as a fresh login.
+    enter(&mut new, "LOGIN alice password1");
+    old.expect("BYE replaced");
+    old.expect_closed();
+    watcher.expect("INFO alice disconnected");
+    watcher.expect("INFO alice joined");
+    new.send("ROOMS");
+    new.expect("END ROOMS");
+    let token = token.strip_prefix("TOKEN ").expect("a token");
+    let mut thief = s.connect();
+    assert_eq!(
+        ask(&mut thief, &format!("RESUME alice {token}")),
+        "ERR bad-token"
+    );
+}

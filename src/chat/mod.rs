@@ -195,6 +195,8 @@ pub struct Chat {
     accounts: Accounts,
     /// Invite-only rooms and their members.
     private: Private,
+    /// Connections whose user a password login took over, to be closed.
+    replaced: Vec<ConnId>,
     tally: ChatTally,
 }
 
@@ -250,6 +252,7 @@ impl Chat {
             cluster: None,
             accounts,
             private,
+            replaced: Vec::new(),
             tally: ChatTally::default(),
         };
         chat.restore(saved);
@@ -296,6 +299,7 @@ impl Chat {
             effects.extend(cluster.take_requests().map(Effect::Bus));
         }
         effects.extend(self.accounts.take_jobs().into_iter().map(Effect::Hash));
+        effects.extend(self.replaced.drain(..).map(Effect::Replaced));
         effects
     }
 

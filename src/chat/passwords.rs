@@ -110,9 +110,11 @@ impl Chat {
             Some(hash) if valid_name(name) => hash.clone(),
             _ => return Err(ProtocolError::InvalidUsername),
         };
-        // A session held since a restart is the account's own: the
-        // password ends it (below). Anyone else using the name keeps it.
-        if self.users.is_taken(name) && !self.held.holds(name) {
+        // The name is the account's own: the password ends a session of
+        // it held since a restart, or open on another connection (below).
+        // In a cluster a user on another node keeps it.
+        let here = self.users.find(name).is_some() && self.cluster.is_none();
+        if self.users.is_taken(name) && !self.held.holds(name) && !here {
             return Err(ProtocolError::UsernameTaken);
         }
         self.check(id, name, now)?;
@@ -217,6 +219,13 @@ impl Chat {
                 // RESUME may have taken the name while the check ran.
                 if self.held.holds(&name) {
                     self.drop_held(&name, out);
+                }
+                // Still connected: a ghost the heartbeats have not caught
+                // yet, or another device. The password wins; that session
+                // ends for good (no RESUME), and its connection is closed.
+                if let Some(ghost) = self.users.find(&name).filter(|&g| g != conn) {
+                    self.kick(ghost, out);
+                    self.replaced.push(ghost);
                 }
                 if self.users.is_taken(&name) {
                     return self.refuse(conn, ProtocolError::UsernameTaken, out);

@@ -144,6 +144,7 @@ impl Server {
             match effect {
                 Effect::Store(request) => batch.push(request),
                 Effect::Bus(request) => self.hand_to_bridge(request, now),
+                Effect::Replaced(ghost) => self.depart(ghost, Departure::Replaced, now),
                 Effect::Hash(job) => {
                     if let Err(job) = self.hasher.submit(job) {
                         let verdict = Verdict::Failed {

@@ -38,6 +38,9 @@ pub enum Effect {
     Bus(BusRequest),
     /// Work for the password hasher.
     Hash(Job),
+    /// Close this connection with `BYE replaced`: its user logged in
+    /// again elsewhere with the password, and the chat has let it go.
+    Replaced(ConnId),
 }
 
 /// Work for the cluster's bridge thread.

@@ -52,6 +52,7 @@ impl Node {
                     }
                     Effect::Store(r) => self.store.push(r),
                     Effect::Bus(r) => self.bus.push(r),
+                    Effect::Replaced(ghost) => panic!("a cluster replaces no {ghost}"),
                     Effect::Hash(job) => {
                         let verdict = crate::auth::run(&cheap_argon(), job);
                         let answered = self.chat.on_verdict(verdict, t0(), &mut self.out);
@@ -592,6 +593,10 @@ fn an_account_is_made_through_the_registry_the_log_and_the_store() {
         node.out.take(2),
         "ERR password-required\nERR username-taken\nERR bad-password\n"
     );
+    // A password does not take a name over from a connection in a
+    // cluster: the registry holds it for that one.
+    node.line(2, "LOGIN alice password1");
+    assert_eq!(node.out.take(2), "ERR username-taken\n");
     // Its password changes through the log too.
     assert_eq!(node.line(1, "PASSWORD password1 password9"), Step::Wait);
     assert!(node.publish_all().is_empty(), "waits for the commit");
