@@ -16,7 +16,7 @@
 //! each arrives once. Lobby and direct messages are not stored by the server,
 //! so those caught in flight are marked unconfirmed, never sent twice.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::view::{self, describe_bye, describe_error, name_problem, parse_input, Action};
@@ -384,8 +384,12 @@ pub struct Session {
     outbox: VecDeque<Out>,
     /// Room messages sent, waiting for `SENT`.
     unsent: VecDeque<Out>,
-    /// Room messages whose `SENT` was lost with a connection.
+    /// Room and stored direct messages whose `SENT` was lost with a
+    /// connection: looked for in the history after the next login.
     unsure: Vec<Out>,
+    /// The highest id seen in each stored conversation, by the peer's
+    /// lower-cased name, for `HISTORY @peer AFTER` after a drop.
+    conversations: HashMap<String, MessageId>,
     /// Lobby and direct messages sent, with the confirming PING's number.
     unconfirmed: Vec<(Out, u64)>,
     /// Number of the next confirming PING; messages sent now wait for it.
@@ -437,6 +441,7 @@ impl Session {
             outbox: VecDeque::new(),
             unsent: VecDeque::new(),
             unsure: Vec::new(),
+            conversations: HashMap::new(),
             unconfirmed: Vec::new(),
             confirm_seq: 1,
             local_seq: 0,
@@ -1247,6 +1252,11 @@ impl Session {
     }
 
     fn saw(&mut self, room: &str, id: MessageId) {
+        if let Some(peer) = room.strip_prefix('@') {
+            let seen = self.conversations.entry(peer.to_ascii_lowercase());
+            let last = seen.or_default();
+            *last = (*last).max(id);
+        }
         if let Some(r) = self.room_mut(room) {
             r.last_id = r.last_id.max(id);
             r.oldest = Some(r.oldest.map_or(id, |o| o.min(id)));
@@ -1303,6 +1313,23 @@ impl Session {
             if let Some(room) = self.cfg.room.clone() {
                 self.join(&room, now);
             }
+        }
+        // Stored conversations with a line whose SENT was lost catch up, so
+        // the line is looked for before it goes again.
+        let mut peers: Vec<String> = self
+            .unsure
+            .iter()
+            .filter_map(|o| match &o.to {
+                Target::Dm(peer) => Some(peer.to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect();
+        peers.sort();
+        peers.dedup();
+        for peer in peers {
+            let after = self.conversations.get(&peer).copied().unwrap_or(0);
+            self.catching_up += 1;
+            self.catch_up_from(&format!("@{peer}"), after, now);
         }
         // Rooms held before the drop: the resumed ones catch up, the others are joined again.
         let rooms: Vec<String> = self.rooms.iter().map(|r| r.name.clone()).collect();
@@ -1417,7 +1444,7 @@ impl Session {
             return;
         }
         if fetch == Fetch::CatchUp && from.eq_ignore_ascii_case(&self.name) {
-            let target = Target::Room(room.into());
+            let target = target_of(room);
             if let Some(i) = self
                 .unsure
                 .iter()
@@ -1746,16 +1773,10 @@ impl Session {
             });
             return;
         }
-        // Stored direct lines go again after the resume under their tags,
-        // which the server answers once; room lines are looked for first.
-        let (direct, rooms): (Vec<Out>, Vec<Out>) = self
-            .unsent
-            .drain(..)
-            .partition(|o| matches!(o.to, Target::Dm(_)));
-        self.unsure.extend(rooms);
-        for out in direct.into_iter().rev() {
-            self.outbox.push_front(out);
-        }
+        // Lines whose SENT was lost are looked for in the history after
+        // the next login, and only those not found go again: a tag is not
+        // enough, as a fresh login (or a cluster) does not know it.
+        self.unsure.extend(self.unsent.drain(..));
         for (out, _) in std::mem::take(&mut self.unconfirmed) {
             self.deliver(out.local, Delivery::Unconfirmed, None);
         }

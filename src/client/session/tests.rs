@@ -884,3 +884,43 @@ fn a_guest_keeps_v1_dms() {
     p.typed_in("hi", &Target::Dm("bob".into()));
     assert_eq!(p.sent(), "DM bob hi\nPING c1\n");
 }
+
+#[test]
+fn a_direct_line_whose_sent_was_lost_is_looked_for_before_it_goes_again() {
+    let mut cfg = config(Some("alice"), true, true);
+    cfg.password = Some("the-password".into());
+    let mut p = Pair::with(cfg);
+    p.server("OK");
+    p.server("END UNREAD");
+    p.sent();
+    p.server("TOKEN 0123456789abcdef0123456789abcdef");
+    p.effects();
+    let bob = Target::Dm("bob".into());
+    p.server("SAY @bob 7 bob hi alice");
+    p.typed_in("landed", &bob);
+    p.typed_in("lost", &bob);
+    p.sent();
+    // The connection drops before either SENT; the session cannot be
+    // resumed (a restart, or another node), so the server knows no tag.
+    p.lose_connection();
+    p.sent();
+    p.server("ERR bad-token");
+    p.server("ERR bad-token");
+    assert!(p.sent().ends_with("LOGIN alice the-password\n"));
+    p.server("OK");
+    p.server("END UNREAD");
+    let sent = p.sent();
+    assert!(
+        sent.ends_with("HISTORY @bob AFTER 7 500\n") && !sent.contains("SAY"),
+        "the conversation is looked at first: {sent:?}"
+    );
+    p.server("HIST @bob 8 1700000000000 alice landed");
+    p.server("END HISTORY @bob");
+    assert_eq!(
+        p.sent(),
+        "READ @bob 8\nSAY @bob/l2 lost\n",
+        "only the line not there goes again"
+    );
+    p.server("SENT @bob 9");
+    assert_eq!(p.session.pending(), 0);
+}
