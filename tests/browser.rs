@@ -668,3 +668,76 @@ fn a_stored_conversation_reaches_someone_who_was_away_and_is_read_there() {
     assert_eq!(answer, "OK");
     assert_eq!(later.line(), "END UNREAD", "nothing unread any more");
 }
+
+#[test]
+fn a_line_whose_sent_was_lost_is_looked_for_then_sent_again_only_if_missing() {
+    let Some(binary) = find_browser() else {
+        eprintln!(
+            "NOT RUN: the browser test needs Chromium (apt-get install chromium; .ci/run installs it)"
+        );
+        return;
+    };
+    // A short resume window: after the drop the page must log in afresh,
+    // a new session that knows none of its tags.
+    let s = Server::start(&["--web-port", "0", "--rate", "0", "--resume-window", "0.2"]);
+    for name in ["alice", "bob"] {
+        let mut c = s.connect();
+        c.send(&format!("REGISTER {name} {name}-password"));
+        c.expect("OK");
+        c.expect("END UNREAD");
+        c.send("QUIT");
+        c.drain_to_close();
+    }
+    let relay = Relay::start(s.listener("web"));
+    let mut b = Browser::launch(binary);
+    let page = b.open(&format!("http://{}/", relay.addr));
+    submit_login(&mut b, &page, "alice", "alice-password", "connect");
+    b.wait_for(&page, CONNECTED);
+    let mut bob = s.connect();
+    bob.send("LOGIN bob bob-password");
+    bob.expect("OK");
+    bob.expect("END UNREAD");
+    type_line(&mut b, &page, "/join #lounge");
+    b.wait_for(
+        &page,
+        "document.getElementById('buffer-name').textContent === '#lounge'",
+    );
+    bob.send("JOIN #lounge");
+    bob.wait_line(|l| l.starts_with("JOINED #lounge "));
+
+    // The server's answers are lost: the line is stored, its SENT is not seen.
+    relay.deafen();
+    type_line(&mut b, &page, "/dm bob reached you");
+    bob.wait_line(|l| l.ends_with(" alice reached you"));
+    // Everything is lost: this line never reaches the server.
+    relay.blackhole();
+    b.eval(&page, "show('#lounge'); true");
+    type_line(&mut b, &page, "lost on the way");
+    relay.cut();
+    thread::sleep(Duration::from_millis(600));
+    relay.restore();
+    b.wait_for(&page, CONNECTED);
+    b.wait_for(
+        &page,
+        "window.selectchat.unsure.length === 0 && window.selectchat.unsent.length === 0",
+    );
+    assert_eq!(
+        b.eval(&page, "window.selectchat.resumes"),
+        json!(0),
+        "a fresh login"
+    );
+    // The line found in the conversation is not sent again; the one
+    // missing from the room is, once.
+    bob.wait_line(|l| l.ends_with(" alice lost on the way"));
+    bob.send("PING done");
+    let rest = bob.wait_line(|l| l == "PONG done" || l.contains("reached you"));
+    assert_eq!(rest, "PONG done", "reached bob twice");
+    let once = |key: &str, text: &str| {
+        format!(
+            "window.selectchat.buffers.get('{key}').lines
+               .filter(l => l.text === '{text}' && l.kind === '' && !l.failed).length"
+        )
+    };
+    assert_eq!(b.eval(&page, &once("@bob", "reached you")), json!(1));
+    assert_eq!(b.eval(&page, &once("#lounge", "lost on the way")), json!(1));
+}

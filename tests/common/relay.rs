@@ -1,7 +1,7 @@
 //! A TCP relay between a client and a server, to take the network away:
 //! `cut` closes every connection, `blackhole` keeps them open but drops
 //! every byte (a phone in a tunnel), and both refuse new connections until
-//! `restore`. `point_to` moves it to another server (after a restart).
+//! `restore`; `deafen` drops only the server's side (answers lost). `point_to` moves it to another server (after a restart).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -14,6 +14,8 @@ use super::WAIT;
 struct Pipe {
     ends: [TcpStream; 2],
     frozen: Arc<AtomicBool>,
+    /// Drops only what the server sends.
+    deaf: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -68,9 +70,11 @@ impl Relay {
                     continue;
                 };
                 let frozen = Arc::new(AtomicBool::new(false));
+                let deaf = Arc::new(AtomicBool::new(false));
                 s.live.lock().unwrap().push(Pipe {
                     ends: [client.try_clone().unwrap(), server.try_clone().unwrap()],
                     frozen: Arc::clone(&frozen),
+                    deaf: Arc::clone(&deaf),
                 });
                 let (c2, s2, f2) = (
                     client.try_clone().unwrap(),
@@ -78,7 +82,7 @@ impl Relay {
                     Arc::clone(&frozen),
                 );
                 thread::spawn(move || pump(c2, s2, f2));
-                thread::spawn(move || pump(server, client, frozen));
+                thread::spawn(move || pump(server, client, deaf));
             }
         });
         Relay { addr, shared }
@@ -99,6 +103,15 @@ impl Relay {
         self.shared.down.store(true, Ordering::SeqCst);
         for pipe in self.shared.live.lock().unwrap().iter() {
             pipe.frozen.store(true, Ordering::SeqCst);
+            pipe.deaf.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Drops everything the server sends on the open connections, and
+    /// passes on what the clients send: answers are lost, requests are not.
+    pub fn deafen(&self) {
+        for pipe in self.shared.live.lock().unwrap().iter() {
+            pipe.deaf.store(true, Ordering::SeqCst);
         }
     }
 
