@@ -25,15 +25,35 @@ use tungstenite::{Message, WebSocket};
 
 const BROWSERS: [&str; 3] = ["chromium", "chromium-browser", "google-chrome"];
 
+/// The browser to run, or `None` after saying why the test is not run.
 fn find_browser() -> Option<&'static str> {
-    BROWSERS.into_iter().find(|b| {
+    let found = BROWSERS.into_iter().find(|b| {
         Command::new(b)
             .arg("--version")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
-    })
+    });
+    if found.is_none() {
+        eprintln!(
+            "NOT RUN: the browser test needs Chromium (apt-get install chromium; .ci/run installs it)"
+        );
+    }
+    found
+}
+
+/// Makes an account for each of `names`, whose password is the name
+/// followed by `-password`.
+fn register(s: &Server, names: &[&str]) {
+    for name in names {
+        let mut c = s.connect();
+        c.send(&format!("REGISTER {name} {name}-password"));
+        c.expect("OK");
+        c.expect("END UNREAD");
+        c.send("QUIT");
+        c.drain_to_close();
+    }
 }
 
 /// The Chromium process and its profile directory, both gone when dropped
@@ -264,9 +284,6 @@ fn shows(text: &str) -> String {
 #[test]
 fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
     let Some(binary) = find_browser() else {
-        eprintln!(
-            "NOT RUN: the browser test needs Chromium (apt-get install chromium; .ci/run installs it)"
-        );
         return;
     };
     let data = TempDir::new();
@@ -563,9 +580,6 @@ fn two_people_chat_from_the_page_and_one_comes_back_after_a_drop() {
 #[test]
 fn the_login_screen_creates_accounts_and_asks_for_passwords() {
     let Some(binary) = find_browser() else {
-        eprintln!(
-            "NOT RUN: the browser test needs Chromium (apt-get install chromium; .ci/run installs it)"
-        );
         return;
     };
     let s = Server::start(&["--web-port", "0"]);
@@ -609,21 +623,11 @@ fn the_login_screen_creates_accounts_and_asks_for_passwords() {
 #[test]
 fn a_stored_conversation_reaches_someone_who_was_away_and_is_read_there() {
     let Some(binary) = find_browser() else {
-        eprintln!(
-            "NOT RUN: the browser test needs Chromium (apt-get install chromium; .ci/run installs it)"
-        );
         return;
     };
     let s = Server::start(&["--web-port", "0", "--rate", "0"]);
     let web = s.listener("web");
-    for name in ["alice", "bob"] {
-        let mut c = s.connect();
-        c.send(&format!("REGISTER {name} {name}-password"));
-        c.expect("OK");
-        c.expect("END UNREAD");
-        c.send("QUIT");
-        c.drain_to_close();
-    }
+    register(&s, &["alice", "bob"]);
     let mut b = Browser::launch(binary);
     let log_in_with_password = |b: &mut Browser, page: &Page, name: &str| {
         submit_login(b, page, name, &format!("{name}-password"), "connect");
@@ -672,22 +676,12 @@ fn a_stored_conversation_reaches_someone_who_was_away_and_is_read_there() {
 #[test]
 fn a_line_whose_sent_was_lost_is_looked_for_then_sent_again_only_if_missing() {
     let Some(binary) = find_browser() else {
-        eprintln!(
-            "NOT RUN: the browser test needs Chromium (apt-get install chromium; .ci/run installs it)"
-        );
         return;
     };
     // A short resume window: after the drop the page must log in afresh,
     // a new session that knows none of its tags.
     let s = Server::start(&["--web-port", "0", "--rate", "0", "--resume-window", "0.2"]);
-    for name in ["alice", "bob"] {
-        let mut c = s.connect();
-        c.send(&format!("REGISTER {name} {name}-password"));
-        c.expect("OK");
-        c.expect("END UNREAD");
-        c.send("QUIT");
-        c.drain_to_close();
-    }
+    register(&s, &["alice", "bob"]);
     let relay = Relay::start(s.listener("web"));
     let mut b = Browser::launch(binary);
     let page = b.open(&format!("http://{}/", relay.addr));
