@@ -736,3 +736,56 @@ fn accounts_conversations_and_invite_only_rooms_span_the_nodes() {
     dave.send("LOGIN alice");
     dave.expect("ERR password-required");
 }
+
+#[test]
+fn registrations_of_one_name_on_two_nodes_make_one_account() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let nodes = [node(&url, "a", None), node(&url, "b", None)];
+    let tries = 8;
+    let barrier = Arc::new(Barrier::new(tries));
+    let answers: Vec<(usize, String)> = thread::scope(|s| {
+        let tries: Vec<_> = (0..tries)
+            .map(|i| {
+                let (addr, barrier) = (nodes[i % 2].addr, barrier.clone());
+                s.spawn(move || {
+                    let mut c = Client::connect(addr);
+                    barrier.wait();
+                    c.send(&format!("REGISTER zoe password-{i}"));
+                    (i, c.line())
+                })
+            })
+            .collect();
+        tries.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let oks: Vec<usize> = answers
+        .iter()
+        .filter(|(_, l)| l == "OK")
+        .map(|(i, _)| *i)
+        .collect();
+    assert_eq!(oks.len(), 1, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(_, l)| l == "OK" || l == "ERR username-taken"),
+        "{answers:?}"
+    );
+    // One account, with the winner's password, on both nodes (once the
+    // winner's connection, closed with its thread, has departed).
+    let winner = oks[0];
+    let wrong = (winner + 1) % tries;
+    for (n, node) in nodes.iter().enumerate() {
+        let mut c = node.connect();
+        let refused = common::wait_until(WAIT, || {
+            c.send(&format!("LOGIN zoe password-{wrong}"));
+            c.line() == "ERR bad-password"
+        });
+        assert!(
+            refused.is_some(),
+            "node {n}: the wrong password never refused"
+        );
+    }
+    let mut c = nodes[1 - winner % 2].connect();
+    c.send(&format!("LOGIN zoe password-{winner}"));
+    c.expect("OK");
+}
