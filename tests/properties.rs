@@ -1,11 +1,13 @@
 //! Property tests of the pure core: framing is independent of chunking,
-//! every wire line round-trips, and the timer wheel is exact.
+//! every wire line and every entry of a cluster's log round-trips, and the
+//! timer wheel is exact.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
+use selectchat::chat::event::{Event, Phc};
 use selectchat::protocol::{
     parse, parse_reply, ByeReason, Command, Frame, Framer, ProtocolError, Reply,
 };
@@ -78,6 +80,53 @@ proptest! {
             command.write_to(&mut line);
             prop_assert_eq!(line.pop(), Some(b'\n'));
             prop_assert_eq!(parse(&line), Ok(Some(command)));
+        }
+    }
+
+    #[test]
+    fn log_entries_round_trip(
+        (a, b) in (name(), name()),
+        text in text(),
+        (id, ms) in (any::<u64>(), any::<u64>()),
+        hash in "\\$[!-~]{1,120}",
+    ) {
+        let room = format!("#{b}");
+        let home = format!("{b}-1");
+        let events = [
+            Event::Arrived { name: &a, home: &home },
+            Event::Departed { name: &a },
+            Event::Msg { from: &a, text: &text },
+            Event::Entered { room: &room, name: &a },
+            Event::Left { room: &room, name: &a },
+            Event::Said { room: &room, id, ms, from: &a, text: &text },
+            Event::Gone { home: &home },
+            Event::Moved { name: &a, home: &home },
+            Event::Registered { name: &a, hash: Phc(&hash) },
+            Event::Rekeyed { name: &a, hash: Phc(&hash) },
+            Event::Direct { from: &a, to: &b, id, ms, text: &text },
+            Event::Read { name: &a, peer: &b, id: ms },
+            Event::Created { room: &room, owner: &a },
+            Event::Invited { room: &room, name: &b, by: &a },
+            Event::Removed { room: &room, name: &b },
+        ];
+        for event in events {
+            let mut payload = Vec::new();
+            event.encode(&mut payload);
+            prop_assert_eq!(Event::decode(&payload, id), Some(event));
+        }
+    }
+
+    #[test]
+    fn a_log_entry_of_any_bytes_is_read_or_refused_never_a_panic(
+        bytes in prop_oneof![
+            stream(),
+            "[ADMELSGVRKPQCIX] [#$@a-z0-9 -]{0,40}".prop_map(String::into_bytes),
+        ],
+    ) {
+        if let Some(event) = Event::decode(&bytes, 1) {
+            let mut again = Vec::new();
+            event.encode(&mut again);
+            prop_assert_eq!(Event::decode(&again, 1), Some(event));
         }
     }
 
