@@ -473,12 +473,18 @@ fn resume_on_one_node_takes_over_a_session_held_or_ended_on_another() {
         .wait_line(|l| l.starts_with("TOKEN "))
         .replace("TOKEN ", "");
     watcher.wait_for("INFO #r amy joined");
+    ghost.send("SAY #r/t1 tagged on b");
+    let said = id_of(&ghost.wait_line(|l| l.starts_with("SENT #r ")));
+    watcher.wait_line(|l| l.ends_with(" amy tagged on b"));
     // A ghost still connected to b: taken over from a, in silence.
     let mut back = a.connect();
     back.send(&format!("RESUME amy {token}"));
     back.expect("OK");
     back.expect("JOINED #r 2");
     ghost.wait_for("BYE replaced");
+    // Its tags came along: a line resent under one is not said again.
+    back.send("SAY #r/t1 tagged on b");
+    back.expect(&format!("SENT #r {said}"));
     watcher.send("SAY #r still here?");
     back.wait_line(|l| l.ends_with(" watcher still here?"));
     let next = watcher.line();
@@ -502,6 +508,8 @@ fn resume_on_one_node_takes_over_a_session_held_or_ended_on_another() {
     again.wait_for("JOINED #r 2");
     watcher.wait_for("INFO amy joined");
     watcher.wait_for("INFO #r amy joined");
+    again.send("SAY #r/t1 tagged on b");
+    again.expect(&format!("SENT #r {said}"));
     // A wrong token is refused, wherever asked.
     let mut thief = a.connect();
     thief.send(&format!("RESUME amy {}", "0".repeat(32)));

@@ -406,7 +406,7 @@ impl Bridge {
                         Ok(Ok(reply)) => Taken::decode(&reply.payload),
                         _ => Taken::No,
                     };
-                    if taken == Taken::Ghost {
+                    if matches!(taken, Taken::Ghost(_)) {
                         // The name's claim moves here with its user.
                         let key = name_key(&name);
                         match names
@@ -434,7 +434,7 @@ impl Bridge {
                 else {
                     return;
                 };
-                if taken == Taken::Ghost {
+                if matches!(taken, Taken::Ghost(_)) {
                     // The asker holds the name's claim now.
                     lock(&self.revisions).remove(&*name);
                 }

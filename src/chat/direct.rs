@@ -23,7 +23,7 @@ use crate::protocol::{HistoryQuery, ProtocolError, Reply};
 
 /// How a conversation with `name` is named on the wire: `@` and the name
 /// lower-cased, the same in every line about it, however it was typed.
-fn conversation_name(name: &str) -> String {
+pub(super) fn conversation_name(name: &str) -> String {
     format!("@{}", name.to_ascii_lowercase())
 }
 
@@ -60,12 +60,7 @@ impl Chat {
         }
         let serial = self.users.serial(id).unwrap_or_default();
         let shown = conversation_name(&peer);
-        // Said already: the first one's answer, and nothing said again.
-        if let Some((_, message)) = tag.and_then(|t| self.users.tags(id)?.find(t)) {
-            if !self.journal.resend(message, (id, serial)) {
-                let room = &*shown;
-                self.reply(id, Reply::Sent { room, id: message }, out);
-            }
+        if self.resent((id, serial), tag, out) {
             return Ok(Step::Continue);
         }
         // In a cluster the log numbers it.
@@ -81,7 +76,7 @@ impl Chat {
             ms: self.journal.stamp(),
             text,
         };
-        if self.publish(&direct, OwnKind::Say(id, serial)) {
+        if self.publish(&direct, OwnKind::Say(id, serial, tag)) {
             return Ok(Step::Continue);
         }
         self.record(direct, Some((id, serial)), true, out);

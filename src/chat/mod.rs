@@ -728,21 +728,7 @@ impl Chat {
             return Err(ProtocolError::BadTag);
         }
         let serial = self.users.serial(id).unwrap_or_default();
-        // Said already (its SENT was lost with a connection): the same
-        // answer, once the message is committed, and nothing said again.
-        let said = tag.and_then(|t| self.users.tags(id)?.find(t));
-        if let Some((room, message)) = said {
-            if !self.journal.resend(message, (id, serial)) {
-                let room: Box<str> = room.into();
-                self.reply(
-                    id,
-                    Reply::Sent {
-                        room: &room,
-                        id: message,
-                    },
-                    out,
-                );
-            }
+        if self.resent((id, serial), tag, out) {
             return Ok(Step::Continue);
         }
         let room: Box<str> = self.rooms.name(r).into();
@@ -761,7 +747,7 @@ impl Chat {
             from: &from,
             text,
         };
-        if !self.publish(&said, OwnKind::Say(id, serial)) {
+        if !self.publish(&said, OwnKind::Say(id, serial, tag)) {
             self.apply(said, out);
             // The sender hears `SENT` once the store has committed it.
             let message = Message {
@@ -780,6 +766,35 @@ impl Chat {
         }
         self.speaker = from;
         Ok(Step::Continue)
+    }
+
+    /// A `SAY` resent under a tag its session said already (its `SENT` was
+    /// lost with a connection): answered as the first one was, with its
+    /// `SENT` now or once it is committed, and nothing is said again. True
+    /// if so. In a cluster the first may still be on its way through the
+    /// log; its `SENT` then goes to this connection.
+    fn resent(
+        &mut self,
+        (id, serial): (ConnId, u64),
+        tag: Option<&str>,
+        out: &mut impl Outbox,
+    ) -> bool {
+        let Some(tag) = tag else {
+            return false;
+        };
+        if let Some((room, message)) = self.users.tags(id).and_then(|t| t.find(tag)) {
+            let room: Box<str> = room.into();
+            if !self.journal.resend(message, (id, serial)) {
+                let sent = Reply::Sent {
+                    room: &room,
+                    id: message,
+                };
+                self.reply(id, sent, out);
+            }
+            return true;
+        }
+        let name = self.users.name(id).unwrap_or_default().to_string();
+        self.saying(&name, tag, (id, serial))
     }
 
     fn history(

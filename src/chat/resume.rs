@@ -267,6 +267,14 @@ impl EndedSessions {
         self.by_name.remove(Folded::new(name))
     }
 
+    /// Remembers, in the ended session of `name` if there is one, that it
+    /// said `tag` in `room` as message `id`.
+    pub fn tag(&mut self, name: &str, tag: &str, room: &str, id: u64) {
+        if let Some(ended) = self.by_name.get_mut(Folded::new(name)) {
+            ended.tags.push(tag, room, id);
+        }
+    }
+
     /// Drops the session of `name`: the name was taken by a new login.
     /// Returns whether there was one.
     pub fn forget(&mut self, name: &str) -> bool {

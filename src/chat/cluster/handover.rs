@@ -7,7 +7,7 @@
 
 use super::{BusRequest, Login, Own};
 use crate::chat::event::{valid_home, Event};
-use crate::chat::resume::{Ended, Token};
+use crate::chat::resume::{Ended, Tags, Token};
 use crate::chat::{Chat, ConnId, Outbox, Reply, Step};
 use crate::protocol::text::valid_room;
 use crate::protocol::ProtocolError;
@@ -16,10 +16,11 @@ use crate::protocol::ProtocolError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Taken {
     /// Its connection was still here (a ghost): closed with `BYE
-    /// replaced`; the user moves to the asker through the log.
-    Ghost,
-    /// It had ended here; these were its rooms.
-    Ended(Vec<Box<str>>),
+    /// replaced`; the user moves to the asker through the log, and these
+    /// were its tagged `SAY`s.
+    Ghost(Tags),
+    /// It had ended here; these were its rooms and its tagged `SAY`s.
+    Ended(Vec<Box<str>>, Tags),
     /// Not here, or the token is wrong.
     No,
     /// Nobody could be asked: NATS is out of reach (never sent between
@@ -28,20 +29,24 @@ pub enum Taken {
 }
 
 impl Taken {
-    /// The answer as it travels between nodes.
+    /// The answer as it travels between nodes: a line of words, then the
+    /// tags (as the store keeps them) on a line of their own.
     pub fn encode(&self) -> Vec<u8> {
-        match self {
-            Taken::Ghost => b"ghost".to_vec(),
-            Taken::No | Taken::Unavailable => b"no".to_vec(),
-            Taken::Ended(rooms) => {
+        let (mut out, tags) = match self {
+            Taken::Ghost(tags) => (b"ghost".to_vec(), tags),
+            Taken::No | Taken::Unavailable => return b"no".to_vec(),
+            Taken::Ended(rooms, tags) => {
                 let mut out = b"ended".to_vec();
                 for room in rooms {
                     out.push(b' ');
                     out.extend_from_slice(room.as_bytes());
                 }
-                out
+                (out, tags)
             }
-        }
+        };
+        out.push(b'\n');
+        out.extend_from_slice(tags.encode().as_bytes());
+        out
     }
 
     /// Reads an answer; anything malformed is `No`.
@@ -49,13 +54,15 @@ impl Taken {
         let Ok(text) = std::str::from_utf8(bytes) else {
             return Taken::No;
         };
-        let mut words = text.split(' ');
+        let (head, tags) = text.split_once('\n').unwrap_or((text, ""));
+        let tags = Tags::decode(tags);
+        let mut words = head.split(' ');
         match words.next() {
-            Some("ghost") => Taken::Ghost,
+            Some("ghost") => Taken::Ghost(tags),
             Some("ended") => {
                 let rooms: Vec<Box<str>> = words.map(Box::from).collect();
                 if rooms.iter().all(|r| valid_room(r)) {
-                    Taken::Ended(rooms)
+                    Taken::Ended(rooms, tags)
                 } else {
                     Taken::No
                 }
@@ -116,6 +123,7 @@ impl Chat {
         let mut ghost = None;
         let taken = match (token, self.users.find(name)) {
             (Some(token), Some(id)) if self.users.token(id).is_some_and(|t| t.matches(&token)) => {
+                let tags = self.users.tags(id).cloned().unwrap_or_default();
                 let spelled = self.users.detach(id, asker)?;
                 self.rooms.detach(id, &spelled);
                 let moved = Event::Moved {
@@ -124,10 +132,10 @@ impl Chat {
                 };
                 self.cluster.as_mut()?.publish(&moved, Own::Quiet, None);
                 ghost = Some(id);
-                Taken::Ghost
+                Taken::Ghost(tags)
             }
             (Some(token), None) => match self.ended.take(name, &token, now) {
-                Some(ended) => Taken::Ended(ended.rooms),
+                Some(ended) => Taken::Ended(ended.rooms, ended.tags),
                 None => Taken::No,
             },
             _ => Taken::No,
@@ -150,18 +158,34 @@ impl Chat {
         out: &mut impl Outbox,
     ) -> Option<(ConnId, Step)> {
         let cluster = self.cluster.as_mut()?;
-        let mut login = cluster.takes.remove(&ticket)?;
+        let Some(mut login) = cluster.takes.remove(&ticket) else {
+            // Moved here already, and waiting for the tags this brings
+            // before it reads on (a line resent under one must find it).
+            let (conn, name) = cluster.moved_early.remove(&ticket)?;
+            let here = self.users.name(conn);
+            if !here.is_some_and(|n| n.eq_ignore_ascii_case(&name)) {
+                return None;
+            }
+            if let Taken::Ghost(tags) = taken {
+                self.users.set_tags(conn, tags);
+            }
+            return Some((conn, Step::LoggedIn));
+        };
         match taken {
             // Its move comes through the log.
-            Taken::Ghost => {
+            Taken::Ghost(tags) => {
+                if let Some(ended) = login.resumed.as_mut() {
+                    ended.tags = tags;
+                }
                 cluster
                     .moving
                     .insert(login.name.to_ascii_lowercase().into(), login);
                 None
             }
-            Taken::Ended(rooms) if !login.abandoned => {
+            Taken::Ended(rooms, tags) if !login.abandoned => {
                 if let Some(ended) = login.resumed.as_mut() {
                     ended.rooms = rooms;
+                    ended.tags = tags;
                 }
                 cluster.claim(login);
                 None
@@ -174,7 +198,7 @@ impl Chat {
                 self.reply(login.conn, Reply::Err(error), out);
                 Some((login.conn, Step::Continue))
             }
-            Taken::Ended(_) | Taken::No | Taken::Unavailable => None,
+            Taken::Ended(..) | Taken::No | Taken::Unavailable => None,
         }
     }
 
@@ -190,13 +214,16 @@ impl Chat {
         let cluster = self.cluster.as_mut()?;
         let key = name.to_ascii_lowercase();
         // The move may come through the log before the answer that
-        // announced it: then the take is still waiting.
+        // announced it: then the take is still waiting, and so is the
+        // connection, for the tags the answer brings.
+        let mut early = None;
         let login = cluster.moving.remove(&*key).or_else(|| {
             let ticket = cluster
                 .takes
                 .iter()
                 .find(|(_, l)| l.name.eq_ignore_ascii_case(name))
                 .map(|(&t, _)| t)?;
+            early = Some(ticket);
             cluster.takes.remove(&ticket)
         });
         self.apply(event, out);
@@ -206,9 +233,15 @@ impl Chat {
                 self.rooms.attach(name, conn);
                 if let Some(ended) = login.resumed {
                     self.users.set_token(conn, ended.token);
+                    self.users.set_tags(conn, ended.tags);
                 }
                 self.resumed(conn, out);
-                Some((conn, Step::LoggedIn))
+                let Some(ticket) = early else {
+                    return Some((conn, Step::LoggedIn));
+                };
+                let cluster = self.cluster.as_mut()?;
+                cluster.moved_early.insert(ticket, (conn, name.into()));
+                None
             }
             login => {
                 let cluster = self.cluster.as_mut()?;

@@ -19,6 +19,7 @@ mod handover;
 use crate::auth::{Job, Secret};
 use std::collections::HashMap;
 
+use super::direct::conversation_name;
 use super::event::{Event, Phc};
 use super::history::{Message, Request};
 use super::private::Private;
@@ -102,12 +103,24 @@ enum Own {
     Login(Login),
     /// A `JOIN` or `PART` whose connection waits for it.
     Seat { conn: ConnId, serial: u64 },
-    /// A `SAY` whose sender hears `SENT` after the commit.
-    Say { conn: ConnId, serial: u64 },
+    /// A `SAY` whose sender hears `SENT` after the commit; a tagged one
+    /// is remembered under its tag once it has its id.
+    Say {
+        conn: ConnId,
+        serial: u64,
+        tagged: Option<Tagged>,
+    },
     /// A lobby `MSG`: its sender hears only of a failure.
     Msg { conn: ConnId, serial: u64 },
     /// A departure, or a rejoin after a resume: nobody waits for it.
     Quiet,
+}
+
+/// A tagged `SAY` on its way through the log: who said it, under which tag.
+#[derive(Debug)]
+struct Tagged {
+    name: Box<str>,
+    tag: Box<str>,
 }
 
 /// A login on its way: the name claimed, then (for a `REGISTER`) the
@@ -139,6 +152,10 @@ pub struct Cluster {
     /// Sessions handed over by another node, awaiting their move through
     /// the log, by lower-cased name.
     moving: HashMap<Box<str>, Login>,
+    /// Sessions whose move came through the log before the answer to
+    /// their take, by its ticket: the answer brings their tags. The bridge
+    /// answers every take, if only with a timeout, so none stays long.
+    moved_early: HashMap<u64, (ConnId, Box<str>)>,
     /// Registrations applied from the log, awaiting the store's commit of
     /// their account, by the store's ticket.
     registering: HashMap<u64, Login>,
@@ -161,6 +178,7 @@ impl Cluster {
             takes: HashMap::new(),
             moving: HashMap::new(),
             registering: HashMap::new(),
+            moved_early: HashMap::new(),
             requests: Vec::new(),
             stored_through,
         }
@@ -297,18 +315,86 @@ impl Chat {
     /// In a cluster, publishes `event` (its effects come back through the
     /// log) and returns true; on a single node returns false, and the
     /// caller applies it.
-    pub(super) fn publish(&mut self, event: &Event<'_>, own: OwnKind) -> bool {
+    pub(super) fn publish(&mut self, event: &Event<'_>, own: OwnKind<'_>) -> bool {
         let Some(cluster) = self.cluster.as_mut() else {
             return false;
         };
         let own = match own {
             OwnKind::Seat(conn, serial) => Own::Seat { conn, serial },
-            OwnKind::Say(conn, serial) => Own::Say { conn, serial },
+            OwnKind::Say(conn, serial, tag) => {
+                let from = match *event {
+                    Event::Said { from, .. } | Event::Direct { from, .. } => from,
+                    _ => "",
+                };
+                let tagged = tag.map(|tag| Tagged {
+                    name: from.into(),
+                    tag: tag.into(),
+                });
+                Own::Say {
+                    conn,
+                    serial,
+                    tagged,
+                }
+            }
             OwnKind::Msg(conn, serial) => Own::Msg { conn, serial },
             OwnKind::Quiet => Own::Quiet,
         };
         cluster.publish(event, own, None);
         true
+    }
+
+    /// In a cluster, true if `name`'s `SAY` tagged `tag` is on its way
+    /// through the log: its `SENT` goes to `conn` (login `serial`), which
+    /// resent it, and nothing is said again.
+    pub(super) fn saying(&mut self, name: &str, tag: &str, (conn, serial): (ConnId, u64)) -> bool {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return false;
+        };
+        for own in cluster.own.values_mut() {
+            if let Own::Say {
+                conn: c,
+                serial: s,
+                tagged: Some(t),
+            } = own
+            {
+                if *t.tag == *tag && t.name.eq_ignore_ascii_case(name) {
+                    (*c, *s) = (conn, serial);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// The session that said a tagged `SAY` remembers its tag with its id,
+    /// wherever the session is now: on a connection (maybe another one,
+    /// after a resume), ended, or being resumed here.
+    fn remember_tag(&mut self, tagged: Option<Tagged>, room: &str, id: MessageId) {
+        let Some(Tagged { name, tag }) = tagged else {
+            return;
+        };
+        if let Some(conn) = self.users.find(&name) {
+            self.users.tag(conn, &tag, room, id);
+        }
+        self.ended.tag(&name, &tag, room, id);
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let own = cluster.own.values_mut().filter_map(|o| match o {
+            Own::Login(login) => Some(login),
+            _ => None,
+        });
+        let resuming = cluster
+            .claims
+            .values_mut()
+            .chain(cluster.takes.values_mut())
+            .chain(cluster.moving.values_mut())
+            .chain(own)
+            .filter(|l| l.name.eq_ignore_ascii_case(&name))
+            .filter_map(|l| l.resumed.as_mut());
+        for ended in resuming {
+            ended.tags.push(&tag, room, id);
+        }
     }
 
     /// In a cluster, asks the registry for `name` on behalf of `conn`
@@ -457,7 +543,7 @@ impl Chat {
             Own::Seat { conn, serial } | Own::Msg { conn, serial } => {
                 (conn, serial, ProtocolError::ClusterUnavailable)
             }
-            Own::Say { conn, serial } => (conn, serial, ProtocolError::StorageUnavailable),
+            Own::Say { conn, serial, .. } => (conn, serial, ProtocolError::StorageUnavailable),
             Own::Quiet => return None,
         };
         if self.users.serial(conn) != Some(serial) {
@@ -507,7 +593,15 @@ impl Chat {
             (event, own) if event.is_record() => {
                 let fresh = seq > cluster.stored_through;
                 let asker = match own {
-                    Some(Own::Seat { conn, serial } | Own::Say { conn, serial }) => {
+                    Some(Own::Seat { conn, serial }) => Some((conn, serial)),
+                    Some(Own::Say {
+                        conn,
+                        serial,
+                        tagged,
+                    }) => {
+                        if let Event::Direct { to, .. } = event {
+                            self.remember_tag(tagged, &conversation_name(to), seq);
+                        }
                         Some((conn, serial))
                     }
                     _ => None,
@@ -530,7 +624,14 @@ impl Chat {
             ) => {
                 self.apply(event, out);
                 let sender = match own {
-                    Some(Own::Say { conn, serial }) => Some((conn, serial)),
+                    Some(Own::Say {
+                        conn,
+                        serial,
+                        tagged,
+                    }) => {
+                        self.remember_tag(tagged, room, id);
+                        Some((conn, serial))
+                    }
                     _ => None,
                 };
                 let message = Message {
@@ -599,6 +700,7 @@ impl Chat {
             return self.logged_in_step(conn);
         };
         self.users.set_token(conn, ended.token);
+        self.users.set_tags(conn, ended.tags);
         for room in &ended.rooms {
             let entered = Event::Entered { room, name: &name };
             self.publish(&entered, OwnKind::Quiet);
@@ -713,11 +815,12 @@ impl Chat {
 
 /// Who waits for an event published from a decision.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum OwnKind {
+pub(super) enum OwnKind<'a> {
     /// `conn` (login `serial`) reads again once it is applied.
     Seat(ConnId, u64),
-    /// `conn` (login `serial`) hears `SENT` once it is committed.
-    Say(ConnId, u64),
+    /// `conn` (login `serial`) hears `SENT` once it is committed; the
+    /// `SAY`'s tag, if it had one.
+    Say(ConnId, u64, Option<&'a str>),
     /// `conn` (login `serial`) hears only of a failure.
     Msg(ConnId, u64),
     /// Nobody.

@@ -491,11 +491,17 @@ fn a_restarted_node_replays_the_log_without_storing_twice() {
 #[test]
 fn a_session_moves_between_nodes_through_take_and_the_log() {
     use crate::chat::cluster::Taken;
+    use crate::chat::resume::Tags;
     // This node holds amy's ghost; another node asks for it.
     let mut node = Node::new(0);
     node.login(0, "amy");
     node.line(0, "TOKEN");
     let token = node.out.take(0).trim().replace("TOKEN ", "");
+    node.line(0, "JOIN #r");
+    node.publish_all();
+    node.line(0, "SAY #r/t1 tagged");
+    node.publish_all();
+    node.out.take(0);
     assert_eq!(node.chat.on_take(7, "amy", &"0".repeat(32), "n2-bb"), None);
     assert_eq!(node.chat.on_take(8, "amy", &token, "n2-bb"), Some(0));
     node.collect();
@@ -515,12 +521,12 @@ fn a_session_moves_between_nodes_through_take_and_the_log() {
                 },
                 BusRequest::Answer {
                     request: 8,
-                    taken: Taken::Ghost,
+                    taken: Taken::Ghost(ref tags),
                     ..
                 },
-            ]
+            ] if tags.find("t1").is_some()
         ),
-        "{answers:?}"
+        "its tags go with it: {answers:?}"
     );
     assert_eq!(node.chat.name(0), None, "the ghost is let go");
     node.publish_all();
@@ -553,11 +559,23 @@ fn a_session_moves_between_nodes_through_take_and_the_log() {
         home: HOME,
     });
     assert_eq!(node.out.take(2), "OK\nJOINED #q 1\n");
-    assert_eq!(node.chat.on_took(ticket, Taken::Ghost, &mut node.out), None);
-    assert_eq!(node.chat.name(2), Some("bob"));
+    let tags = Tags::decode("t9:#q:900");
     assert_eq!(
-        Taken::decode(&Taken::Ended(vec!["#a".into()]).encode()),
-        Taken::Ended(vec!["#a".into()])
+        node.chat
+            .on_took(ticket, Taken::Ghost(tags.clone()), &mut node.out),
+        Some((2, Step::LoggedIn)),
+        "it read nothing until the answer brought its tags"
+    );
+    assert_eq!(node.chat.name(2), Some("bob"));
+    // Its tags came with it: a resent line is answered, not said again.
+    node.line(2, "SAY #q/t9 again");
+    assert_eq!(node.out.take(2), "SENT #q 900\n");
+    let ended = Taken::Ended(vec!["#a".into()], tags);
+    assert_eq!(Taken::decode(&ended.encode()), ended);
+    assert_eq!(
+        Taken::decode(b"ended #a"),
+        Taken::Ended(vec!["#a".into()], Tags::default()),
+        "no tags"
     );
     assert_eq!(Taken::decode(b"ended #a b"), Taken::No, "a room without #");
 }
@@ -724,4 +742,60 @@ fn invite_only_rooms_are_decided_by_the_log() {
     });
     assert_eq!(node.publish_all(), [(0, Step::Continue)]);
     assert_eq!(node.out.take(0), "ERR not-invited\n");
+}
+
+#[test]
+fn a_tagged_say_is_said_once_however_often_it_is_resent() {
+    let mut node = Node::new(0);
+    node.login(0, "amy");
+    node.line(0, "TOKEN");
+    let token = node.out.take(0).trim().replace("TOKEN ", "");
+    node.line(0, "JOIN #r");
+    node.publish_all();
+    node.out.take(0);
+    let published = |node: &mut Node| {
+        let n = node
+            .bus
+            .iter()
+            .filter(|r| matches!(r, BusRequest::Publish { .. }))
+            .count();
+        node.publish_all();
+        n
+    };
+    // The connection goes silent before the SAY is back from the log;
+    // another connection takes the session over (the first is a ghost,
+    // still here) and sends the line again.
+    node.line(0, "SAY #r/t1 hello");
+    assert_eq!(
+        node.line(1, &format!("RESUME amy {token}")),
+        Step::Replaced(0)
+    );
+    node.line(1, "SAY #r/t1 hello");
+    node.line(1, "SAY #r/t2 after");
+    assert_eq!(published(&mut node), 2, "each SAY once");
+    let ids: Vec<MessageId> = node
+        .store
+        .iter()
+        .filter_map(|r| match r {
+            Request::Append { message, .. } => Some(message.id),
+            _ => None,
+        })
+        .collect();
+    let [first, second] = ids[..] else {
+        panic!("two appends: {ids:?}")
+    };
+    let committed = Outcome::Committed {
+        through: second,
+        reserved: second,
+    };
+    node.chat.on_store(committed, &mut node.out);
+    let out = node.out.take(1);
+    assert!(
+        out.ends_with(&format!("SENT #r {first}\nSENT #r {second}\n")),
+        "each SENT once, to the connection that resent: {out:?}"
+    );
+    // Resent once more: the same answer, nothing said.
+    node.line(1, "SAY #r/t1 hello");
+    assert_eq!(published(&mut node), 0);
+    assert_eq!(node.out.take(1), format!("SENT #r {first}\n"));
 }
