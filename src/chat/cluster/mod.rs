@@ -247,20 +247,23 @@ impl Cluster {
         self.requests.drain(..)
     }
 
-    /// Marks the logins of `conn` in progress as abandoned: it is gone.
-    fn abandon(&mut self, conn: ConnId) {
+    /// Every login in progress, at whatever step.
+    fn logins_mut(&mut self) -> impl Iterator<Item = &mut Login> {
         let own = self.own.values_mut().filter_map(|o| match o {
             Own::Login(login) => Some(login),
             _ => None,
         });
-        let logins = self
-            .claims
+        self.claims
             .values_mut()
             .chain(self.takes.values_mut())
             .chain(self.moving.values_mut())
             .chain(self.registering.values_mut())
-            .chain(own);
-        for login in logins.filter(|l| l.conn == conn) {
+            .chain(own)
+    }
+
+    /// Marks the logins of `conn` in progress as abandoned: it is gone.
+    fn abandon(&mut self, conn: ConnId) {
+        for login in self.logins_mut().filter(|l| l.conn == conn) {
             login.abandoned = true;
         }
     }
@@ -380,16 +383,8 @@ impl Chat {
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
-        let own = cluster.own.values_mut().filter_map(|o| match o {
-            Own::Login(login) => Some(login),
-            _ => None,
-        });
         let resuming = cluster
-            .claims
-            .values_mut()
-            .chain(cluster.takes.values_mut())
-            .chain(cluster.moving.values_mut())
-            .chain(own)
+            .logins_mut()
             .filter(|l| l.name.eq_ignore_ascii_case(&name))
             .filter_map(|l| l.resumed.as_mut());
         for ended in resuming {
