@@ -90,3 +90,24 @@ fn an_invite_only_room_is_for_its_members_and_stays_so_after_a_crash() {
     assert_eq!(ask(&mut bob, "HISTORY #team"), "ERR not-in-room");
     assert_eq!(ask(&mut alice, "REMOVE #team alice"), "ERR no-such-user");
 }
+
+#[test]
+fn a_user_makes_at_most_max_rooms_invite_only_rooms() {
+    let s = Server::start(&["--max-rooms", "2"]);
+    let mut alice = account(&s, "alice");
+    // An invite-only room outlives its members: parting does not free it.
+    for room in ["#a", "#b"] {
+        assert_eq!(
+            ask(&mut alice, &format!("JOIN {room} invite-only")),
+            format!("JOINED {room} 1")
+        );
+        assert_eq!(
+            ask(&mut alice, &format!("PART {room}")),
+            format!("PARTED {room}")
+        );
+    }
+    assert_eq!(ask(&mut alice, "JOIN #c invite-only"), "ERR too-many-rooms");
+    // Public rooms are not counted, and the owner's rooms stay open to them.
+    assert_eq!(ask(&mut alice, "JOIN #public"), "JOINED #public 1");
+    assert_eq!(ask(&mut alice, "JOIN #a"), "JOINED #a 1");
+}

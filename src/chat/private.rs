@@ -31,6 +31,9 @@ struct Members {
 #[derive(Debug, Default)]
 pub struct Private {
     rooms: HashMap<NameKey, Members>,
+    /// How many rooms each owner made: an invite-only room lasts, so a
+    /// user may make only `--max-rooms` of them.
+    owned: HashMap<NameKey, usize>,
 }
 
 impl Private {
@@ -41,10 +44,16 @@ impl Private {
             let members = private.rooms.entry(NameKey::new(&room)).or_default();
             if owner {
                 members.owner = name.clone();
+                *private.owned.entry(NameKey::new(&name)).or_default() += 1;
             }
             members.names.insert(NameKey::new(&name));
         }
         private
+    }
+
+    /// How many invite-only rooms `name` made.
+    fn owned_by(&self, name: &str) -> usize {
+        self.owned.get(Folded::new(name)).copied().unwrap_or(0)
     }
 
     /// True if `room` is invite-only.
@@ -60,6 +69,7 @@ impl Private {
         };
         members.names.insert(NameKey::new(owner));
         self.rooms.insert(NameKey::new(room), members);
+        *self.owned.entry(NameKey::new(owner)).or_default() += 1;
     }
 
     /// Adds `name` to the invite-only `room`; true if it was not in it.
@@ -107,7 +117,11 @@ impl Chat {
         if self.rooms.find(room).is_some() || self.private.is_private(room) {
             return Err(ProtocolError::RoomExists);
         }
-        if self.rooms.count_of(id) >= self.limits.max_rooms {
+        // Joined, or made: an invite-only room outlives its members, and
+        // each one is memory for as long as the server runs.
+        if self.rooms.count_of(id) >= self.limits.max_rooms
+            || self.private.owned_by(me) >= self.limits.max_rooms
+        {
             return Err(ProtocolError::TooManyRooms);
         }
         let serial = self.users.serial(id).unwrap_or_default();
