@@ -708,6 +708,11 @@ fn a_line_whose_sent_was_lost_is_looked_for_then_sent_again_only_if_missing() {
     b.eval(&page, "show('#lounge'); true");
     type_line(&mut b, &page, "lost on the way");
     relay.cut();
+    b.wait_for(
+        &page,
+        "document.getElementById('status').textContent !== 'connected'",
+    );
+    type_line(&mut b, &page, "typed while offline");
     thread::sleep(Duration::from_millis(600));
     relay.restore();
     b.wait_for(&page, CONNECTED);
@@ -721,8 +726,10 @@ fn a_line_whose_sent_was_lost_is_looked_for_then_sent_again_only_if_missing() {
         "a fresh login"
     );
     // The line found in the conversation is not sent again; the one
-    // missing from the room is, once.
+    // missing from the room is, once, and before the line typed after it.
     bob.wait_line(|l| l.ends_with(" alice lost on the way"));
+    let next = bob.line();
+    assert!(next.ends_with(" alice typed while offline"), "{next}");
     bob.send("PING done");
     let rest = bob.wait_line(|l| l == "PONG done" || l.contains("reached you"));
     assert_eq!(rest, "PONG done", "reached bob twice");
