@@ -874,6 +874,20 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_node_stores_through_its_last_message_or_record() {
+        let (mut db, _) = Db::open(":memory:", keep(100)).unwrap();
+        assert_eq!(db.last_stored().unwrap(), 0);
+        commit(&mut db, "#a", &[msg(5, "x")]);
+        assert_eq!(db.last_stored().unwrap(), 5);
+        // An account, a read mark or a membership past the last message.
+        let applied = |seq| Request::Applied { seq };
+        db.commit(&[], &[&applied(9), &applied(7)]).unwrap();
+        assert_eq!(db.last_stored().unwrap(), 9, "never moves back");
+        commit(&mut db, "#a", &[msg(12, "y")]);
+        assert_eq!(db.last_stored().unwrap(), 12);
+    }
+
+    #[test]
     fn pruning_keeps_the_last_messages_of_each_room() {
         let (mut db, _) = Db::open(":memory:", keep(100)).unwrap();
         let messages: Vec<Message> = (1..=300).map(|id| msg(id, "x")).collect();
