@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token};
-use selectchat::auth::{self, Job, Secret, Verdict};
+use selectchat::auth::{Hashing, Job, Secret, Verdict};
 use selectchat::chat::history::Request;
 use selectchat::store::db::{Db, Retention};
 
@@ -398,13 +398,10 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
     let t = Instant::now();
-    let hash = match auth::run(
-        &auth::server_cost(),
-        Job::Hash {
-            ticket: 0,
-            password: Secret::new(PASSWORD),
-        },
-    ) {
+    let hash = match Hashing::server().run(Job::Hash {
+        ticket: 0,
+        password: Secret::new(PASSWORD),
+    }) {
         Verdict::Hashed {
             hash: Some(hash), ..
         } => hash,

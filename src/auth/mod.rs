@@ -12,8 +12,8 @@ use std::sync::mpsc::{self, Receiver, Sender, TryIter};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{self, Output, ParamsString, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use log::error;
 use mio::Waker;
 
@@ -21,14 +21,14 @@ use mio::Waker;
 /// registrations meanwhile are refused (`ERR auth-busy`). A queue rather
 /// than a handful: a storm of logins waits its turn instead of retrying
 /// (a refused storm of 2,000 sent 180,000 retries and slowed everyone).
-/// At about 57 checks a second the last of 2,048 waits some 36 s, within
+/// At about 75 checks a second the last of 2,048 waits some 27 s, within
 /// the idle timeout that bounds a waiting connection.
 pub const MAX_IN_FLIGHT: usize = 2048;
 
 /// Argon2id's cost: 19 MiB of memory, 2 passes, 1 lane. These are OWASP's
 /// recommended minimum for Argon2id; on this project's machine one hash
-/// takes about 17.6 ms of one core (docs/PERFORMANCE.md), so the one
-/// thread checks about 57 passwords a second.
+/// takes about 13 ms of one core (docs/PERFORMANCE.md), so the one thread
+/// checks some 60 passwords a second with the loop's share of each login.
 const MEMORY_KIB: u32 = 19 * 1024;
 const PASSES: u32 = 2;
 const LANES: u32 = 1;
@@ -159,140 +159,215 @@ fn serve(inbox: Receiver<Job>, reply: Sender<Verdict>, waker: Arc<Waker>) {
             std::io::Error::last_os_error()
         );
     }
-    let argon = server_cost();
-    while let Ok(job) = inbox.recv() {
-        if reply.send(run(&argon, job)).is_err() {
+    let mut hashing = Hashing::server();
+    let mut next = inbox.recv();
+    while let Ok(job) = next {
+        if reply.send(hashing.run(job)).is_err() {
             return;
         }
         if let Err(e) = waker.wake() {
             error!("hasher: cannot wake the event loop: {e}");
         }
+        next = inbox.try_recv().or_else(|_| {
+            // Nothing waits: the memory goes back until the next job.
+            hashing.rest();
+            inbox.recv()
+        });
     }
 }
 
-/// Argon2id at the server's cost (19 MiB, 2 passes, 1 lane).
-pub fn server_cost() -> Argon2<'static> {
-    let params = Params::new(MEMORY_KIB, PASSES, LANES, None).unwrap_or_default();
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+/// Argon2id at a cost, with the memory its hashes fill kept from one job
+/// to the next: a storm of logins does not map, fault in, and unmap
+/// 19 MiB per password (which cost about 15 % of each hash).
+pub struct Hashing {
+    params: Params,
+    memory: Vec<Block>,
 }
 
-/// Does one job.
-pub fn run(argon: &Argon2<'_>, job: Job) -> Verdict {
-    match job {
-        Job::Hash { ticket, password } => {
-            let mut salt = [0u8; 16];
-            let salt = getrandom::fill(&mut salt)
-                .ok()
-                .and_then(|()| SaltString::encode_b64(&salt).ok());
-            let hash = salt.and_then(|salt| {
-                let hash = argon.hash_password(password.expose().as_bytes(), &salt);
-                hash.ok().map(|hash| Secret::new(&hash.to_string()))
-            });
-            if hash.is_none() {
-                error!("hasher: cannot hash a password");
+impl Hashing {
+    /// Argon2id at the server's cost (19 MiB, 2 passes, 1 lane).
+    pub fn server() -> Hashing {
+        let params = Params::new(MEMORY_KIB, PASSES, LANES, None).unwrap_or_default();
+        Hashing::with(params)
+    }
+
+    /// Argon2id at the cost `params` (tests use the least there is).
+    pub fn with(params: Params) -> Hashing {
+        Hashing {
+            params,
+            memory: Vec::new(),
+        }
+    }
+
+    /// Gives the memory back: nothing waits to be hashed.
+    pub fn rest(&mut self) {
+        self.memory = Vec::new();
+    }
+
+    /// Does one job.
+    pub fn run(&mut self, job: Job) -> Verdict {
+        match job {
+            Job::Hash { ticket, password } => {
+                let hash = self.hash(password.expose().as_bytes());
+                if hash.is_none() {
+                    error!("hasher: cannot hash a password");
+                }
+                Verdict::Hashed { ticket, hash }
             }
-            Verdict::Hashed { ticket, hash }
+            Job::Verify {
+                ticket,
+                hash,
+                password,
+            } => {
+                let matched = self.verify(password.expose().as_bytes(), hash.expose());
+                Verdict::Verified { ticket, matched }
+            }
         }
-        Job::Verify {
-            ticket,
-            hash,
-            password,
-        } => {
-            // The parameters come from the stored string, so hashes made
-            // with other costs still verify.
-            let matched = PasswordHash::new(hash.expose()).is_ok_and(|parsed| {
-                argon
-                    .verify_password(password.expose().as_bytes(), &parsed)
-                    .is_ok()
-            });
-            Verdict::Verified { ticket, matched }
-        }
+    }
+
+    /// A new password's PHC string, with a fresh random salt.
+    fn hash(&mut self, password: &[u8]) -> Option<Secret> {
+        let mut raw = [0u8; 16];
+        getrandom::fill(&mut raw).ok()?;
+        let salt = SaltString::encode_b64(&raw).ok()?;
+        let (algorithm, version) = (Algorithm::Argon2id, Version::V0x13);
+        let argon = Argon2::new(algorithm, version, self.params.clone());
+        let output = self.output(&argon, password, salt.as_salt()).ok()?;
+        let phc = PasswordHash {
+            algorithm: algorithm.ident(),
+            version: Some(version.into()),
+            params: ParamsString::try_from(&self.params).ok()?,
+            salt: Some(salt.as_salt()),
+            hash: Some(output),
+        };
+        Some(Secret::new(&phc.to_string()))
+    }
+
+    /// True if `password` is the one `stored` (a PHC string) was made
+    /// from. Its cost comes from the string, so hashes made at another
+    /// cost still verify; the outputs are compared in constant time.
+    fn verify(&mut self, password: &[u8], stored: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(stored) else {
+            return false;
+        };
+        let argon = (|| {
+            let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+            let version = match parsed.version {
+                Some(v) => Version::try_from(v).ok()?,
+                None => Version::default(),
+            };
+            let params = Params::try_from(&parsed).ok()?;
+            Some(Argon2::new(algorithm, version, params))
+        })();
+        let (Some(argon), Some(salt), Some(expected)) = (argon, parsed.salt, parsed.hash) else {
+            return false;
+        };
+        self.output(&argon, password, salt)
+            .is_ok_and(|computed| computed == expected)
+    }
+
+    /// The hash `argon` makes of `password` with `salt`, as argon2's own
+    /// `hash_password` makes it, in the memory kept here.
+    fn output(
+        &mut self,
+        argon: &Argon2<'_>,
+        password: &[u8],
+        salt: Salt<'_>,
+    ) -> password_hash::Result<Output> {
+        let mut salt_bytes = [0u8; 64];
+        let salt_bytes = salt.decode_b64(&mut salt_bytes)?;
+        let params = argon.params();
+        let len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+        let blocks = params.block_count();
+        self.memory.resize(blocks, Block::default());
+        let memory = &mut self.memory[..blocks];
+        Output::init_with(len, |out| {
+            argon
+                .hash_password_into_with_memory(password, salt_bytes, out, &mut *memory)
+                .map_err(password_hash::Error::from)
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+
+    /// The least cost there is: these tests are about the round trip.
+    fn cheap() -> Params {
+        Params::new(64, 1, 1, None).unwrap()
+    }
+
+    fn hash(hashing: &mut Hashing, password: &str) -> Secret {
+        let job = Job::Hash {
+            ticket: 1,
+            password: Secret::new(password),
+        };
+        match hashing.run(job) {
+            Verdict::Hashed {
+                hash: Some(hash), ..
+            } => hash,
+            other => panic!("no hash: {other:?}"),
+        }
+    }
+
+    fn matches(hashing: &mut Hashing, stored: &str, password: &str) -> bool {
+        let job = Job::Verify {
+            ticket: 2,
+            hash: Secret::new(stored),
+            password: Secret::new(password),
+        };
+        match hashing.run(job) {
+            Verdict::Verified { matched, .. } => matched,
+            other => panic!("not a check: {other:?}"),
+        }
+    }
 
     #[test]
     fn a_hash_verifies_its_password_and_no_other() {
-        // Cheap parameters: the test is about the round trip.
-        let argon = Argon2::new(
-            Algorithm::Argon2id,
-            Version::V0x13,
-            Params::new(64, 1, 1, None).unwrap(),
-        );
-        let Verdict::Hashed {
-            hash: Some(hash), ..
-        } = run(
-            &argon,
-            Job::Hash {
-                ticket: 1,
-                password: Secret::new("correct horse"),
-            },
-        )
-        else {
-            panic!("no hash");
-        };
+        let mut hashing = Hashing::with(cheap());
+        let hash = hash(&mut hashing, "correct horse");
         let text = hash.expose();
         assert!(text.starts_with("$argon2id$"), "{text}");
         assert!(!text.contains("correct"));
         assert_eq!(format!("{hash:?}"), "<secret>", "Debug shows nothing");
-        let check = |password: &str| {
-            run(
-                &argon,
-                Job::Verify {
-                    ticket: 2,
-                    hash: hash.clone(),
-                    password: Secret::new(password),
-                },
-            )
-        };
-        assert_eq!(
-            check("correct horse"),
-            Verdict::Verified {
-                ticket: 2,
-                matched: true
-            }
+        assert!(matches(&mut hashing, text, "correct horse"));
+        assert!(!matches(&mut hashing, text, "correct horsE"));
+        assert!(!matches(&mut hashing, "not a hash", "x"));
+        // Between jobs the memory may go back; the next job is the same.
+        hashing.rest();
+        assert!(matches(&mut hashing, text, "correct horse"));
+    }
+
+    #[test]
+    fn hashes_are_argon2s_own_both_ways_at_any_cost() {
+        let mut hashing = Hashing::with(cheap());
+        let ours = hash(&mut hashing, "pass word");
+        let theirs_of = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(128, 2, 1, None).unwrap(),
         );
-        assert_eq!(
-            check("correct horsE"),
-            Verdict::Verified {
-                ticket: 2,
-                matched: false
-            }
-        );
-        let garbage = run(
-            &argon,
-            Job::Verify {
-                ticket: 3,
-                hash: Secret::new("not a hash"),
-                password: Secret::new("x"),
-            },
-        );
-        assert_eq!(
-            garbage,
-            Verdict::Verified {
-                ticket: 3,
-                matched: false
-            }
-        );
+        let salt = SaltString::encode_b64(b"sixteen byte salt").unwrap();
+        let theirs = theirs_of.hash_password(b"pass word", &salt).unwrap();
+        // argon2 checks ours; we check one made at another cost than ours.
+        let parsed = PasswordHash::new(ours.expose()).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"pass word", &parsed)
+            .is_ok());
+        assert!(matches(&mut hashing, &theirs.to_string(), "pass word"));
+        assert!(!matches(&mut hashing, &theirs.to_string(), "pass-word"));
+        // And the same salt gives the same string.
+        let again = Hashing::with(Params::new(128, 2, 1, None).unwrap())
+            .output(&theirs_of, b"pass word", salt.as_salt())
+            .unwrap();
+        assert_eq!(Some(again), theirs.hash);
     }
 
     #[test]
     fn the_server_cost_is_argon2id_at_19_mib() {
-        let Verdict::Hashed {
-            hash: Some(hash), ..
-        } = run(
-            &server_cost(),
-            Job::Hash {
-                ticket: 1,
-                password: Secret::new("password"),
-            },
-        )
-        else {
-            panic!("no hash");
-        };
+        let hash = hash(&mut Hashing::server(), "password");
         let text = hash.expose();
         assert!(
             text.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),

@@ -3,15 +3,15 @@
 //! answered when the test says.
 
 use super::*;
-use crate::auth::{self, Job};
+use crate::auth::Job;
 
 /// The chat's pending hasher jobs, run now, their verdicts fed back;
 /// returns what each released connection became.
 fn hash_all(chat: &mut Chat, out: &mut Recorder) -> Vec<(ConnId, Step)> {
-    let argon = cheap_argon();
+    let mut hashing = cheap_hashing();
     let jobs: Vec<Job> = chat.accounts.take_jobs();
     jobs.into_iter()
-        .filter_map(|job| chat.on_verdict(auth::run(&argon, job), t0(), out))
+        .filter_map(|job| chat.on_verdict(hashing.run(job), t0(), out))
         .collect()
 }
 

@@ -54,7 +54,7 @@ impl Node {
                     Effect::Bus(r) => self.bus.push(r),
                     Effect::Replaced(ghost) => panic!("a cluster replaces no {ghost}"),
                     Effect::Hash(job) => {
-                        let verdict = crate::auth::run(&cheap_argon(), job);
+                        let verdict = cheap_hashing().run(job);
                         let answered = self.chat.on_verdict(verdict, t0(), &mut self.out);
                         released.extend(answered.map(|(id, _)| id));
                     }

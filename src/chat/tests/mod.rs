@@ -44,13 +44,8 @@ fn t0() -> Instant {
 
 /// Argon2id at the least cost it takes: the tests check what the chat
 /// does with verdicts, not the server's cost.
-fn cheap_argon() -> argon2::Argon2<'static> {
-    use argon2::{Algorithm, Argon2, Params, Version};
-    Argon2::new(
-        Algorithm::Argon2id,
-        Version::V0x13,
-        Params::new(64, 1, 1, None).unwrap(),
-    )
+fn cheap_hashing() -> crate::auth::Hashing {
+    crate::auth::Hashing::with(argon2::Params::new(64, 1, 1, None).unwrap())
 }
 
 /// Records every line each connection would receive; the second
