@@ -9,12 +9,14 @@
 //! know which of the user's lines got through) is made here, driven by lines
 //! and an explicit `now`, so it is unit-tested with a fake clock.
 //!
-//! Delivery: a room message is delivered when its `SENT` comes back; a
-//! lobby or direct message when the `PONG` of a `PING` sent after it does.
-//! When the connection drops, room messages without a `SENT` are looked for
-//! in the room's history after the resume and sent again only if absent, so
-//! each arrives once. Lobby and direct messages are not stored by the server,
-//! so those caught in flight are marked unconfirmed, never sent twice.
+//! Delivery: a room message, or a direct one in a stored conversation, is
+//! delivered when its `SENT` comes back; a lobby or v1 direct message when
+//! the `PONG` of a `PING` sent after it does. When the connection drops,
+//! messages without a `SENT` are looked for in their room's or
+//! conversation's history after the next login and sent again only if
+//! absent, so each arrives once. Lobby and v1 direct messages are not stored
+//! by the server, so those caught in flight are marked unconfirmed, never
+//! sent twice.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
