@@ -301,6 +301,11 @@ fn the_password_takes_a_name_over_from_a_connection_still_open() {
     enter(&mut new, "LOGIN alice password1");
     old.expect("BYE replaced");
     old.expect_closed();
+    assert!(
+        s.log()
+            .contains("its name logged in again with the password"),
+        "the operator's log says why"
+    );
     watcher.expect("INFO alice disconnected");
     watcher.expect("INFO alice joined");
     new.send("ROOMS");

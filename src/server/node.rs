@@ -144,7 +144,10 @@ impl Server {
             match effect {
                 Effect::Store(request) => batch.push(request),
                 Effect::Bus(request) => self.hand_to_bridge(request, now),
-                Effect::Replaced(ghost) => self.depart(ghost, Departure::Replaced, now),
+                Effect::Replaced(ghost) => {
+                    info!("conn {ghost}: its name logged in again with the password");
+                    self.depart(ghost, Departure::Replaced, now);
+                }
                 Effect::Hash(job) => {
                     if let Err(job) = self.hasher.submit(job) {
                         let verdict = Verdict::Failed {
