@@ -145,6 +145,14 @@ impl Node {
         released
     }
 
+    /// An account another node made.
+    fn remote_account(&mut self, name: &str) {
+        self.remote(Event::Registered {
+            name,
+            hash: Phc(HASH),
+        });
+    }
+
     /// Registers `name` on connection `id` through the registry, the log
     /// and the store.
     fn register(&mut self, id: ConnId, name: &str) {
@@ -600,10 +608,7 @@ fn an_account_is_made_through_the_registry_the_log_and_the_store() {
     assert_eq!(node.out.take(0), "INFO alice joined\n");
     // An account another node made: a guest may not take its name, and
     // this node checks its password.
-    node.remote(Event::Registered {
-        name: "bob",
-        hash: Phc(HASH),
-    });
+    node.remote_account("bob");
     node.line(2, "LOGIN bob");
     node.line(2, "REGISTER bob password2");
     node.line(2, "LOGIN bob password2");
@@ -629,10 +634,7 @@ fn of_two_registrations_of_one_name_the_log_keeps_the_first() {
     node.claims(Claim::Won);
     // Another node's registration of the name got into the log first (its
     // user gone since, so the registry let this one claim the name).
-    node.remote(Event::Registered {
-        name: "Carol",
-        hash: Phc(HASH),
-    });
+    node.remote_account("Carol");
     assert_eq!(node.publish_all(), [(1, Step::Continue)]);
     assert_eq!(node.out.take(1), "ERR username-taken\n");
     assert_eq!(
@@ -652,10 +654,7 @@ fn of_two_registrations_of_one_name_the_log_keeps_the_first() {
 fn direct_messages_are_numbered_by_the_log_and_cross_nodes() {
     let mut node = Node::new(0);
     node.register(0, "amy");
-    node.remote(Event::Registered {
-        name: "zed",
-        hash: Phc(HASH),
-    });
+    node.remote_account("zed");
     // zed is offline: the message is stored all the same, and SENT
     // follows the commit.
     assert_eq!(node.line(0, "SAY @Zed hello"), Step::Continue);
@@ -700,10 +699,7 @@ fn direct_messages_are_numbered_by_the_log_and_cross_nodes() {
 fn invite_only_rooms_are_decided_by_the_log() {
     let mut node = Node::new(0);
     node.register(0, "amy");
-    node.remote(Event::Registered {
-        name: "zed",
-        hash: Phc(HASH),
-    });
+    node.remote_account("zed");
     node.remote(Event::Arrived {
         name: "zed",
         home: "n2-bb",
